@@ -1,0 +1,30 @@
+"""keras-lr: find a good learning rate for a Keras model, and keep training healthy.
+
+>>> import keras_lr
+>>> sorted(keras_lr.suggest.RULES)
+['default', 'minimum', 'steep', 'steepest', 'valley']
+"""
+
+from keras_lr import callbacks, suggest
+from keras_lr.plot import plot_range_test
+from keras_lr.range_test import (
+    LRRangeTestResult,
+    LRSearch,
+    RangeTestWarning,
+    find_best_learning_rate,
+    lr_range_test,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LRRangeTestResult",
+    "LRSearch",
+    "RangeTestWarning",
+    "__version__",
+    "callbacks",
+    "find_best_learning_rate",
+    "lr_range_test",
+    "plot_range_test",
+    "suggest",
+]

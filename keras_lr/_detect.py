@@ -1,0 +1,249 @@
+"""Divergence tests on a stream of per-step losses.
+
+One implementation serves the range test (which stops its sweep when the
+smoothed loss climbs past ``diverge_threshold`` times its best) and the
+`DivergenceDetector` callback (which also looks for spikes against a smoothed
+baseline and for outliers by a robust z-score). Everything here is numpy and
+pure Python: no keras import, so it is tested on plain arrays.
+
+The smoothed loss is the bias-corrected exponential moving average of
+Kingma & Ba (2015, arXiv:1412.6980), as used by the LR range test of Smith
+(2017, arXiv:1506.01186) and its implementations::
+
+    m_t = beta * m_{t-1} + (1 - beta) * loss_t,   m_0 = 0
+    s_t = m_t / (1 - beta ** t)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+#: MAD to standard deviation for normal data: 1 / Phi^-1(3/4).
+_MAD_TO_STD = 1.4826
+
+
+def ema_smooth(losses: Any, smoothing: float) -> np.ndarray:
+    """Bias-corrected exponential moving average of a loss sequence.
+
+    ``s_t = m_t / (1 - beta**t)`` with ``m_t = beta m_{t-1} + (1 - beta) x_t``.
+    A non-finite loss makes every later smoothed value non-finite, which is
+    what a divergence test wants to see.
+
+    Args:
+        losses: 1-D sequence of per-step losses.
+        smoothing: ``beta`` in ``[0, 1)``; 0 returns the losses unchanged.
+
+    Returns:
+        A float64 array of the same length.
+
+    Example:
+
+    >>> ema_smooth([1.0, 1.0, 1.0], 0.9).tolist()
+    [1.0, 1.0, 1.0]
+    >>> ema_smooth([2.0, 0.0], 0.5).round(4).tolist()
+    [2.0, 0.6667]
+    """
+    x = np.asarray(losses, dtype=np.float64).reshape(-1)
+    out = np.empty_like(x)
+    m = 0.0
+    for t, value in enumerate(x, start=1):
+        m = smoothing * m + (1.0 - smoothing) * value
+        out[t - 1] = m / (1.0 - smoothing**t)
+    return out
+
+
+@dataclass(frozen=True)
+class DivergenceEvent:
+    """What a `LossWatch` saw.
+
+    Attributes:
+        step: index of the step in the stream (0-based, over all updates).
+        reason: ``"nonfinite"`` (NaN or Inf loss), ``"above_best"`` (smoothed
+            loss over ``best_ratio`` times its best), ``"spike"`` (loss over
+            ``spike_ratio`` times the smoothed baseline) or ``"zscore"``
+            (robust z-score over ``z_threshold``).
+        loss: the loss at that step.
+        baseline: the figure it was compared with (best smoothed loss,
+            smoothed baseline or window median).
+        score: the ratio or z-score that crossed the threshold (NaN for
+            ``"nonfinite"``).
+    """
+
+    step: int
+    reason: str
+    loss: float
+    baseline: float
+    score: float = float("nan")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class LossWatch:
+    """Streaming divergence tests over per-step losses.
+
+    Tests, each on when its threshold is given:
+
+    - non-finite loss (always on, and not subject to the grace period);
+    - ``best_ratio``: smoothed loss ``s_t > best_ratio * min(s_0..s_{t-1})``
+      (for a best at or below zero, ``s_t - best > (best_ratio - 1) * |best|``);
+    - ``spike_ratio``: raw loss ``x_t > spike_ratio * s_{t-1}``;
+    - ``z_threshold``: robust z-score of ``x_t`` against the previous
+      ``window`` raw losses, ``(x_t - median) / (1.4826 * MAD)``, upward only.
+
+    The ratio and z tests start after ``grace_steps`` steps and fire after
+    ``patience`` consecutive violating steps.
+
+    Args:
+        smoothing: EMA factor ``beta`` in ``[0, 1)``.
+        best_ratio: threshold of the ratio to the best smoothed loss, > 1.
+        spike_ratio: threshold of the ratio to the smoothed baseline, > 1.
+        z_threshold: robust z-score threshold, > 0.
+        window: number of previous losses the z-score looks at.
+        grace_steps: steps before the ratio and z tests start.
+        patience: consecutive violations before an event.
+
+    Example:
+
+    >>> watch = LossWatch(smoothing=0.0, best_ratio=4.0)
+    >>> watch.update([2.0, 1.0, 0.5]) is None
+    True
+    >>> watch.update([1.0, 3.0])
+    DivergenceEvent(step=4, reason='above_best', loss=3.0, baseline=0.5, score=6.0)
+    """
+
+    def __init__(
+        self,
+        *,
+        smoothing: float = 0.98,
+        best_ratio: float | None = None,
+        spike_ratio: float | None = None,
+        z_threshold: float | None = None,
+        window: int = 50,
+        grace_steps: int = 0,
+        patience: int = 1,
+    ):
+        self.smoothing = float(smoothing)
+        self.best_ratio = best_ratio
+        self.spike_ratio = spike_ratio
+        self.z_threshold = z_threshold
+        self.window = int(window)
+        self.grace_steps = int(grace_steps)
+        self.patience = max(1, int(patience))
+        self.reset()
+
+    def reset(self) -> None:
+        """Forgets the stream: the next loss is step 0 of a new stream."""
+        self.step = 0
+        self._m = 0.0
+        self._t = 0
+        self.smoothed = float("nan")
+        self.best = float("inf")
+        self._violations = 0
+        self._recent: deque[float] = deque(maxlen=max(self.window, 1))
+
+    def rebase(self) -> None:
+        """Restarts the baselines but keeps the step count.
+
+        Used after a recovery: the next loss starts a fresh EMA, best and
+        window, and the grace period counts from here.
+        """
+        step = self.step
+        self.reset()
+        self.step = step
+        self._grace_start = step
+
+    @property
+    def _grace_until(self) -> int:
+        return getattr(self, "_grace_start", 0) + self.grace_steps
+
+    def update(self, losses: Any) -> DivergenceEvent | None:
+        """Feeds per-step losses; returns the first event among them, if any.
+
+        Losses after an event in the same call are not consumed: `step` is
+        left just past the event's step.
+        """
+        for value in np.asarray(losses, dtype=np.float64).reshape(-1):
+            event = self._update_one(float(value))
+            if event is not None:
+                return event
+        return None
+
+    def _update_one(self, x: float) -> DivergenceEvent | None:
+        step = self.step
+        self.step += 1
+        if not math.isfinite(x):
+            return DivergenceEvent(step, "nonfinite", x, self.smoothed)
+        prev_smoothed = self.smoothed
+        self._t += 1
+        self._m = self.smoothing * self._m + (1.0 - self.smoothing) * x
+        s = self._m / (1.0 - self.smoothing**self._t)
+        self.smoothed = s
+        event = None
+        if step >= self._grace_until:
+            event = self._check(step, x, s, prev_smoothed)
+        if event is None:
+            self.best = min(self.best, s)
+        self._recent.append(x)
+        return event
+
+    def _check(
+        self, step: int, x: float, s: float, prev_s: float
+    ) -> DivergenceEvent | None:
+        found = None
+        if self.best_ratio is not None and math.isfinite(self.best):
+            limit = self.best + (self.best_ratio - 1.0) * abs(self.best)
+            if s > limit and s > self.best:
+                score = s / self.best if self.best > 0 else float("inf")
+                found = ("above_best", self.best, score)
+        if found is None and self.spike_ratio is not None and math.isfinite(prev_s):
+            limit = prev_s + (self.spike_ratio - 1.0) * abs(prev_s)
+            if x > limit and x > prev_s:
+                score = x / prev_s if prev_s > 0 else float("inf")
+                found = ("spike", prev_s, score)
+        if (
+            found is None
+            and self.z_threshold is not None
+            and len(self._recent) >= min(self.window, 10)
+        ):
+            recent = np.fromiter(self._recent, dtype=np.float64)
+            median = float(np.median(recent))
+            mad = float(np.median(np.abs(recent - median)))
+            # A floor on the scale keeps a flat stretch of losses (MAD = 0)
+            # from turning tiny wiggles into huge z-scores.
+            scale = _MAD_TO_STD * max(mad, 1e-3 * abs(median), 1e-12)
+            z = (x - median) / scale
+            if z > self.z_threshold:
+                found = ("zscore", median, z)
+        if found is None:
+            self._violations = 0
+            return None
+        self._violations += 1
+        if self._violations < self.patience:
+            return None
+        self._violations = 0
+        reason, baseline, score = found
+        return DivergenceEvent(step, reason, x, baseline, float(score))
+
+
+def first_divergence(
+    losses: Any, *, smoothing: float, threshold: float
+) -> DivergenceEvent | None:
+    """The range test's stopping rule applied to a whole curve.
+
+    Returns the first step whose loss is non-finite or whose smoothed loss
+    exceeds ``threshold`` times the best smoothed loss before it.
+
+    Example:
+
+    >>> first_divergence([1.0, 0.5, 0.4, 3.0], smoothing=0.0, threshold=4.0).step
+    3
+    >>> first_divergence([1.0, 0.5, float("nan")], smoothing=0.0, threshold=4.0).reason
+    'nonfinite'
+    """
+    return LossWatch(smoothing=smoothing, best_ratio=threshold).update(losses)

@@ -1,0 +1,171 @@
+"""In-memory snapshot and exact restore of a model's training state.
+
+A `TrainingState` holds host copies of every variable that training can
+change (model weights and non-trainable state, random-seed states, every
+optimizer variable including `iterations` and the loss-scale state of a
+`LossScaleOptimizer`, every metric variable), the optimizer's learning-rate
+object (a variable or a `LearningRateSchedule`) and the model attributes that
+`fit` rewrites (`train_function`, `history`, `stop_training`, ...).
+`restore()` puts all of it back bitwise. Nothing is written to disk.
+
+The range test and the `DivergenceDetector` share this one mechanism.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+
+#: Model attributes that `fit`, `evaluate` and keras_lr itself rewrite.
+_MODEL_ATTRS = (
+    "train_function",
+    "test_function",
+    "predict_function",
+    "stop_training",
+    "history",
+    "steps_per_execution",
+    "_loss_tracker",
+    "_eval_epoch_iterator",
+)
+
+_MISSING = object()
+
+
+def base_optimizer(optimizer: Any) -> Any:
+    """The optimizer that owns the learning rate (unwraps loss scaling).
+
+    Example:
+
+    >>> opt = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1))
+    >>> type(base_optimizer(opt)).__name__
+    'SGD'
+    """
+    while hasattr(optimizer, "inner_optimizer"):
+        optimizer = optimizer.inner_optimizer
+    return optimizer
+
+
+def set_attr(obj: Any, name: str, value: Any) -> None:
+    """Sets or deletes (``value is _MISSING``) an attribute, bypassing tracking.
+
+    Keras layers and optimizers track what is assigned to them; the objects
+    keras_lr swaps in and out for a while (a loss recorder, a sweep
+    schedule) must not be tracked, or they would join `model.metrics` and
+    `optimizer.variables`.
+    """
+    if value is _MISSING:
+        if name in vars(obj):
+            object.__delattr__(obj, name)
+    else:
+        object.__setattr__(obj, name, value)
+
+
+def variable_value(variable: Any) -> np.ndarray:
+    """A host copy of a Keras variable's value."""
+    return np.array(keras.ops.convert_to_numpy(variable.value), copy=True)
+
+
+class TrainingState:
+    """A snapshot of everything training changes, restorable bitwise.
+
+    Args:
+        model: a compiled Keras model. When the model and its optimizer are
+            built, their variables are captured; otherwise only the
+            attributes are, and `capture_variables()` can be called once the
+            model is built (the range-test callback does so at the start of
+            `fit`).
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    >>> model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss="mse")
+    >>> state = TrainingState(model)
+    >>> before = [w.copy() for w in model.get_weights()]
+    >>> _ = model.fit(np.ones((8, 3)), np.zeros((8, 1)), verbose=0)
+    >>> state.restore()
+    >>> all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    True
+    """
+
+    def __init__(self, model: Any):
+        self.model = model
+        self.optimizer = getattr(model, "optimizer", None)
+        self._attrs = {name: vars(model).get(name, _MISSING) for name in _MODEL_ATTRS}
+        self._lr_object = None
+        if self.optimizer is not None:
+            self._lr_object = base_optimizer(self.optimizer)._learning_rate
+        self._values: list[tuple[Any, np.ndarray]] | None = None
+        self._metric_ids: set[int] = set()
+        self.capture_variables()
+
+    @property
+    def has_variables(self) -> bool:
+        return self._values is not None
+
+    def _variables(self) -> list[Any]:
+        model = self.model
+        variables = list(model.variables)
+        if self.optimizer is not None:
+            variables += list(self.optimizer.variables)
+        variables += list(model.metrics_variables)
+        # The same variable may appear twice (a shared layer); keep one.
+        seen: set[int] = set()
+        unique = []
+        for v in variables:
+            if id(v) not in seen:
+                seen.add(id(v))
+                unique.append(v)
+        return unique
+
+    def capture_variables(self) -> bool:
+        """Captures variable values if the model (and optimizer) are built.
+
+        Returns:
+            Whether the values were captured.
+        """
+        if not self.model.built:
+            return False
+        if self.optimizer is not None and not self.optimizer.built:
+            return False
+        variables = self._variables()
+        self._values = [(v, variable_value(v)) for v in variables]
+        self._metric_ids = {id(v) for v in self.model.metrics_variables}
+        return True
+
+    def nbytes(self) -> int:
+        """Host memory held by the snapshot, in bytes."""
+        if self._values is None:
+            return 0
+        return int(sum(value.nbytes for _, value in self._values))
+
+    def restore_variables(self) -> None:
+        """Puts every captured variable value back."""
+        if self._values is None:
+            return
+        for variable, value in self._values:
+            variable.assign(value)
+        # Metrics created during the run (a compiled metric built lazily on
+        # its first update) go back to their initial state.
+        for metric in self.model.metrics:
+            if any(id(v) not in self._metric_ids for v in metric.variables):
+                metric.reset_state()
+
+    def restore_attributes(self, skip: tuple[str, ...] = ()) -> None:
+        """Puts back the model attributes and the optimizer's learning rate.
+
+        Args:
+            skip: attributes to leave as they are (a callback restoring inside
+                `fit` leaves `history`, which `fit` still returns).
+        """
+        for name, value in self._attrs.items():
+            if name not in skip:
+                set_attr(self.model, name, value)
+        if self.optimizer is not None:
+            set_attr(base_optimizer(self.optimizer), "_learning_rate", self._lr_object)
+
+    def restore(self, skip: tuple[str, ...] = ()) -> None:
+        """Restores attributes first, then variables (so metrics line up)."""
+        self.restore_attributes(skip)
+        self.restore_variables()

@@ -1,0 +1,198 @@
+"""Argument checks with Keras-style messages.
+
+Every public entry point of keras_lr validates its arguments here, so that a
+bad value fails early, names the argument and shows what was received::
+
+    ValueError: Argument `end_lr` must be > `start_lr`. Received: start_lr=1.0,
+    end_lr=0.1
+
+This module imports nothing from keras: it is pure Python and numpy-free.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterable
+from typing import Any
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool) or type(value).__name__ == "bool_"
+
+
+def check_learning_rate(name: str, value: Any) -> float:
+    """Checks that a learning rate is a float and returns it as `float`.
+
+    A learning rate given as a string (``"0.01"``) or an int (``1``) is
+    refused with a `TypeError` that says to pass a float: an int rate is
+    nearly always a typo (``1`` for ``1e-1``), and a string one comes from an
+    unparsed config.
+
+    Args:
+        name: the argument's name, for the message.
+        value: the value received.
+
+    Returns:
+        The value as a Python float.
+
+    Raises:
+        TypeError: if `value` is not a real floating-point number.
+
+    Example:
+
+    >>> check_learning_rate("max_lr", 0.1)
+    0.1
+    >>> check_learning_rate("max_lr", "0.1")
+    Traceback (most recent call last):
+    ...
+    TypeError: Argument `max_lr` must be a float, such as 0.1. Received: max_lr='0.1' (of type str)
+    """
+    if _is_bool(value) or isinstance(value, (str, bytes)):
+        raise TypeError(_float_message(name, value))
+    if isinstance(value, numbers.Integral):
+        raise TypeError(_float_message(name, value))
+    if not isinstance(value, numbers.Real):
+        raise TypeError(_float_message(name, value))
+    return float(value)
+
+
+def _float_message(name: str, value: Any) -> str:
+    example = "0.1"
+    if isinstance(value, numbers.Integral) and not _is_bool(value):
+        example = f"{float(value)!r}"
+    return (
+        f"Argument `{name}` must be a float, such as {example}. "
+        f"Received: {name}={value!r} (of type {type(value).__name__})"
+    )
+
+
+def check_real(name: str, value: Any) -> float:
+    """Checks that `value` is a real number (int or float) and returns a float.
+
+    Example:
+
+    >>> check_real("gamma", 1)
+    1.0
+    """
+    if _is_bool(value) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"Argument `{name}` must be a number. "
+            f"Received: {name}={value!r} (of type {type(value).__name__})"
+        )
+    return float(value)
+
+
+def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
+    """Checks that `value` is an integer, at least `minimum` when given.
+
+    Example:
+
+    >>> check_int("num_steps", 100, minimum=10)
+    100
+    >>> check_int("num_steps", 5, minimum=10)
+    Traceback (most recent call last):
+    ...
+    ValueError: Argument `num_steps` must be >= 10. Received: num_steps=5
+    """
+    if _is_bool(value) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"Argument `{name}` must be an integer. "
+            f"Received: {name}={value!r} (of type {type(value).__name__})"
+        )
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(
+            f"Argument `{name}` must be >= {minimum}. Received: {name}={value}"
+        )
+    return value
+
+
+def check_positive(name: str, value: float) -> float:
+    """Checks `value > 0`.
+
+    Example:
+
+    >>> check_positive("start_lr", 0.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: Argument `start_lr` must be > 0. Received: start_lr=0.0
+    """
+    if not value > 0:
+        raise ValueError(f"Argument `{name}` must be > 0. Received: {name}={value}")
+    return value
+
+
+def check_non_negative(name: str, value: float) -> float:
+    """Checks `value >= 0`."""
+    if not value >= 0:
+        raise ValueError(f"Argument `{name}` must be >= 0. Received: {name}={value}")
+    return value
+
+
+def check_greater(
+    name: str, value: float, other_name: str, other: float, *, strict: bool = True
+) -> None:
+    """Checks `value > other` (or `>=` when `strict=False`).
+
+    Example:
+
+    >>> check_greater("end_lr", 0.1, "start_lr", 1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: Argument `end_lr` must be > `start_lr`. Received: start_lr=1.0, end_lr=0.1
+    """
+    ok = value > other if strict else value >= other
+    if not ok:
+        op = ">" if strict else ">="
+        raise ValueError(
+            f"Argument `{name}` must be {op} `{other_name}`. "
+            f"Received: {other_name}={other}, {name}={value}"
+        )
+
+
+def check_in_interval(
+    name: str,
+    value: float,
+    low: float,
+    high: float,
+    *,
+    low_closed: bool = True,
+    high_closed: bool = False,
+) -> float:
+    """Checks that `value` lies in an interval such as ``[0, 1)``.
+
+    Example:
+
+    >>> check_in_interval("smoothing", 1.0, 0.0, 1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: Argument `smoothing` must be in [0.0, 1.0). Received: smoothing=1.0
+    """
+    above = value >= low if low_closed else value > low
+    below = value <= high if high_closed else value < high
+    if not (above and below):
+        left = "[" if low_closed else "("
+        right = "]" if high_closed else ")"
+        raise ValueError(
+            f"Argument `{name}` must be in {left}{low}, {high}{right}. "
+            f"Received: {name}={value}"
+        )
+    return value
+
+
+def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
+    """Checks that `value` is one of `choices`.
+
+    Example:
+
+    >>> check_choice("mode", "cubic", ("exponential", "linear"))
+    Traceback (most recent call last):
+    ...
+    ValueError: Argument `mode` must be one of ('exponential', 'linear'). Received: mode='cubic'
+    """
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(
+            f"Argument `{name}` must be one of {choices}. Received: {name}={value!r}"
+        )
+    return value

@@ -1,0 +1,85 @@
+"""Figures: range-test curves (and, as they land, schedules and searches).
+
+matplotlib is imported inside each function, never at module level, and
+every function returns a `Figure` without showing it, so nothing blocks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["plot_range_test"]
+
+_MARKERS = {
+    "default": ("C3", "o"),
+    "valley": ("C2", "v"),
+    "steep": ("C4", "^"),
+    "minimum": ("C1", "s"),
+    "steepest": ("C5", "D"),
+}
+
+
+def _axes(ax: Any):
+    if ax is not None:
+        return ax.figure, ax
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.2), layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def plot_range_test(result: Any, ax: Any = None, *, methods: Any = None) -> Any:
+    """Plots a range test: each step's loss, the smoothed loss, suggestions.
+
+    Args:
+        result: an `LRRangeTestResult`.
+        ax: a matplotlib `Axes` to draw on; a new `Figure` when None.
+        methods: suggestion rules to mark (default: all that apply).
+
+    Returns:
+        The matplotlib `Figure` (not shown; save it with `fig.savefig`).
+
+    Example:
+
+    >>> from keras_lr import LRRangeTestResult
+    >>> lrs = np.geomspace(1e-6, 1.0, 100)
+    >>> losses = 2.3 - 2.0 / (1 + np.exp(-3 * (np.log10(lrs) + 3))) + 30 * lrs**2
+    >>> fig = plot_range_test(LRRangeTestResult(lrs, losses, diverged=True))
+    >>> fig.axes[0].get_xscale()
+    'log'
+    """
+    from keras_lr import suggest
+
+    fig, ax = _axes(ax)
+    lrs, losses = result.lrs, result.losses
+    ax.plot(lrs, losses, color="0.75", lw=0.8, label="loss of each step")
+    ax.plot(lrs, result.smoothed_losses, color="C0", lw=1.8, label="smoothed loss")
+    if getattr(result, "val_lrs", np.zeros(0)).size:
+        ax.plot(result.val_lrs, result.val_losses, "k.--", lw=1, label="validation loss")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("loss")
+    finite = losses[np.isfinite(losses)]
+    if finite.size:
+        low, high = float(np.min(finite)), float(np.percentile(finite, 95))
+        first = float(finite[0])
+        top = max(first, high)
+        pad = 0.08 * max(top - low, 1e-12)
+        ax.set_ylim(low - pad, top + 3 * pad)
+    for method in methods or tuple(suggest.RULES):
+        try:
+            lr = result.suggestion(method, warn=False)
+        except ValueError:
+            continue
+        color, marker = _MARKERS.get(method, ("k", "x"))
+        i = int(np.argmin(np.abs(np.log(lrs) - np.log(lr))))
+        ax.plot([lr], [result.smoothed_losses[i]], marker=marker, color=color, ms=9,
+                ls="none", label=f"{method}: {lr:.2g}")
+    if result.diverged and result.divergence_step is not None:
+        ax.axvline(lrs[min(result.divergence_step, lrs.size - 1)], color="0.5",
+                   ls=":", lw=1)
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title("LR range test")
+    return fig

@@ -1,0 +1,139 @@
+"""Turns whatever `model.fit` takes into exactly `num_steps` batches, cycling."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import keras
+import numpy as np
+
+_ARRAY_TYPES = (np.ndarray, list)
+
+
+def _is_array_like(x: Any) -> bool:
+    """Arrays, tensors, and lists/tuples/dicts of them (fit's in-memory data)."""
+    if isinstance(x, dict):
+        return bool(x) and all(_is_array_like(v) for v in x.values())
+    if isinstance(x, (list, tuple)):
+        return bool(x) and all(_is_array_like(v) for v in x)
+    if isinstance(x, np.ndarray):
+        return True
+    if keras.ops.is_tensor(x):
+        return True
+    mod = type(x).__module__
+    return mod.startswith("pandas") or hasattr(x, "__array__")
+
+
+def num_samples(x: Any) -> int:
+    """Number of samples in in-memory data (the first leaf's length)."""
+    if isinstance(x, dict):
+        return num_samples(next(iter(x.values())))
+    if isinstance(x, (list, tuple)):
+        return num_samples(x[0])
+    return int(np.shape(x)[0])
+
+
+def _is_tf_dataset(x: Any) -> bool:
+    return type(x).__module__.startswith("tensorflow") and hasattr(x, "repeat")
+
+
+class _CyclingPyDataset(keras.utils.PyDataset):
+    """A `PyDataset` of `length` batches that cycles over another one."""
+
+    def __init__(self, base: keras.utils.PyDataset, length: int):
+        super().__init__(
+            workers=getattr(base, "workers", 1),
+            use_multiprocessing=getattr(base, "use_multiprocessing", False),
+            max_queue_size=getattr(base, "max_queue_size", 10),
+        )
+        self.base = base
+        self.length = length
+        self.base_length = len(base)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int):
+        return self.base[index % self.base_length]
+
+    def on_epoch_end(self):
+        self.base.on_epoch_end()
+
+
+def _cycle(source: Iterable) -> Iterator:
+    """Yields from `source` forever; caches a one-shot iterator's batches."""
+    if iter(source) is source:
+        cache = []
+        for batch in source:
+            cache.append(batch)
+            yield batch
+        if not cache:
+            return
+        while True:
+            yield from cache
+    else:
+        while True:
+            empty = True
+            for batch in source:
+                empty = False
+                yield batch
+            if empty:
+                return
+
+
+def fit_arguments(x: Any, y: Any, batch_size: int | None, num_steps: int) -> dict:
+    """Keyword arguments for `model.fit` that run `num_steps` steps over `x`.
+
+    In-memory data runs whole, reshuffled epochs until the callback stops
+    the sweep; a `tf.data.Dataset` is repeated; a `PyDataset` is indexed
+    modulo its length; any other iterable (a generator, a torch
+    `DataLoader`) is re-iterated, or cached and replayed if it can only be
+    iterated once.
+
+    Raises:
+        ValueError: for empty data, or `y` given with a dataset.
+    """
+    if _is_array_like(x):
+        n = num_samples(x)
+        if n == 0:
+            raise ValueError(
+                "Argument `x` is empty: the range test needs at least one batch."
+            )
+        batch_size = batch_size or 32
+        per_epoch = math.ceil(n / batch_size)
+        return {
+            "x": x,
+            "y": y,
+            "batch_size": batch_size,
+            "epochs": math.ceil(num_steps / per_epoch),
+            "shuffle": True,
+        }
+    if y is not None:
+        raise ValueError(
+            "Argument `y` must be None when `x` is a dataset, a generator or a "
+            f"PyDataset (they yield their own targets). Received: y={type(y).__name__}"
+        )
+    if _is_tf_dataset(x):
+        return {"x": x.repeat(), "steps_per_epoch": num_steps, "epochs": 1}
+    if isinstance(x, keras.utils.PyDataset):
+        if len(x) == 0:
+            raise ValueError("The PyDataset passed as `x` is empty (len(x) == 0).")
+        return {"x": _CyclingPyDataset(x, num_steps), "epochs": 1}
+    if isinstance(x, Iterable):
+        return {"x": _cycle(x), "steps_per_epoch": num_steps, "epochs": 1}
+    raise TypeError(
+        "Argument `x` must be what `model.fit` takes: arrays, a dict or list "
+        "of arrays, a tf.data.Dataset, a keras.utils.PyDataset or an "
+        f"iterable of batches. Received: x of type {type(x).__name__}"
+    )
+
+
+def split_data(data: Any) -> tuple[Any, Any]:
+    """``(x, y)`` from `find_best_learning_rate`'s `data` argument."""
+    if isinstance(data, tuple) and len(data) == 2 and _is_array_like(data[0]):
+        return data[0], data[1]
+    if isinstance(data, tuple) and len(data) == 1:
+        return data[0], None
+    return data, None

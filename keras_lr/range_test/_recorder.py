@@ -1,0 +1,77 @@
+"""A loss tracker that also keeps each step's own loss on the device.
+
+Keras's batch logs carry the running mean of the epoch's loss, not the loss
+of the step. Every backend's train step calls
+``model._loss_tracker.update_state(loss, sample_weight=batch_size)`` with the
+step's loss; `StepLossRecorder` stands in for that tracker for the length of
+a range test. It keeps the tracker's running mean (so logs and progress bars
+are unchanged) and writes the step's loss into a device buffer at the index
+of its own step counter. The buffer is one of the model's metric variables,
+so it lives in the compiled step's state on JAX too, and the host reads it
+only when it chooses to.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+class StepLossRecorder(keras.metrics.Mean):
+    """`Mean` plus a device buffer of the first `capacity` per-step values.
+
+    Args:
+        capacity: number of steps to keep; later steps update the mean only.
+        name: the metric's name; ``"loss"`` so that logs keep their key.
+
+    Example:
+
+    >>> rec = StepLossRecorder(capacity=4)
+    >>> for value in (3.0, 1.0, 2.0):
+    ...     rec.update_state(value, sample_weight=8)
+    >>> rec.recorded().tolist(), float(rec.result())
+    ([3.0, 1.0, 2.0], 2.0)
+    """
+
+    def __init__(self, capacity: int, name: str = "loss"):
+        super().__init__(name=name)
+        self.capacity = int(capacity)
+        self.buffer = self.add_variable(
+            shape=(self.capacity,),
+            initializer="zeros",
+            dtype="float32",
+            aggregation="mean",
+            name="step_losses",
+        )
+        self.steps = self.add_variable(
+            shape=(),
+            initializer="zeros",
+            dtype="int32",
+            aggregation="only_first_replica",
+            name="recorded_steps",
+        )
+        # Read when the step function is traced: False for evaluation.
+        self.recording = True
+
+    def update_state(self, values, sample_weight=None):
+        super().update_state(values, sample_weight=sample_weight)
+        if not self.recording:
+            return
+        loss = ops.cast(ops.mean(ops.convert_to_tensor(values)), "float32")
+        index = ops.arange(self.capacity, dtype="int32")
+        hit = ops.equal(index, ops.cast(self.steps, "int32"))
+        self.buffer.assign(ops.where(hit, loss, self.buffer))
+        self.steps.assign(ops.add(self.steps, 1))
+
+    def reset_state(self):
+        # `fit` resets metrics every epoch: keep the buffer, reset the mean.
+        self.total.assign(ops.zeros_like(self.total))
+        self.count.assign(ops.zeros_like(self.count))
+
+    def recorded(self):
+        """The recorded losses as a numpy array (a host read)."""
+        import numpy as np
+
+        n = int(keras.ops.convert_to_numpy(self.steps.value))
+        values = np.asarray(keras.ops.convert_to_numpy(self.buffer.value))
+        return values[: min(n, self.capacity)].astype(np.float64)

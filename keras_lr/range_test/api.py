@@ -1,0 +1,323 @@
+"""`lr_range_test` and `find_best_learning_rate`: the one-call API."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+
+from keras_lr import _validate, suggest
+from keras_lr._state import TrainingState, set_attr
+from keras_lr.range_test._data import (
+    _is_array_like,
+    fit_arguments,
+    num_samples,
+    split_data,
+)
+from keras_lr.range_test._sweep import SweepSchedule
+from keras_lr.range_test.callback import LRRangeTest, StepLossSession
+from keras_lr.range_test.result import LRRangeTestResult, RangeTestWarning
+
+__all__ = ["LRSearch", "find_best_learning_rate", "lr_range_test"]
+
+
+def _check_compiled(model: Any) -> None:
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"Argument `model` must be a keras.Model. Received: {type(model).__name__}"
+        )
+    if not getattr(model, "compiled", False) or model.optimizer is None:
+        raise ValueError(
+            "The model must be compiled before a range test: call "
+            "`model.compile(optimizer=..., loss=...)` first."
+        )
+
+
+def _prepare_state(model: Any) -> TrainingState:
+    """Builds the optimizer of a built model (as `fit` would), then snapshots."""
+    if model.built and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    return TrainingState(model)
+
+
+def lr_range_test(
+    model: keras.Model,
+    x: Any,
+    y: Any = None,
+    *,
+    batch_size: int | None = None,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    num_steps: int = 100,
+    mode: str = "exponential",
+    smoothing: float = 0.98,
+    diverge_threshold: float = 4.0,
+    validation_data: Any = None,
+    steps_per_execution: int | None = None,
+    verbose: int = 1,
+) -> LRRangeTestResult:
+    """Runs an LR range test and leaves the model exactly as it was.
+
+    The learning rate sweeps from `start_lr` to `end_lr` over `num_steps`
+    training steps (``lr_i = start_lr * (end_lr/start_lr) ** (i/(n-1))`` in
+    exponential mode), computed in the compiled step; each step's own loss
+    is recorded on the device. The sweep stops early when the smoothed loss
+    exceeds `diverge_threshold` times its best. Whether it returns or raises,
+    every weight, optimizer variable, the learning rate (float or schedule),
+    the metrics and the compiled functions are restored bitwise, in memory.
+
+    Args:
+        model: a compiled Keras model.
+        x: what `model.fit` takes: arrays, a dict or list of arrays, a
+            `tf.data.Dataset`, a `keras.utils.PyDataset`, a generator or
+            another iterable of batches. Cycled when it runs out.
+        y: targets, for array inputs.
+        batch_size: for array inputs (default 32).
+        start_lr: first rate, > 0.
+        end_lr: last rate, > `start_lr`.
+        num_steps: steps of the sweep, >= 10.
+        mode: ``"exponential"`` or ``"linear"``.
+        smoothing: EMA factor of the smoothed loss, in [0, 1).
+        diverge_threshold: stop when the smoothed loss exceeds this multiple
+            of its best, > 1.
+        validation_data: optional ``(x_val, y_val)`` or dataset whose loss is
+            measured at about ten points of the sweep.
+        steps_per_execution: steps per compiled call for the sweep (the
+            model's own setting by default).
+        verbose: 0 silent, 1 progress bar.
+
+    Returns:
+        An `LRRangeTestResult`.
+
+    Raises:
+        ValueError: on bad arguments, an uncompiled model, empty data, or a
+            loss that is not finite at the first step.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    >>> model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    >>> x = np.random.default_rng(0).normal(size=(512, 4)).astype("float32")
+    >>> y = x @ np.ones((4, 1), dtype="float32")
+    >>> result = lr_range_test(model, x, y, start_lr=1e-4, num_steps=50, verbose=0)
+    >>> result.diverged, float(model.optimizer.learning_rate)
+    (True, 0.01)
+    """
+    _check_compiled(model)
+    callback = LRRangeTest(
+        start_lr,
+        end_lr,
+        num_steps,
+        mode,
+        smoothing,
+        diverge_threshold,
+        validation_data=validation_data,
+        _state=None,
+    )
+    if steps_per_execution is not None:
+        steps_per_execution = _validate.check_int(
+            "steps_per_execution", steps_per_execution, minimum=1
+        )
+    fit_kwargs = fit_arguments(x, y, batch_size, callback.num_steps)
+    state = _prepare_state(model)
+    callback._given_state = state
+    try:
+        if steps_per_execution is not None:
+            set_attr(model, "steps_per_execution", steps_per_execution)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*ran out of data.*")
+            model.fit(**fit_kwargs, callbacks=[callback], verbose=verbose)
+    finally:
+        callback.restore()
+        state.restore()
+    result = callback.result
+    if result is None or len(result) == 0:
+        raise ValueError(
+            "The range test ran no step: the data yielded no batch. "
+            "Check that `x` is not empty."
+        )
+    if not math.isfinite(result.losses[0]):
+        raise ValueError(
+            "The loss was not finite at the first step of the range test "
+            f"(lr={result.lrs[0]:.3g}), before the learning rate could matter: "
+            "check the data, the labels and the loss. The model was restored."
+        )
+    return result
+
+
+@dataclass
+class LRSearch:
+    """What `find_best_learning_rate(..., return_details=True)` returns.
+
+    Attributes:
+        learning_rate: the rate chosen.
+        range_test: the `LRRangeTestResult` the candidates were read from.
+        candidates: the rates raced (empty without a race).
+        scores: each candidate's race score (mean loss over the last third
+            of its race, or its validation loss).
+        steps: training steps spent in all (range test plus race).
+    """
+
+    learning_rate: float
+    range_test: LRRangeTestResult
+    candidates: list[float] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    steps: int = 0
+
+
+def _race_arguments(
+    x: Any, y: Any, batch_size: int | None, steps: int, seed: int
+) -> dict:
+    """Fit arguments of a race: the same batches, in the same order, for all."""
+    if _is_array_like(x):
+        n = num_samples(x)
+        batch_size = batch_size or 32
+        rng = np.random.default_rng(seed)
+        index = rng.permutation(n)
+        need = steps * batch_size
+        index = np.resize(index, need) if need > n else index[:need]
+
+        def take(a):
+            if isinstance(a, dict):
+                return {k: take(v) for k, v in a.items()}
+            if isinstance(a, (list, tuple)):
+                return type(a)(take(v) for v in a)
+            return np.asarray(a)[index]
+
+        return {
+            "x": take(x),
+            "y": None if y is None else take(y),
+            "batch_size": batch_size,
+            "epochs": 1,
+            "shuffle": False,
+        }
+    return fit_arguments(x, y, batch_size, steps)
+
+
+def _race(
+    model: Any,
+    x: Any,
+    y: Any,
+    batch_size: int | None,
+    lrs: list[float],
+    steps: int,
+    validation_data: Any,
+    seed: int,
+) -> list[float]:
+    """Trains from the same state at each rate; returns each one's score."""
+    state = _prepare_state(model)
+    session = StepLossSession(model, steps)
+    fit_kwargs = _race_arguments(x, y, batch_size, steps, seed)
+    scores = []
+    try:
+        for lr in lrs:
+            state.restore_variables()
+            session.clear()
+            session.install(SweepSchedule(lr, lr, steps, "linear"))
+            model.fit(**fit_kwargs, verbose=0)
+            _ = model.optimizer  # (keeps the JAX state synced after fit)
+            losses = session.recorder.recorded()
+            tail = losses[-max(1, losses.size // 3) :]
+            if validation_data is not None and np.all(np.isfinite(tail)):
+                session.recorder.recording = False
+                if isinstance(validation_data, tuple):
+                    logs = model.evaluate(*validation_data[:2], verbose=0, return_dict=True)
+                else:
+                    logs = model.evaluate(validation_data, verbose=0, return_dict=True)
+                session.recorder.recording = True
+                score = float(logs["loss"])
+            else:
+                score = float(np.mean(tail)) if tail.size else float("inf")
+            scores.append(score if math.isfinite(score) else float("inf"))
+            session.uninstall()
+    finally:
+        session.uninstall()
+        state.restore()
+    return scores
+
+
+def find_best_learning_rate(
+    model: keras.Model,
+    data: Any,
+    *,
+    race: bool = True,
+    race_steps: int | None = None,
+    num_candidates: int = 4,
+    return_details: bool = False,
+    seed: int = 0,
+    **kwargs: Any,
+) -> float | LRSearch:
+    """The learning rate to train `model` on `data` with, in one call.
+
+    1. An LR range test (`lr_range_test`, with `kwargs`).
+    2. Up to `num_candidates` rates read off its curve
+       (`keras_lr.suggest.candidates`: a half-decade ladder below the
+       loss minimum, holding the curve rule's own suggestion).
+    3. A short race: from the same starting state, the model trains for
+       `race_steps` steps (default: the range test's `num_steps`) at each
+       candidate, on the same batches; the rate with the lowest mean loss
+       over the last third of its race wins (or the lowest validation loss
+       when `validation_data` is given). The model is restored after each.
+
+    With ``race=False`` it returns the curve rule's suggestion alone. The
+    model is left bitwise as it was.
+
+    Args:
+        model: a compiled Keras model.
+        data: ``(x, y)`` arrays, or a dataset / generator / PyDataset.
+        race: race the candidates (default) or use the curve alone.
+        race_steps: steps per candidate.
+        num_candidates: candidates to race.
+        return_details: return an `LRSearch` instead of the float.
+        seed: seed of the race's batch order.
+        **kwargs: passed to `lr_range_test` (`batch_size`, `start_lr`, ...).
+
+    Returns:
+        The learning rate (or an `LRSearch`).
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    >>> model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    >>> x = np.random.default_rng(0).normal(size=(512, 4)).astype("float32")
+    >>> y = x @ np.ones((4, 1), dtype="float32")
+    >>> lr = find_best_learning_rate(model, (x, y), num_steps=40, verbose=0)
+    >>> 1e-3 < lr < 1.0
+    True
+    """
+    _check_compiled(model)
+    x, y = split_data(data)
+    result = lr_range_test(model, x, y, **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RangeTestWarning)
+        curve_lr = result.suggestion("default", warn=False)
+    for finding in result.diagnostics():
+        warnings.warn(f"LR range test: {finding}.", RangeTestWarning, stacklevel=2)
+    steps = len(result)
+    if not race:
+        search = LRSearch(curve_lr, result, steps=steps)
+        return search if return_details else curve_lr
+    num_candidates = _validate.check_int("num_candidates", num_candidates, minimum=1)
+    race_steps = _validate.check_int(
+        "race_steps", race_steps or result.params.get("num_steps", 100), minimum=1
+    )
+    lrs = suggest.candidates(result.lrs, result.losses, num=num_candidates)
+    scores = _race(
+        model,
+        x,
+        y,
+        kwargs.get("batch_size"),
+        lrs,
+        race_steps,
+        kwargs.get("validation_data"),
+        seed,
+    )
+    best = lrs[int(np.argmin(scores))] if np.isfinite(np.min(scores)) else curve_lr
+    search = LRSearch(
+        float(best), result, list(lrs), scores, steps + race_steps * len(lrs)
+    )
+    return search if return_details else float(best)

@@ -1,0 +1,324 @@
+"""`LRRangeTest`: the range test as a callback for `model.fit`."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from typing import Any
+
+import keras
+import numpy as np
+
+from keras_lr import _validate
+from keras_lr._detect import LossWatch, first_divergence
+from keras_lr._state import TrainingState, base_optimizer, set_attr
+from keras_lr.range_test._recorder import StepLossRecorder
+from keras_lr.range_test._sweep import SweepSchedule, sweep_lrs
+from keras_lr.range_test.result import LRRangeTestResult
+
+__all__ = ["LRRangeTest"]
+
+_MODES = ("exponential", "linear")
+
+
+def validate_sweep(
+    start_lr: Any,
+    end_lr: Any,
+    num_steps: Any,
+    mode: Any,
+    smoothing: Any,
+    diverge_threshold: Any,
+) -> tuple[float, float, int, float, float]:
+    """Checks the range test's arguments; returns them normalised."""
+    start_lr = _validate.check_learning_rate("start_lr", start_lr)
+    end_lr = _validate.check_learning_rate("end_lr", end_lr)
+    _validate.check_positive("start_lr", start_lr)
+    _validate.check_greater("end_lr", end_lr, "start_lr", start_lr)
+    num_steps = _validate.check_int("num_steps", num_steps, minimum=10)
+    _validate.check_choice("mode", mode, _MODES)
+    smoothing = _validate.check_real("smoothing", smoothing)
+    _validate.check_in_interval("smoothing", smoothing, 0.0, 1.0)
+    diverge_threshold = _validate.check_real("diverge_threshold", diverge_threshold)
+    if not diverge_threshold > 1.0:
+        raise ValueError(
+            "Argument `diverge_threshold` must be > 1. "
+            f"Received: diverge_threshold={diverge_threshold}"
+        )
+    return start_lr, end_lr, num_steps, smoothing, diverge_threshold
+
+
+def _distribution_scope(model: Any):
+    strategy = getattr(model, "distribute_strategy", None)
+    if keras.backend.backend() == "tensorflow" and strategy is not None:
+        return strategy.scope()
+    return contextlib.nullcontext()
+
+
+class StepLossSession:
+    """Swaps a per-step loss recorder and a learning-rate object into a model.
+
+    The range test and the race of `find_best_learning_rate` both train for a
+    while with a rate of their own while recording each step's loss on the
+    device. `install()` puts the recorder in place of the model's loss
+    tracker and `lr_object` in place of the optimizer's rate, and makes the
+    next `fit` trace a new train function; `uninstall()` puts the originals
+    back (the `TrainingState` restores everything else).
+    """
+
+    def __init__(self, model: Any, capacity: int):
+        self.model = model
+        with _distribution_scope(model):
+            self.recorder = StepLossRecorder(capacity)
+        self._saved: dict[str, Any] | None = None
+
+    def install(self, lr_object: Any) -> None:
+        model = self.model
+        optimizer = base_optimizer(model.optimizer)
+        if self._saved is None:
+            self._saved = {
+                "tracker": vars(model).get("_loss_tracker"),
+                "lr": optimizer._learning_rate,
+            }
+        set_attr(model, "_loss_tracker", self.recorder)
+        set_attr(optimizer, "_learning_rate", lr_object)
+        model.make_train_function(force=True)
+        set_attr(model, "test_function", None)
+
+    def uninstall(self) -> None:
+        if self._saved is None:
+            return
+        set_attr(self.model, "_loss_tracker", self._saved["tracker"])
+        set_attr(base_optimizer(self.model.optimizer), "_learning_rate", self._saved["lr"])
+        self._saved = None
+
+    def clear(self) -> None:
+        """Empties the recorder's buffer and step count."""
+        rec = self.recorder
+        for v in rec.variables:
+            v.assign(np.zeros(v.shape, dtype=keras.backend.standardize_dtype(v.dtype)))
+
+    def steps(self) -> int:
+        return int(keras.ops.convert_to_numpy(self.recorder.steps.value))
+
+
+class LRRangeTest(keras.callbacks.Callback):
+    """Leslie Smith's learning-rate range test, as a callback.
+
+    During `fit` the learning rate sweeps from `start_lr` to `end_lr` over
+    `num_steps` steps, computed inside the compiled step from the
+    optimizer's iteration counter, while each step's own loss is written to
+    a device buffer that the callback reads only every few steps. The sweep
+    stops when the smoothed loss climbs past `diverge_threshold` times its
+    best, or turns NaN. When `fit` ends, the model's weights, optimizer
+    state, learning rate and metrics are restored bitwise (unless
+    ``restore=False``) and `result` holds the curve.
+
+    Sweep, for step ``i`` of ``n``::
+
+        exponential: lr_i = start_lr * (end_lr / start_lr) ** (i / (n - 1))
+        linear:      lr_i = start_lr + (end_lr - start_lr) * i / (n - 1)
+
+    If `fit` raises (for instance on a KeyboardInterrupt), Keras calls no
+    callback at the end; call `restore()` yourself, or use
+    `keras_lr.lr_range_test`, which always restores.
+
+    Args:
+        start_lr: rate of the first step, > 0.
+        end_lr: rate of the last step, > `start_lr`.
+        num_steps: steps of the sweep, >= 10. Training stops after them.
+        mode: ``"exponential"`` (default) or ``"linear"``.
+        smoothing: EMA factor of the smoothed loss, in [0, 1).
+        diverge_threshold: the sweep stops when the smoothed loss exceeds
+            this multiple of its best, > 1.
+        stop_on_divergence: stop (and cut the curve) at divergence.
+        validation_data: optional ``(x, y)`` or dataset; its loss is
+            measured each time the callback reads the buffer.
+        validation_steps: batches of `validation_data` per measurement.
+        check_every: steps between reads of the device buffer; by default
+            ``max(steps_per_execution, num_steps // 10)``.
+        restore: restore the model when `fit` ends.
+
+    References:
+        Smith, L. N. (2017). Cyclical Learning Rates for Training Neural
+        Networks. WACV. arXiv:1506.01186.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    >>> model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    >>> x = np.random.default_rng(0).normal(size=(256, 4)).astype("float32")
+    >>> y = x.sum(axis=1, keepdims=True)
+    >>> finder = LRRangeTest(start_lr=1e-4, end_lr=10.0, num_steps=40)
+    >>> _ = model.fit(x, y, batch_size=16, epochs=3, callbacks=[finder], verbose=0)
+    >>> len(finder.result.lrs) <= 40, float(model.optimizer.learning_rate)
+    (True, 0.01)
+    """
+
+    def __init__(
+        self,
+        start_lr: float = 1e-7,
+        end_lr: float = 10.0,
+        num_steps: int = 100,
+        mode: str = "exponential",
+        smoothing: float = 0.98,
+        diverge_threshold: float = 4.0,
+        *,
+        stop_on_divergence: bool = True,
+        validation_data: Any = None,
+        validation_steps: int | None = None,
+        check_every: int | None = None,
+        restore: bool = True,
+        _state: TrainingState | None = None,
+    ):
+        super().__init__()
+        (
+            self.start_lr,
+            self.end_lr,
+            self.num_steps,
+            self.smoothing,
+            self.diverge_threshold,
+        ) = validate_sweep(start_lr, end_lr, num_steps, mode, smoothing, diverge_threshold)
+        self.mode = mode
+        self.stop_on_divergence = bool(stop_on_divergence)
+        self.validation_data = validation_data
+        self.validation_steps = validation_steps
+        if check_every is not None:
+            check_every = _validate.check_int("check_every", check_every, minimum=1)
+        self.check_every = check_every
+        self.restore_on_end = bool(restore)
+        self._given_state = _state
+        self.result: LRRangeTestResult | None = None
+        self._session: StepLossSession | None = None
+        self._state: TrainingState | None = None
+
+    # Keras hooks ---------------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        if getattr(model, "optimizer", None) is None:
+            raise ValueError(
+                "The model must be compiled with an optimizer before a range "
+                "test: call `model.compile(optimizer=..., loss=...)` first."
+            )
+        self.result = None
+        self._state = self._given_state or TrainingState(model)
+        if not self._state.has_variables:
+            self._state.capture_variables()
+        optimizer = base_optimizer(model.optimizer)
+        offset = int(keras.ops.convert_to_numpy(optimizer.iterations))
+        self._lrs = sweep_lrs(self.start_lr, self.end_lr, self.num_steps, self.mode)
+        self._session = StepLossSession(model, self.num_steps)
+        self._session.install(
+            SweepSchedule(self.start_lr, self.end_lr, self.num_steps, self.mode, offset)
+        )
+        self._watch = LossWatch(
+            smoothing=self.smoothing, best_ratio=self.diverge_threshold
+        )
+        self._consumed = 0
+        self._epoch_offset = 0
+        spe = int(getattr(model, "steps_per_execution", 1) or 1)
+        self._spe = spe
+        self._every = self.check_every or max(spe, self.num_steps // 10)
+        self._next_check = self._every
+        self._val_lrs: list[float] = []
+        self._val_losses: list[float] = []
+        self._event = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        done = self._epoch_offset + int(batch)
+        if done + self._spe >= self.num_steps:
+            # The execution starting now completes the sweep. (`_model`, not
+            # `model`: on JAX the property syncs the whole state.)
+            self._model.stop_training = True
+        if done >= self._next_check:
+            self._next_check = done + self._every
+            self._check()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check()
+        self._epoch_offset = self._session.steps()
+        if self._epoch_offset >= self.num_steps:
+            self._model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        self.result = self._build_result()
+        if self.restore_on_end:
+            # `fit` still returns `model.history` after this hook.
+            self.restore(_skip=("history",))
+
+    # Reading the buffer -------------------------------------------------
+
+    def _check(self) -> None:
+        model = self.model  # on JAX this syncs the state into the variables
+        losses = self._session.recorder.recorded()[: self.num_steps]
+        fresh = losses[self._consumed :]
+        self._consumed = losses.size
+        if fresh.size and self._event is None:
+            self._event = self._watch.update(fresh)
+        if self._event is not None and self.stop_on_divergence:
+            model.stop_training = True
+        if self.validation_data is not None and losses.size and self._event is None:
+            self._evaluate(losses.size)
+
+    def _evaluate(self, steps_done: int) -> None:
+        data = self.validation_data
+        recorder = self._session.recorder
+        recorder.recording = False
+        try:
+            if isinstance(data, tuple):
+                logs = self.model.evaluate(
+                    *data[:2], steps=self.validation_steps, verbose=0, return_dict=True
+                )
+            else:
+                logs = self.model.evaluate(
+                    data, steps=self.validation_steps, verbose=0, return_dict=True
+                )
+        finally:
+            recorder.recording = True
+        self._val_lrs.append(float(self._lrs[min(steps_done, self.num_steps) - 1]))
+        self._val_losses.append(float(logs["loss"]))
+
+    def _build_result(self) -> LRRangeTestResult:
+        _ = self.model
+        losses = self._session.recorder.recorded()[: self.num_steps]
+        lrs = self._lrs[: losses.size]
+        event = first_divergence(
+            losses, smoothing=self.smoothing, threshold=self.diverge_threshold
+        )
+        divergence_step = None if event is None else int(event.step)
+        if event is not None and self.stop_on_divergence:
+            lrs, losses = lrs[: event.step + 1], losses[: event.step + 1]
+        result = LRRangeTestResult(
+            lrs=lrs,
+            losses=losses,
+            smoothing=self.smoothing,
+            diverged=event is not None,
+            divergence_step=divergence_step,
+            val_lrs=self._val_lrs,
+            val_losses=self._val_losses,
+            params={
+                "start_lr": self.start_lr,
+                "end_lr": self.end_lr,
+                "num_steps": self.num_steps,
+                "mode": self.mode,
+                "diverge_threshold": self.diverge_threshold,
+                "steps_per_execution": self._spe,
+            },
+        )
+        if losses.size and not math.isfinite(losses[0]):
+            warnings.warn(
+                "LR range test: the loss was not finite at the very first step "
+                f"(lr={lrs[0]:.3g}), before the learning rate could matter: "
+                "check the data, the labels and the loss.",
+                stacklevel=2,
+            )
+        return result
+
+    def restore(self, _skip: tuple[str, ...] = ()) -> None:
+        """Restores the model as it was when `fit` began; safe to call twice."""
+        if self._session is not None:
+            self._session.uninstall()
+        if self._state is not None:
+            self._state.restore(_skip)
+            self._state = None

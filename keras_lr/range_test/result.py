@@ -1,0 +1,248 @@
+"""`LRRangeTestResult`: the curve of a range test and what it suggests."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from keras_lr import suggest
+from keras_lr._detect import ema_smooth
+from keras_lr._validate import check_choice
+
+__all__ = ["LRRangeTestResult", "RangeTestWarning"]
+
+#: Fewer finite points than this and the curve can't be trusted.
+MIN_POINTS = 20
+
+
+class RangeTestWarning(UserWarning):
+    """A range-test curve that should not be trusted as it is."""
+
+
+@dataclass
+class LRRangeTestResult:
+    """The curve of an LR range test.
+
+    Attributes:
+        lrs: the learning rate of each recorded step.
+        losses: each step's own loss (not the epoch's running mean).
+        smoothing: EMA factor used for `smoothed_losses`.
+        diverged: whether the sweep stopped on divergence.
+        divergence_step: index of the step that diverged, or None.
+        val_lrs: rates at which validation loss was measured (may be empty).
+        val_losses: the validation losses there.
+        params: the sweep's settings (start_lr, end_lr, num_steps, mode, ...).
+
+    Example:
+
+    >>> lrs = np.geomspace(1e-6, 1.0, 100)
+    >>> losses = 2.3 - 2.0 / (1 + np.exp(-3 * (np.log10(lrs) + 3))) + 30 * lrs**2
+    >>> result = LRRangeTestResult(lrs, losses, diverged=True)
+    >>> lo, hi = result.suggest_range()
+    >>> lo < result.suggestion() < hi
+    True
+    >>> LRRangeTestResult.from_dict(result.to_dict()).losses.shape
+    (100,)
+    """
+
+    lrs: np.ndarray
+    losses: np.ndarray
+    smoothing: float = 0.98
+    diverged: bool = False
+    divergence_step: int | None = None
+    val_lrs: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    val_losses: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    params: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.lrs = np.asarray(self.lrs, dtype=np.float64).reshape(-1)
+        self.losses = np.asarray(self.losses, dtype=np.float64).reshape(-1)
+        self.val_lrs = np.asarray(self.val_lrs, dtype=np.float64).reshape(-1)
+        self.val_losses = np.asarray(self.val_losses, dtype=np.float64).reshape(-1)
+        if self.lrs.shape != self.losses.shape:
+            raise ValueError(
+                "Arguments `lrs` and `losses` must have the same length. "
+                f"Received: len(lrs)={self.lrs.size}, "
+                f"len(losses)={self.losses.size}"
+            )
+
+    @property
+    def smoothed_losses(self) -> np.ndarray:
+        """Bias-corrected EMA of `losses` (``smoothing`` as beta)."""
+        return ema_smooth(self.losses, self.smoothing)
+
+    def __len__(self) -> int:
+        return int(self.lrs.size)
+
+    def diagnostics(self) -> list[str]:
+        """Why the curve may not be trusted; an empty list if it can be.
+
+        Checks: too few finite points, no descent (the loss never falls
+        meaningfully below where it started), and a sweep that never
+        diverged (the curve may not show where the rate becomes too high).
+        """
+        lrs, losses = suggest.clean_curve(self.lrs, self.losses)
+        found = []
+        if lrs.size < MIN_POINTS:
+            found.append(
+                f"only {lrs.size} finite points (fewer than {MIN_POINTS}): "
+                "run more steps or start the sweep lower"
+            )
+            return found
+        smoothed = suggest.zero_phase_smooth(losses, max(1.0, lrs.size / 25.0))
+        head = float(np.median(smoothed[: max(3, lrs.size // 10)]))
+        low = float(np.min(smoothed))
+        noise = float(np.std(np.diff(losses))) / np.sqrt(2.0)
+        if not head - low > max(0.05 * abs(head), 2.0 * noise):
+            found.append(
+                "no descent: the loss never fell clearly below its starting "
+                "level; widen the sweep (lower start_lr, higher end_lr) or "
+                "check the data and the loss"
+            )
+        if not self.diverged:
+            found.append(
+                "the sweep never diverged: the curve may not show where the "
+                "rate becomes too high; raise end_lr or num_steps"
+            )
+        return found
+
+    def suggestion(self, method: str = "default", *, warn: bool = True) -> float:
+        """A learning rate read off the curve.
+
+        Args:
+            method: ``"default"`` (keras_lr's curve rule), ``"valley"``,
+                ``"steep"``, ``"minimum"`` (fastai's rules) or
+                ``"steepest"`` (torch-lr-finder's). See `keras_lr.suggest`.
+            warn: emit a `RangeTestWarning` for each `diagnostics()` finding.
+
+        Returns:
+            The suggested learning rate.
+        """
+        check_choice("method", method, tuple(suggest.RULES))
+        if warn:
+            self._warn()
+        rule = suggest.RULES[method]
+        if method == "default":
+            return rule(self.lrs, self.losses)
+        return rule(self.lrs, self.losses, smoothing=self.smoothing)
+
+    def suggest_range(self) -> tuple[float, float]:
+        """A ``(min_lr, max_lr)`` pair for cyclical and 1cycle schedules.
+
+        ``max_lr`` is a third of the rate at the lowest (zero-phase smoothed)
+        loss, the top of the region where the loss still falls steadily;
+        ``min_lr`` is a tenth of it (Smith 2017 and 2018 use ranges of
+        about one decade, arXiv:1506.01186, arXiv:1803.09820).
+        """
+        lrs, losses = suggest.clean_curve(self.lrs, self.losses)
+        if lrs.size < 5:
+            raise ValueError(
+                "The curve has fewer than 5 finite points: no range can be "
+                "read off it."
+            )
+        smoothed = suggest.zero_phase_smooth(losses, max(1.0, lrs.size / 25.0))
+        max_lr = float(lrs[int(np.argmin(smoothed))] / 3.0)
+        max_lr = max(max_lr, self.suggestion(warn=False))
+        return max_lr / 10.0, max_lr
+
+    def _warn(self) -> None:
+        for finding in self.diagnostics():
+            warnings.warn(f"LR range test: {finding}.", RangeTestWarning, stacklevel=3)
+
+    def plot(self, ax: Any = None, *, methods: tuple[str, ...] | None = None) -> Any:
+        """Plots the curve with its suggestions marked. See `keras_lr.plot`."""
+        from keras_lr.plot import plot_range_test
+
+        return plot_range_test(self, ax=ax, methods=methods)
+
+    # Serialisation -----------------------------------------------------
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (lists of floats; NaN as None)."""
+
+        def listify(a: np.ndarray) -> list:
+            return [float(v) if np.isfinite(v) else None for v in a]
+
+        return {
+            "lrs": listify(self.lrs),
+            "losses": listify(self.losses),
+            "smoothing": self.smoothing,
+            "diverged": bool(self.diverged),
+            "divergence_step": self.divergence_step,
+            "val_lrs": listify(self.val_lrs),
+            "val_losses": listify(self.val_losses),
+            "params": dict(self.params),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LRRangeTestResult:
+        """Inverse of `to_dict`."""
+
+        def arrayify(values) -> np.ndarray:
+            return np.array(
+                [np.nan if v is None else v for v in values or []], dtype=np.float64
+            )
+
+        return cls(
+            lrs=arrayify(data["lrs"]),
+            losses=arrayify(data["losses"]),
+            smoothing=float(data.get("smoothing", 0.98)),
+            diverged=bool(data.get("diverged", False)),
+            divergence_step=data.get("divergence_step"),
+            val_lrs=arrayify(data.get("val_lrs")),
+            val_losses=arrayify(data.get("val_losses")),
+            params=dict(data.get("params", {})),
+        )
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """The result as JSON text; also written to `path` when given."""
+        text = json.dumps(self.to_dict(), indent=1)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path) -> LRRangeTestResult:
+        """Reads `to_json`'s output from a path or from the text itself."""
+        text = str(text_or_path)
+        if not text.lstrip().startswith("{"):
+            text = Path(text_or_path).read_text()
+        return cls.from_dict(json.loads(text))
+
+    def to_csv(self, path: str | Path | None = None) -> str:
+        """Columns ``step, lr, loss, smoothed_loss``; written to `path` if given."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["step", "lr", "loss", "smoothed_loss"])
+        for i, (lr, loss, smooth) in enumerate(
+            zip(self.lrs, self.losses, self.smoothed_losses)
+        ):
+            writer.writerow([i, repr(float(lr)), repr(float(loss)), repr(float(smooth))])
+        text = buffer.getvalue()
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_csv(cls, path: str | Path, *, smoothing: float = 0.98) -> LRRangeTestResult:
+        """Reads a curve written by `to_csv`."""
+        rows = list(csv.DictReader(Path(path).read_text().splitlines()))
+        return cls(
+            lrs=[float(r["lr"]) for r in rows],
+            losses=[float(r["loss"]) for r in rows],
+            smoothing=smoothing,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"LRRangeTestResult(points={len(self)}, diverged={self.diverged}, "
+            f"lr=[{self.lrs[0] if len(self) else float('nan'):.3g}, "
+            f"{self.lrs[-1] if len(self) else float('nan'):.3g}])"
+        )

@@ -1,0 +1,322 @@
+"""Learning-rate suggestion rules: pure functions of a range test's curve.
+
+Each rule takes the learning rates of a sweep and each step's own loss and
+returns a learning rate. None imports keras; all are safe with NaN and Inf
+(those points are dropped, and the curve is cut at the first one, where the
+run diverged), with zero and with negative losses.
+
+Published rules, written from their published descriptions as baselines:
+
+- `valley`: fastai's default since v2.5 (the longest valley of the smoothed
+  curve, a point about halfway down it).
+- `steep`: fastai's steepest slope of the smoothed loss against log(lr).
+- `minimum`: fastai's "minimum / 10": a tenth of the rate at the lowest
+  smoothed loss.
+- `steepest`: torch-lr-finder's rule, the most negative finite-difference
+  gradient of the smoothed loss over the curve with its first 10 and last 5
+  points skipped.
+
+keras_lr's own curve rule, `default`, works on a zero-phase smoothing of the
+curve (no exponential-average lag, which shifts every feature of the curve
+to higher rates) and returns the geometric middle of the stretch where the
+loss falls fastest; see `default` for the formula.
+
+References:
+    Smith, L. N. (2017). Cyclical Learning Rates for Training Neural
+    Networks. WACV. arXiv:1506.01186.
+    Howard, J. & Gugger, S. (2020). fastai: A Layered API for Deep Learning.
+    arXiv:2002.04688.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from keras_lr._detect import ema_smooth
+
+__all__ = [
+    "RULES",
+    "candidates",
+    "clean_curve",
+    "default",
+    "minimum",
+    "steep",
+    "steepest",
+    "valley",
+]
+
+
+def clean_curve(lrs: Any, losses: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Checks a curve and cuts it at its first non-finite loss.
+
+    Args:
+        lrs: learning rates, positive and increasing.
+        losses: each step's loss, the same length.
+
+    Returns:
+        ``(lrs, losses)`` as float64 arrays up to the first non-finite loss.
+
+    Raises:
+        ValueError: on different lengths or non-positive rates.
+
+    Example:
+
+    >>> clean_curve([1e-3, 1e-2, 1e-1], [1.0, 0.5, float("nan")])
+    (array([0.001, 0.01 ]), array([1. , 0.5]))
+    """
+    lrs = np.asarray(lrs, dtype=np.float64).reshape(-1)
+    losses = np.asarray(losses, dtype=np.float64).reshape(-1)
+    if lrs.shape != losses.shape:
+        raise ValueError(
+            "Arguments `lrs` and `losses` must have the same length. "
+            f"Received: len(lrs)={lrs.size}, len(losses)={losses.size}"
+        )
+    if lrs.size and not np.all(np.isfinite(lrs) & (lrs > 0)):
+        raise ValueError("Argument `lrs` must hold positive, finite learning rates.")
+    bad = np.flatnonzero(~np.isfinite(losses))
+    end = int(bad[0]) if bad.size else losses.size
+    return lrs[:end], losses[:end]
+
+
+def _need(lrs: np.ndarray, n: int, rule: str) -> None:
+    if lrs.size < n:
+        raise ValueError(
+            f"The `{rule}` rule needs at least {n} finite points of the curve. "
+            f"Received: {lrs.size} (run a longer range test, or one that "
+            "starts at a lower rate)"
+        )
+
+
+def _fastai_trim(lrs: np.ndarray, losses: np.ndarray, smoothing: float):
+    """fastai smooths with its recorder's EMA and drops the first tenth and
+    the last five points of the sweep before applying its rules."""
+    smoothed = ema_smooth(losses, smoothing)
+    n = lrs.size
+    start, stop = n // 10, n - 5
+    if stop - start < 3:
+        start, stop = 0, n
+    return lrs[start:stop], smoothed[start:stop]
+
+
+def valley(lrs: Any, losses: Any, *, smoothing: float = 0.98) -> float:
+    """fastai's valley rule.
+
+    On the EMA-smoothed curve, finds the longest strictly decreasing
+    subsequence (an O(n^2) dynamic programme); its span ``[a, b]`` is the
+    valley, and the rule returns the rate at ``a + floor(w/3) + floor(w/6)``
+    with ``w = b - a``: a point about half-way down the valley.
+
+    Example:
+
+    >>> lrs = np.geomspace(1e-5, 1.0, 50)
+    >>> losses = 2.0 - np.tanh(np.log10(lrs) + 2.5) + (lrs > 0.1) * 5
+    >>> 1e-4 < valley(lrs, losses, smoothing=0.0) < 1e-2
+    True
+    """
+    lrs, losses = clean_curve(lrs, losses)
+    _need(lrs, 5, "valley")
+    lrs, smoothed = _fastai_trim(lrs, losses, smoothing)
+    n = smoothed.size
+    run = np.ones(n, dtype=np.int64)
+    best_end = 0
+    best_start = 0
+    for i in range(1, n):
+        lower = smoothed[:i] > smoothed[i]
+        if np.any(lower):
+            run[i] = int(run[:i][lower].max()) + 1
+        if run[i] > run[best_end]:
+            best_end = i
+            best_start = i - int(run[i])
+    width = best_end - max(best_start, 0)
+    index = max(best_start, 0) + int(width / 3) + int(width / 6)
+    return float(lrs[min(index, n - 1)])
+
+
+def steep(lrs: Any, losses: Any, *, smoothing: float = 0.98) -> float:
+    """fastai's steep rule: steepest descent of the smoothed loss in log(lr).
+
+    ``argmin_i (s_{i+1} - s_i) / (log lr_{i+1} - log lr_i)``.
+
+    Example:
+
+    >>> lrs = np.geomspace(1e-5, 1.0, 50)
+    >>> losses = 2.0 - np.tanh(np.log10(lrs) + 3.0)
+    >>> 3e-4 < steep(lrs, losses, smoothing=0.0) < 3e-3
+    True
+    """
+    lrs, losses = clean_curve(lrs, losses)
+    _need(lrs, 3, "steep")
+    lrs, smoothed = _fastai_trim(lrs, losses, smoothing)
+    slope = np.diff(smoothed) / np.diff(np.log(lrs))
+    return float(lrs[int(np.argmin(slope))])
+
+
+def minimum(lrs: Any, losses: Any, *, smoothing: float = 0.98) -> float:
+    """fastai's "minimum / 10": a tenth of the rate at the lowest smoothed loss.
+
+    Example:
+
+    >>> lrs = np.geomspace(1e-5, 1.0, 51)
+    >>> losses = (np.log10(lrs) + 2.0) ** 2
+    >>> round(minimum(lrs, losses, smoothing=0.0), 6)
+    0.001
+    """
+    lrs, losses = clean_curve(lrs, losses)
+    _need(lrs, 3, "minimum")
+    lrs, smoothed = _fastai_trim(lrs, losses, smoothing)
+    return float(lrs[int(np.argmin(smoothed))] / 10.0)
+
+
+def steepest(
+    lrs: Any,
+    losses: Any,
+    *,
+    smoothing: float = 0.98,
+    skip_start: int = 10,
+    skip_end: int = 5,
+) -> float:
+    """torch-lr-finder's rule: the most negative gradient of the smoothed loss.
+
+    ``argmin_i np.gradient(s)_i`` over the curve without its first
+    `skip_start` and last `skip_end` points (the loss of torch-lr-finder's
+    history is its smoothed loss).
+
+    Example:
+
+    >>> lrs = np.geomspace(1e-5, 1.0, 60)
+    >>> losses = 2.0 - np.tanh(np.log10(lrs) + 3.0)
+    >>> 3e-4 < steepest(lrs, losses, smoothing=0.0) < 3e-3
+    True
+    """
+    lrs, losses = clean_curve(lrs, losses)
+    smoothed = ema_smooth(losses, smoothing)
+    n = lrs.size
+    if n - skip_start - skip_end < 3:
+        skip_start, skip_end = 0, 0
+    _need(lrs[skip_start : n - skip_end], 3, "steepest")
+    lrs = lrs[skip_start : n - skip_end]
+    smoothed = smoothed[skip_start : n - skip_end]
+    return float(lrs[int(np.argmin(np.gradient(smoothed)))])
+
+
+def zero_phase_smooth(losses: np.ndarray, width: float) -> np.ndarray:
+    """Gaussian smoothing with no lag (a centred kernel, edges renormalised).
+
+    Example:
+
+    >>> zero_phase_smooth(np.array([0.0, 0.0, 3.0, 0.0, 0.0]), 1.0).round(2).tolist()
+    [0.22, 0.7, 1.22, 0.7, 0.22]
+    """
+    x = np.asarray(losses, dtype=np.float64)
+    if width <= 0 or x.size < 3:
+        return x.copy()
+    radius = max(1, int(np.ceil(3 * width)))
+    offsets = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (offsets / width) ** 2)
+    padded = np.convolve(x, kernel, mode="full")[radius : radius + x.size]
+    norm = np.convolve(np.ones_like(x), kernel, mode="full")[radius : radius + x.size]
+    return padded / norm
+
+
+def _descent(lrs: np.ndarray, losses: np.ndarray) -> tuple[int, int, np.ndarray]:
+    """Zero-phase smoothed curve, its minimum and the start of its descent."""
+    n = lrs.size
+    smoothed = zero_phase_smooth(losses, max(1.0, n / 25.0))
+    i_min = int(np.argmin(smoothed))
+    # The descent starts where the smoothed loss has fallen by 5% of the way
+    # from the start of the curve to its minimum.
+    top = float(np.max(smoothed[: i_min + 1]))
+    i_top = int(np.argmax(smoothed[: i_min + 1]))
+    drop = top - smoothed[i_min]
+    if drop <= 0:
+        return i_min, i_min, smoothed
+    below = np.flatnonzero(smoothed[i_top : i_min + 1] <= top - 0.05 * drop)
+    i_start = i_top + int(below[0]) if below.size else i_top
+    return i_start, i_min, smoothed
+
+
+def default(lrs: Any, losses: Any) -> float:
+    """keras_lr's curve rule.
+
+    1. Cut the curve at its first non-finite loss; smooth it with a centred
+       Gaussian of width ``n / 25`` points (no lag, unlike an EMA).
+    2. Find the smoothed minimum ``i_min`` and the start of the descent
+       ``i_0``, where the loss has covered 5% of its fall to the minimum.
+    3. Return the geometric mean of the rate at the steepest point of the
+       descent, ``argmin_i ds/dlog(lr)`` on ``[i_0, i_min]``, and a tenth of
+       the rate at the minimum: ``sqrt(lr_steep * lr_min / 10)``, clipped to
+       ``[lr_{i_0}, lr_{i_min}]``.
+
+    The two halves are fastai's "steep" and "minimum/10" read off a curve
+    without lag; their geometric mean keeps either one's failure (a noisy
+    steepest point, a minimum pushed up by a long plateau) from dominating.
+
+    Example:
+
+    >>> lrs = np.geomspace(1e-6, 10.0, 100)
+    >>> losses = 2.3 - 2.0 / (1 + np.exp(-3 * (np.log10(lrs) + 3))) + 30 * lrs
+    >>> 3e-4 < default(lrs, losses) < 1e-2
+    True
+    """
+    lrs, losses = clean_curve(lrs, losses)
+    _need(lrs, 5, "default")
+    i_start, i_min, smoothed = _descent(lrs, losses)
+    if i_min <= i_start:
+        return float(lrs[i_min] / 10.0)
+    seg = slice(i_start, i_min + 1)
+    slope = np.gradient(smoothed[seg], np.log(lrs[seg]))
+    lr_steep = float(lrs[seg][int(np.argmin(slope))])
+    lr = float(np.sqrt(lr_steep * lrs[i_min] / 10.0))
+    return float(np.clip(lr, lrs[i_start], lrs[i_min]))
+
+
+def candidates(lrs: Any, losses: Any, *, num: int = 4) -> list[float]:
+    """Rates worth racing, read off a curve: a half-decade ladder.
+
+    The ladder runs down from a third of the rate at the smoothed minimum in
+    steps of ``sqrt(10)``, and always contains the `default` rule's rate.
+    Rates below the start of the descent are dropped unless fewer than two
+    would remain.
+
+    Args:
+        lrs: learning rates of the sweep.
+        losses: each step's loss.
+        num: how many rates at most.
+
+    Returns:
+        Increasing learning rates.
+
+    Example:
+
+    >>> lrs = np.geomspace(1e-6, 10.0, 100)
+    >>> losses = 2.3 - 2.0 / (1 + np.exp(-3 * (np.log10(lrs) + 3))) + 30 * lrs
+    >>> len(candidates(lrs, losses))
+    4
+    """
+    lrs, losses = clean_curve(lrs, losses)
+    _need(lrs, 5, "candidates")
+    i_start, i_min, _ = _descent(lrs, losses)
+    top = float(lrs[i_min]) / np.sqrt(10.0)
+    ladder = [top / 10 ** (k / 2) for k in range(num)]
+    floor = float(lrs[i_start])
+    kept = [lr for lr in ladder if lr >= floor]
+    if len(kept) < 2:
+        kept = ladder[:2]
+    rule = default(lrs, losses)
+    # Put the curve rule's own rate in place of its nearest rung.
+    nearest = int(np.argmin([abs(np.log(lr / rule)) for lr in kept]))
+    kept[nearest] = rule
+    return sorted(set(kept))
+
+
+#: Every rule by name, as `LRRangeTestResult.suggestion` takes them.
+RULES: dict[str, Callable[..., float]] = {
+    "default": default,
+    "valley": valley,
+    "steep": steep,
+    "minimum": minimum,
+    "steepest": steepest,
+}

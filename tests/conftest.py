@@ -1,0 +1,66 @@
+"""Shared fixtures: small real-data tasks, models and state comparisons."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras
+import numpy as np
+import pytest
+
+BACKEND = keras.backend.backend()
+
+
+@pytest.fixture(scope="session")
+def fashion_sample():
+    """The embedded Fashion-MNIST sample, scaled to [0, 1], shape (n, 28, 28, 1)."""
+    from keras_lr.data import load_fashion_mnist_sample
+
+    (x, y), (xt, yt) = load_fashion_mnist_sample()
+    scale = np.float32(1.0 / 255.0)
+    return (
+        (x[..., None].astype("float32") * scale, y.astype("int32")),
+        (xt[..., None].astype("float32") * scale, yt.astype("int32")),
+    )
+
+
+def small_cnn(
+    optimizer: keras.optimizers.Optimizer | None = None,
+    *,
+    batchnorm: bool = False,
+    dropout: float = 0.0,
+    seed: int = 0,
+    dtype: str | None = None,
+) -> keras.Model:
+    """A small CNN on 28x28x1, compiled with `optimizer` (default Adam)."""
+    keras.utils.set_random_seed(seed)
+    layers = [keras.Input((28, 28, 1)), keras.layers.Conv2D(8, 3, strides=2, dtype=dtype)]
+    if batchnorm:
+        layers.append(keras.layers.BatchNormalization(dtype=dtype))
+    layers += [keras.layers.Activation("relu", dtype=dtype), keras.layers.Flatten(dtype=dtype)]
+    if dropout:
+        layers.append(keras.layers.Dropout(dropout, dtype=dtype))
+    layers.append(keras.layers.Dense(10, dtype=dtype))
+    model = keras.Sequential(layers)
+    model.compile(
+        optimizer=optimizer or keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def all_state(model: keras.Model) -> list[np.ndarray]:
+    """Every variable of the model, its optimizer and its metrics, on the host."""
+    variables = list(model.variables) + list(model.optimizer.variables)
+    variables += list(model.metrics_variables)
+    return [np.array(keras.ops.convert_to_numpy(v.value), copy=True) for v in variables]
+
+
+def assert_bitwise_equal(before: list[np.ndarray], after: list[np.ndarray]) -> None:
+    assert len(before) == len(after)
+    for i, (a, b) in enumerate(zip(before, after)):
+        assert a.dtype == b.dtype and a.shape == b.shape, i
+        assert a.tobytes() == b.tobytes(), f"variable {i} differs"
