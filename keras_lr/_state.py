@@ -120,7 +120,10 @@ class TrainingState:
         return unique
 
     def capture_variables(self) -> bool:
-        """Captures variable values if the model (and optimizer) are built.
+        """Captures variable values if the model is built.
+
+        An optimizer not built yet is built first (with zero slots), as
+        `fit` would build it.
 
         Returns:
             Whether the values were captured.
@@ -128,7 +131,8 @@ class TrainingState:
         if not self.model.built:
             return False
         if self.optimizer is not None and not self.optimizer.built:
-            return False
+            # As `fit` would: an optimizer's slots exist once it is built.
+            self.optimizer.build(self.model.trainable_variables)
         variables = self._variables()
         self._values = [(v, variable_value(v)) for v in variables]
         self._metric_ids = {id(v) for v in self.model.metrics_variables}

@@ -55,9 +55,21 @@ def plot_range_test(result: Any, ax: Any = None, *, methods: Any = None) -> Any:
     fig, ax = _axes(ax)
     lrs, losses = result.lrs, result.losses
     ax.plot(lrs, losses, color="0.75", lw=0.8, label="loss of each step")
-    ax.plot(lrs, result.smoothed_losses, color="C0", lw=1.8, label="smoothed loss")
+    ax.plot(
+        lrs,
+        result.smoothed_losses,
+        color="C0",
+        lw=1.2,
+        alpha=0.7,
+        label=f"smoothed loss (EMA {result.smoothing:g})",
+    )
+    finite_lrs, finite_losses = suggest.clean_curve(lrs, losses)
+    trend = suggest.zero_phase_smooth(finite_losses, max(1.0, finite_losses.size / 25))
+    ax.plot(finite_lrs, trend, color="C3", lw=1.8, label="trend (no lag)")
     if getattr(result, "val_lrs", np.zeros(0)).size:
-        ax.plot(result.val_lrs, result.val_losses, "k.--", lw=1, label="validation loss")
+        ax.plot(
+            result.val_lrs, result.val_losses, "k.--", lw=1, label="validation loss"
+        )
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("loss")
@@ -74,12 +86,22 @@ def plot_range_test(result: Any, ax: Any = None, *, methods: Any = None) -> Any:
         except ValueError:
             continue
         color, marker = _MARKERS.get(method, ("k", "x"))
-        i = int(np.argmin(np.abs(np.log(lrs) - np.log(lr))))
-        ax.plot([lr], [result.smoothed_losses[i]], marker=marker, color=color, ms=9,
-                ls="none", label=f"{method}: {lr:.2g}")
+        if not trend.size:
+            continue
+        i = int(np.argmin(np.abs(np.log(finite_lrs) - np.log(lr))))
+        ax.plot(
+            [lr],
+            [trend[i]],
+            marker=marker,
+            color=color,
+            ms=9,
+            ls="none",
+            label=f"{method}: {lr:.2g}",
+        )
     if result.diverged and result.divergence_step is not None:
-        ax.axvline(lrs[min(result.divergence_step, lrs.size - 1)], color="0.5",
-                   ls=":", lw=1)
+        ax.axvline(
+            lrs[min(result.divergence_step, lrs.size - 1)], color="0.5", ls=":", lw=1
+        )
     ax.legend(loc="best", fontsize=8)
     ax.set_title("LR range test")
     return fig

@@ -18,5 +18,5 @@ for backend in jax torch; do
     echo "$backend is not installed: skipped (pip install jax / torch to run it)"
     continue
   fi
-  KERAS_BACKEND=$backend "$PY" -m pytest -q -x -m multibackend -p no:doctest "$@" tests
+  KERAS_BACKEND=$backend "$PY" -m pytest -q -x -m multibackend -o addopts="-p no:cacheprovider" "$@" tests
 done

@@ -59,14 +59,15 @@ class StepLossRecorder(keras.metrics.Mean):
             return
         loss = ops.cast(ops.mean(ops.convert_to_tensor(values)), "float32")
         index = ops.arange(self.capacity, dtype="int32")
-        hit = ops.equal(index, ops.cast(self.steps, "int32"))
-        self.buffer.assign(ops.where(hit, loss, self.buffer))
-        self.steps.assign(ops.add(self.steps, 1))
+        steps = self.steps.value
+        hit = ops.equal(index, ops.cast(steps, "int32"))
+        self.buffer.assign(ops.where(hit, loss, self.buffer.value))
+        self.steps.assign(ops.add(steps, 1))
 
     def reset_state(self):
         # `fit` resets metrics every epoch: keep the buffer, reset the mean.
-        self.total.assign(ops.zeros_like(self.total))
-        self.count.assign(ops.zeros_like(self.count))
+        self.total.assign(ops.zeros(self.total.shape, dtype=self.total.dtype))
+        self.count.assign(ops.zeros(self.count.shape, dtype=self.count.dtype))
 
     def recorded(self):
         """The recorded losses as a numpy array (a host read)."""

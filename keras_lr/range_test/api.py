@@ -37,13 +37,6 @@ def _check_compiled(model: Any) -> None:
         )
 
 
-def _prepare_state(model: Any) -> TrainingState:
-    """Builds the optimizer of a built model (as `fit` would), then snapshots."""
-    if model.built and not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
-    return TrainingState(model)
-
-
 def lr_range_test(
     model: keras.Model,
     x: Any,
@@ -116,21 +109,22 @@ def lr_range_test(
         smoothing,
         diverge_threshold,
         validation_data=validation_data,
-        _state=None,
+        progress=bool(verbose),
     )
     if steps_per_execution is not None:
         steps_per_execution = _validate.check_int(
             "steps_per_execution", steps_per_execution, minimum=1
         )
     fit_kwargs = fit_arguments(x, y, batch_size, callback.num_steps)
-    state = _prepare_state(model)
+    state = TrainingState(model)
     callback._given_state = state
     try:
         if steps_per_execution is not None:
             set_attr(model, "steps_per_execution", steps_per_execution)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*ran out of data.*")
-            model.fit(**fit_kwargs, callbacks=[callback], verbose=verbose)
+            warnings.filterwarnings("ignore", message=".*shuffle=True.*")
+            model.fit(**fit_kwargs, callbacks=[callback], verbose=0)
     finally:
         callback.restore()
         state.restore()
@@ -209,7 +203,7 @@ def _race(
     seed: int,
 ) -> list[float]:
     """Trains from the same state at each rate; returns each one's score."""
-    state = _prepare_state(model)
+    state = TrainingState(model)
     session = StepLossSession(model, steps)
     fit_kwargs = _race_arguments(x, y, batch_size, steps, seed)
     scores = []
@@ -219,13 +213,14 @@ def _race(
             session.clear()
             session.install(SweepSchedule(lr, lr, steps, "linear"))
             model.fit(**fit_kwargs, verbose=0)
-            _ = model.optimizer  # (keeps the JAX state synced after fit)
             losses = session.recorder.recorded()
             tail = losses[-max(1, losses.size // 3) :]
             if validation_data is not None and np.all(np.isfinite(tail)):
                 session.recorder.recording = False
                 if isinstance(validation_data, tuple):
-                    logs = model.evaluate(*validation_data[:2], verbose=0, return_dict=True)
+                    logs = model.evaluate(
+                        *validation_data[:2], verbose=0, return_dict=True
+                    )
                 else:
                     logs = model.evaluate(validation_data, verbose=0, return_dict=True)
                 session.recorder.recording = True

@@ -89,7 +89,9 @@ class StepLossSession:
         if self._saved is None:
             return
         set_attr(self.model, "_loss_tracker", self._saved["tracker"])
-        set_attr(base_optimizer(self.model.optimizer), "_learning_rate", self._saved["lr"])
+        set_attr(
+            base_optimizer(self.model.optimizer), "_learning_rate", self._saved["lr"]
+        )
         self._saved = None
 
     def clear(self) -> None:
@@ -138,6 +140,8 @@ class LRRangeTest(keras.callbacks.Callback):
         check_every: steps between reads of the device buffer; by default
             ``max(steps_per_execution, num_steps // 10)``.
         restore: restore the model when `fit` ends.
+        progress: show a progress bar of the sweep's own steps (pass
+            ``verbose=0`` to `fit` then).
 
     References:
         Smith, L. N. (2017). Cyclical Learning Rates for Training Neural
@@ -169,6 +173,7 @@ class LRRangeTest(keras.callbacks.Callback):
         validation_steps: int | None = None,
         check_every: int | None = None,
         restore: bool = True,
+        progress: bool = False,
         _state: TrainingState | None = None,
     ):
         super().__init__()
@@ -178,7 +183,9 @@ class LRRangeTest(keras.callbacks.Callback):
             self.num_steps,
             self.smoothing,
             self.diverge_threshold,
-        ) = validate_sweep(start_lr, end_lr, num_steps, mode, smoothing, diverge_threshold)
+        ) = validate_sweep(
+            start_lr, end_lr, num_steps, mode, smoothing, diverge_threshold
+        )
         self.mode = mode
         self.stop_on_divergence = bool(stop_on_divergence)
         self.validation_data = validation_data
@@ -187,6 +194,7 @@ class LRRangeTest(keras.callbacks.Callback):
             check_every = _validate.check_int("check_every", check_every, minimum=1)
         self.check_every = check_every
         self.restore_on_end = bool(restore)
+        self.progress = bool(progress)
         self._given_state = _state
         self.result: LRRangeTestResult | None = None
         self._session: StepLossSession | None = None
@@ -224,6 +232,13 @@ class LRRangeTest(keras.callbacks.Callback):
         self._val_lrs: list[float] = []
         self._val_losses: list[float] = []
         self._event = None
+        self._progbar = (
+            keras.utils.Progbar(
+                self.num_steps, stateful_metrics=["lr", "smoothed loss"]
+            )
+            if self.progress
+            else None
+        )
 
     def on_train_batch_begin(self, batch, logs=None):
         done = self._epoch_offset + int(batch)
@@ -234,6 +249,12 @@ class LRRangeTest(keras.callbacks.Callback):
         if done >= self._next_check:
             self._next_check = done + self._every
             self._check()
+        if self._progbar is not None and 0 < done <= self.num_steps:
+            lr = float(self._lrs[done - 1])
+            values = [("lr", lr)]
+            if self._consumed:
+                values.append(("smoothed loss", self._watch.smoothed))
+            self._progbar.update(done, values=values)
 
     def on_epoch_end(self, epoch, logs=None):
         self._check()
@@ -243,6 +264,11 @@ class LRRangeTest(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.result = self._build_result()
+        if self._progbar is not None:
+            n = len(self.result)
+            self._progbar.update(
+                self.num_steps if n >= self.num_steps - 1 else n, finalize=True
+            )
         if self.restore_on_end:
             # `fit` still returns `model.history` after this hook.
             self.restore(_skip=("history",))

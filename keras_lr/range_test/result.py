@@ -99,7 +99,9 @@ class LRRangeTestResult:
         smoothed = suggest.zero_phase_smooth(losses, max(1.0, lrs.size / 25.0))
         head = float(np.median(smoothed[: max(3, lrs.size // 10)]))
         low = float(np.min(smoothed))
-        noise = float(np.std(np.diff(losses))) / np.sqrt(2.0)
+        # Robust step-to-step noise: MAD of differences, as a std of one loss.
+        diffs = np.diff(losses)
+        noise = 1.4826 * float(np.median(np.abs(diffs - np.median(diffs)))) / np.sqrt(2)
         if not head - low > max(0.05 * abs(head), 2.0 * noise):
             found.append(
                 "no descent: the loss never fell clearly below its starting "
@@ -144,8 +146,7 @@ class LRRangeTestResult:
         lrs, losses = suggest.clean_curve(self.lrs, self.losses)
         if lrs.size < 5:
             raise ValueError(
-                "The curve has fewer than 5 finite points: no range can be "
-                "read off it."
+                "The curve has fewer than 5 finite points: no range can be read off it."
             )
         smoothed = suggest.zero_phase_smooth(losses, max(1.0, lrs.size / 25.0))
         max_lr = float(lrs[int(np.argmin(smoothed))] / 3.0)
@@ -224,14 +225,18 @@ class LRRangeTestResult:
         for i, (lr, loss, smooth) in enumerate(
             zip(self.lrs, self.losses, self.smoothed_losses)
         ):
-            writer.writerow([i, repr(float(lr)), repr(float(loss)), repr(float(smooth))])
+            writer.writerow(
+                [i, repr(float(lr)), repr(float(loss)), repr(float(smooth))]
+            )
         text = buffer.getvalue()
         if path is not None:
             Path(path).write_text(text)
         return text
 
     @classmethod
-    def from_csv(cls, path: str | Path, *, smoothing: float = 0.98) -> LRRangeTestResult:
+    def from_csv(
+        cls, path: str | Path, *, smoothing: float = 0.98
+    ) -> LRRangeTestResult:
         """Reads a curve written by `to_csv`."""
         rows = list(csv.DictReader(Path(path).read_text().splitlines()))
         return cls(

@@ -1,0 +1,198 @@
+"""The `keras-lr` command line: `demo` and `find`.
+
+    keras-lr demo [--steps N] [--output PNG]
+    keras-lr find MODEL.keras DATA.npz [--batch-size B] [--steps N] [--output PNG]
+
+`demo` runs a range test on a small CNN over the real Fashion-MNIST images
+that ship inside the package (no download), prints the suggestions and
+writes the plot. `find` does the same for a saved, compiled model and an
+`.npz` file of images and labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["build_demo_model", "main"]
+
+_X_KEYS = ("x", "images", "x_train", "X")
+_Y_KEYS = ("y", "labels", "y_train", "Y")
+
+
+def build_demo_model(seed: int = 0) -> Any:
+    """The demo's CNN for 28x28 grey images, compiled with SGD + momentum.
+
+    Example:
+
+    >>> model = build_demo_model()
+    >>> model.output_shape
+    (None, 10)
+    """
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    layers = keras.layers
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            layers.Conv2D(16, 3, padding="same", use_bias=False),
+            layers.BatchNormalization(),
+            layers.ReLU(),
+            layers.MaxPooling2D(),
+            layers.Conv2D(32, 3, padding="same", use_bias=False),
+            layers.BatchNormalization(),
+            layers.ReLU(),
+            layers.GlobalAveragePooling2D(),
+            layers.Dense(10),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def _report(result: Any, output: str, started: float) -> None:
+    import warnings
+
+    from keras_lr import suggest
+
+    print(
+        f"\nRange test: {len(result)} steps, lr {result.lrs[0]:.2g} -> "
+        f"{result.lrs[-1]:.2g}, diverged: {result.diverged} "
+        f"({time.time() - started:.1f} s)"
+    )
+    print("Suggestions:")
+    for method in suggest.RULES:
+        try:
+            lr = result.suggestion(method, warn=False)
+        except ValueError as error:
+            print(f"  {method:<9} -      ({error})")
+            continue
+        note = "   <- keras_lr's suggestion" if method == "default" else ""
+        print(f"  {method:<9} {lr:.3g}{note}")
+    low, high = result.suggest_range()
+    print(f"Range for cyclical / 1cycle schedules: {low:.3g} .. {high:.3g}")
+    for finding in result.diagnostics():
+        print(f"Note: {finding}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fig = result.plot()
+    fig.savefig(output, dpi=110)
+    print(f"Plot written to {output}")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import keras_lr
+    from keras_lr.data import load_fashion_mnist_sample
+
+    (x, y), _ = load_fashion_mnist_sample()
+    x = (x[..., None] / np.float32(255.0)).astype("float32")
+    print(
+        f"keras-lr demo: {x.shape[0]} real Fashion-MNIST images shipped with the "
+        "package; a small CNN with SGD + momentum."
+    )
+    model = build_demo_model()
+    started = time.time()
+    result = keras_lr.lr_range_test(
+        model,
+        x,
+        y,
+        batch_size=args.batch_size,
+        num_steps=args.steps,
+        verbose=0 if args.quiet else 1,
+    )
+    _report(result, args.output, started)
+    return 0
+
+
+def _load_npz(path: str) -> tuple[Any, Any]:
+    import numpy as np
+
+    with np.load(path) as data:
+        keys = list(data.keys())
+        x_key = next((k for k in _X_KEYS if k in keys), None)
+        y_key = next((k for k in _Y_KEYS if k in keys), None)
+        if x_key is None or y_key is None:
+            raise ValueError(
+                f"{path} must hold images and labels under keys such as 'x' "
+                f"and 'y'. Received keys: {keys}"
+            )
+        x, y = data[x_key], data[y_key]
+    if x.dtype == np.uint8:
+        x = x.astype("float32") / np.float32(255.0)
+    return x, y
+
+
+def _find(args: argparse.Namespace) -> int:
+    import keras
+
+    import keras_lr
+
+    model = keras.models.load_model(args.model)
+    if not getattr(model, "compiled", False) or model.optimizer is None:
+        print(
+            f"error: {args.model} holds no compiled model (save it after "
+            "model.compile(...)).",
+            file=sys.stderr,
+        )
+        return 2
+    x, y = _load_npz(args.data)
+    expected = model.input_shape
+    if (
+        isinstance(expected, tuple)
+        and len(expected) == x.ndim + 1
+        and expected[-1] == 1
+    ):
+        x = x[..., None]
+    started = time.time()
+    result = keras_lr.lr_range_test(
+        model,
+        x,
+        y,
+        batch_size=args.batch_size,
+        num_steps=args.steps,
+        verbose=0 if args.quiet else 1,
+    )
+    _report(result, args.output, started)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="keras-lr", description="Learning-rate range tests for Keras models."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser(
+        "demo", help="range test on the embedded Fashion-MNIST sample"
+    )
+    demo.add_argument("--steps", type=int, default=100, help="steps of the sweep")
+    demo.add_argument("--batch-size", type=int, default=64)
+    demo.add_argument("--output", default="keras_lr_demo.png", help="plot file (PNG)")
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    find = sub.add_parser("find", help="range test of a saved model on an .npz file")
+    find.add_argument("model", help="a compiled model saved as .keras")
+    find.add_argument("data", help="an .npz with images (x) and labels (y)")
+    find.add_argument("--steps", type=int, default=100)
+    find.add_argument("--batch-size", type=int, default=32)
+    find.add_argument("--output", default="lr_range_test.png")
+    find.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `keras-lr` and `python -m keras_lr`."""
+    args = _parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if args.command == "demo":
+        return _demo(args)
+    return _find(args)

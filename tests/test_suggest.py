@@ -1,0 +1,111 @@
+import numpy as np
+import pytest
+
+from keras_lr import suggest
+from keras_lr._detect import ema_smooth
+
+LRS = np.geomspace(1e-6, 10.0, 100)
+
+
+def curve(center=-3.0, seed=None, noise=0.0):
+    """A classic range-test curve: plateau, descent around 10**center, then a
+    blow-up that sets in about a decade and a half above it."""
+    x = np.log10(LRS)
+    losses = (
+        2.3 - 2.0 / (1 + np.exp(-3 * (x - center))) + np.exp(3 * (x - center - 1.5))
+    )
+    if seed is not None:
+        losses = losses * np.random.default_rng(seed).lognormal(0, noise, LRS.size)
+    return losses
+
+
+def brute_force_lds_valley(lrs, smoothed):
+    """Independent O(n^2) longest decreasing run, written from the description."""
+    n = len(smoothed)
+    best_len, best_end = 1, 0
+    lengths = [1] * n
+    for i in range(n):
+        for j in range(i):
+            if smoothed[j] > smoothed[i]:
+                lengths[i] = max(lengths[i], lengths[j] + 1)
+        if lengths[i] > best_len:
+            best_len, best_end = lengths[i], i
+    start = best_end - best_len
+    width = best_end - start
+    return lrs[start + width // 3 + int(width / 6)]
+
+
+def test_valley_matches_independent_implementation():
+    for seed in range(5):
+        losses = curve(seed=seed, noise=0.05)
+        smoothed = ema_smooth(losses, 0.98)
+        n = len(LRS)
+        lrs_t, sm_t = LRS[n // 10 : n - 5], smoothed[n // 10 : n - 5]
+        assert suggest.valley(LRS, losses) == pytest.approx(
+            brute_force_lds_valley(lrs_t, sm_t)
+        )
+
+
+def test_minimum_is_a_tenth_of_the_argmin():
+    losses = (np.log10(LRS) + 2.0) ** 2  # minimum exactly at 1e-2
+    got = suggest.minimum(LRS, losses, smoothing=0.0)
+    assert got == pytest.approx(LRS[np.argmin(losses)] / 10)
+
+
+def test_steep_and_steepest_find_the_steepest_descent():
+    losses = 2.0 - np.tanh(np.log10(LRS) + 3.0)  # steepest at 1e-3
+    assert suggest.steep(LRS, losses, smoothing=0.0) == pytest.approx(1e-3, rel=0.15)
+    assert suggest.steepest(LRS, losses, smoothing=0.0) == pytest.approx(1e-3, rel=0.15)
+
+
+@pytest.mark.parametrize("center", [-4.0, -3.0, -2.0, -1.0])
+def test_default_lies_inside_the_descent(center):
+    got = suggest.default(LRS, curve(center))
+    # Below the minimum, above the plateau's end.
+    assert 10 ** (center - 1.0) < got < 10 ** (center + 1.0)
+
+
+def test_default_follows_the_curve_when_it_shifts():
+    a = suggest.default(LRS, curve(-4.0))
+    b = suggest.default(LRS, curve(-2.0))
+    assert b / a == pytest.approx(100.0, rel=0.35)
+
+
+def test_default_is_stable_under_noise():
+    clean = suggest.default(LRS, curve())
+    for seed in range(10):
+        noisy = suggest.default(LRS, curve(seed=seed, noise=0.1))
+        assert abs(np.log10(noisy / clean)) < 0.5
+
+
+@pytest.mark.parametrize("rule", sorted(suggest.RULES))
+def test_rules_are_safe_with_nan_zero_and_negative(rule):
+    fn = suggest.RULES[rule]
+    losses = curve()
+    with_nan = losses.copy()
+    with_nan[80:] = np.nan
+    assert np.isfinite(fn(LRS, with_nan))
+    assert fn(LRS, with_nan) <= LRS[79]
+    assert np.isfinite(fn(LRS, losses - 5.0))  # negative losses
+    assert np.isfinite(fn(LRS, np.zeros_like(losses)))  # flat zero
+
+
+@pytest.mark.parametrize("rule", sorted(suggest.RULES))
+def test_rules_refuse_too_short_curves(rule):
+    with pytest.raises(ValueError, match="finite points"):
+        suggest.RULES[rule](LRS[:2], np.array([1.0, np.nan]))
+
+
+def test_clean_curve_checks_shapes_and_rates():
+    with pytest.raises(ValueError, match="same length"):
+        suggest.clean_curve([0.1, 0.2], [1.0])
+    with pytest.raises(ValueError, match="positive"):
+        suggest.clean_curve([0.0, 0.2], [1.0, 1.0])
+
+
+def test_candidates_are_a_ladder_holding_the_default():
+    losses = curve(-3.0)
+    cands = suggest.candidates(LRS, losses, num=4)
+    assert cands == sorted(cands) and 2 <= len(cands) <= 4
+    assert any(c == pytest.approx(suggest.default(LRS, losses)) for c in cands)
+    assert max(cands) < LRS[np.argmin(losses)]
