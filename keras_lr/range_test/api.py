@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from keras_lr import _validate, suggest
-from keras_lr._state import TrainingState, set_attr
+from keras_lr._state import TrainingState, base_optimizer, set_attr
 from keras_lr.range_test._data import (
     _is_array_like,
     fit_arguments,
@@ -206,12 +206,22 @@ def _race(
     state = TrainingState(model)
     session = StepLossSession(model, steps)
     fit_kwargs = _race_arguments(x, y, batch_size, steps, seed)
+    # A float rate lives in an optimizer variable: set it per candidate and
+    # keep one compiled function (the snapshot restores the variable).
+    lr_variable = base_optimizer(model.optimizer)._learning_rate
+    if not isinstance(lr_variable, keras.Variable):
+        lr_variable = None
     scores = []
     try:
-        for lr in lrs:
+        for i, lr in enumerate(lrs):
             state.restore_variables()
             session.clear()
-            session.install(SweepSchedule(lr, lr, steps, "linear"))
+            if lr_variable is None:
+                session.install(SweepSchedule(lr, lr, steps, "linear"))
+            else:
+                if i == 0:
+                    session.install(lr_variable)
+                lr_variable.assign(lr)
             model.fit(**fit_kwargs, verbose=0)
             losses = session.recorder.recorded()
             tail = losses[-max(1, losses.size // 3) :]
@@ -228,7 +238,6 @@ def _race(
             else:
                 score = float(np.mean(tail)) if tail.size else float("inf")
             scores.append(score if math.isfinite(score) else float("inf"))
-            session.uninstall()
     finally:
         session.uninstall()
         state.restore()

@@ -1,0 +1,152 @@
+"""Real-data image-classification tasks shared by the benchmarks.
+
+Each task is a dataset (Fashion-MNIST or scikit-learn's digits), a model
+family, an optimizer family, a batch size and a fixed training budget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    name: str
+    data: str  # "fmnist" or "digits"
+    model: str  # "cnn_bn", "cnn", "mlp", "cnn_small"
+    optimizer: str  # "sgd", "adam", "adamw", "rmsprop"
+    batch_size: int
+    epochs: int
+    grid: tuple[float, float]  # log10 bounds of the oracle grid (3 per decade)
+
+    def grid_lrs(self) -> np.ndarray:
+        low, high = self.grid
+        return 10.0 ** np.linspace(low, high, int(round((high - low) * 3)) + 1)
+
+
+def load(data: str, n_train: int = 6400, n_val: int = 2000):
+    """((x, y), (x_val, y_val)) as float32 NHWC in [0, 1] and int32 labels."""
+    if data == "fmnist":
+        from keras_lr.data import load_fashion_mnist
+
+        (x, y), (xt, yt) = load_fashion_mnist()
+        x, y = x[:n_train], y[:n_train]
+        xt, yt = xt[:n_val], yt[:n_val]
+        scale = np.float32(1 / 255)
+        return (
+            (x[..., None].astype("float32") * scale, y.astype("int32")),
+            (xt[..., None].astype("float32") * scale, yt.astype("int32")),
+        )
+    if data == "digits":
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        x = (digits.images / 16.0).astype("float32")[..., None]
+        y = digits.target.astype("int32")
+        order = np.random.default_rng(1234).permutation(len(y))
+        x, y = x[order], y[order]
+        return (x[:1400], y[:1400]), (x[1400:], y[1400:])
+    raise ValueError(f"unknown data {data!r}")
+
+
+def build_model(task: Task, input_shape: tuple[int, ...], seed: int) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    L = keras.layers
+    if task.model == "cnn_bn":
+        layers = [
+            L.Conv2D(16, 3, padding="same", use_bias=False),
+            L.BatchNormalization(),
+            L.ReLU(),
+            L.MaxPooling2D(),
+            L.Conv2D(32, 3, padding="same", use_bias=False),
+            L.BatchNormalization(),
+            L.ReLU(),
+            L.MaxPooling2D(),
+            L.Flatten(),
+            L.Dense(10),
+        ]
+    elif task.model == "cnn":
+        layers = [
+            L.Conv2D(16, 3, activation="relu"),
+            L.MaxPooling2D(),
+            L.Conv2D(32, 3, activation="relu"),
+            L.MaxPooling2D(),
+            L.Flatten(),
+            L.Dense(64, activation="relu"),
+            L.Dense(10),
+        ]
+    elif task.model == "mlp":
+        layers = [
+            L.Flatten(),
+            L.Dense(256, activation="relu"),
+            L.Dense(128, activation="relu"),
+            L.Dense(10),
+        ]
+    elif task.model == "cnn_small":
+        layers = [
+            L.Conv2D(16, 3, padding="same", activation="relu"),
+            L.Conv2D(32, 3, padding="same", activation="relu"),
+            L.MaxPooling2D(),
+            L.Flatten(),
+            L.Dense(10),
+        ]
+    else:
+        raise ValueError(task.model)
+    return keras.Sequential([keras.Input(input_shape), *layers])
+
+
+def make_optimizer(task: Task, lr: float) -> keras.optimizers.Optimizer:
+    lr = float(lr)
+    if task.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=0.9)
+    if task.optimizer == "adam":
+        return keras.optimizers.Adam(lr)
+    if task.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=1e-4)
+    if task.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(lr)
+    raise ValueError(task.optimizer)
+
+
+def compiled(task: Task, input_shape, seed: int, lr: float = 1e-3) -> keras.Model:
+    model = build_model(task, input_shape, seed)
+    model.compile(
+        optimizer=make_optimizer(task, lr),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def train(task: Task, data, lr: float, seed: int) -> float:
+    """Validation accuracy after the task's budget at a constant rate."""
+    (x, y), (xv, yv) = data
+    model = compiled(task, x.shape[1:], seed, lr)
+    keras.utils.set_random_seed(seed)
+    history = model.fit(
+        x, y, batch_size=task.batch_size, epochs=task.epochs, verbose=0, shuffle=True
+    )
+    if not math.isfinite(history.history["loss"][-1]):
+        return 0.1  # diverged: chance level
+    _, acc = model.evaluate(xv, yv, batch_size=512, verbose=0)
+    return float(acc)
+
+
+def budget_steps(task: Task, data) -> int:
+    (x, _), _ = data
+    return task.epochs * math.ceil(len(x) / task.batch_size)
+
+
+TASKS = (
+    Task("fmnist-cnn-bn-sgd", "fmnist", "cnn_bn", "sgd", 64, 4, (-4.0, 0.0)),
+    Task("fmnist-mlp-adam", "fmnist", "mlp", "adam", 64, 4, (-5.0, -1.0)),
+    Task("digits-cnn-rmsprop", "digits", "cnn_small", "rmsprop", 32, 9, (-5.0, -1.0)),
+    Task("fmnist-cnn-adamw", "fmnist", "cnn", "adamw", 64, 4, (-5.0, -1.0)),
+)
