@@ -79,15 +79,34 @@ def check_lr(name: str, value: Any, *, positive: bool = False) -> float:
     return value
 
 
+def fraction(done: Any, length: float) -> Any:
+    """``clip(done / length, 0, 1)`` in float32, exactly 1 once `done >= length`.
+
+    XLA turns a division by a constant into a multiplication by its
+    reciprocal, so ``41 / 41`` can come out as ``0.99999994``; the end of a
+    phase must give the phase's end value exactly.
+    """
+    done = ops.cast(done, "float32")
+    length = float(length)
+    return ops.where(done >= length, 1.0, ops.clip(done / length, 0.0, 1.0))
+
+
 def anneal(start: float, end: float, pct: Any, how: str) -> Any:
     """Interpolates from `start` (pct 0) to `end` (pct 1), cosine or linear.
 
     ``cos``: ``end + (start - end) / 2 * (1 + cos(pi * pct))``;
     ``linear``: ``start + (end - start) * pct``.
+
+    The cosine form is computed as ``end + (start - end) * cos(pi pct / 2)**2``
+    (the same value): at ``pct = 1`` it lands on `end` to float32 precision,
+    where ``1 + cos(pi)`` in float32 leaves an error of ``1e-8 * start``.
     """
     if how == "cos":
-        return end + (start - end) * 0.5 * (1.0 + ops.cos(math.pi * pct))
-    return start + (end - start) * pct
+        half = ops.cos((0.5 * math.pi) * pct)
+        return end + (start - end) * (half * half)
+    # Weighted form: exact at both ends in float32 (``start + (end - start)
+    # * pct`` loses a small `end` to cancellation).
+    return start * (1.0 - pct) + end * pct
 
 
 def is_schedule(value: Any) -> bool:

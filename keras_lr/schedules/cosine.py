@@ -56,8 +56,7 @@ def _check_peak_final(peak_lr: Any, final_lr: Any) -> tuple[float, float]:
 def _linear_warmup(step: Any, peak: float, warmup_steps: int) -> Any:
     if warmup_steps == 0:
         return ops.full((), peak, dtype="float32")
-    frac = ops.cast(ops.minimum(step, warmup_steps), "float32") / float(warmup_steps)
-    return peak * frac
+    return peak * _base.fraction(step, warmup_steps)
 
 
 @keras.saving.register_keras_serializable(package="keras_lr")
@@ -90,7 +89,7 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
     def __call__(self, step):
         step = _base.int_step(step)
         w, d = self.warmup_steps, self.total_steps - self.warmup_steps
-        into = ops.cast(ops.clip(step - w, 0, d), "float32") / float(d)
+        into = _base.fraction(ops.maximum(step - w, 0), d)
         decay = _base.anneal(self.peak_lr, self.final_lr, into, "cos")
         return ops.where(step < w, _linear_warmup(step, self.peak_lr, w), decay)
 
@@ -160,12 +159,10 @@ class WarmupStableDecay(keras.optimizers.schedules.LearningRateSchedule):
     def __call__(self, step):
         step = _base.int_step(step)
         start = self.total_steps - self.decay_steps
-        q = ops.cast(ops.clip(step - start, 0, self.decay_steps), "float32") / float(
-            self.decay_steps
-        )
+        q = _base.fraction(ops.maximum(step - start, 0), self.decay_steps)
         peak, final = self.peak_lr, self.final_lr
         if self.decay == "linear":
-            decayed = peak - (peak - final) * q
+            decayed = _base.anneal(peak, final, q, "linear")
         elif self.decay == "cosine":
             decayed = _base.anneal(peak, final, q, "cos")
         else:

@@ -71,7 +71,7 @@ def _phased(step: Any, ends: list[float], points: list[float], how: str) -> Any:
     for i, end in enumerate(ends):
         den = end - start
         if den > 0:
-            pct = ops.clip((s - start) / den, 0.0, 1.0)
+            pct = _base.fraction(s - start, den)
         else:  # a one-step phase (or one no step reaches): its end value
             pct = ops.ones_like(s)
         pieces.append(_base.anneal(points[i], points[i + 1], pct, how))

@@ -76,11 +76,9 @@ class Warmup(keras.optimizers.schedules.LearningRateSchedule):
         if self.warmup_steps == 0:
             return after
         target = _base.evaluate(self.schedule_or_float, 0)
-        frac = ops.cast(ops.minimum(step, self.warmup_steps), "float32") / float(
-            self.warmup_steps
-        )
+        frac = _base.fraction(step, self.warmup_steps)
         if self.shape == "linear":
-            during = self.initial_lr + (target - self.initial_lr) * frac
+            during = _base.anneal(self.initial_lr, target, frac, "linear")
         else:
             # Geometric in log space; a zero target gives zero, not -inf.
             ratio = ops.maximum(target, 1e-30) / self.initial_lr
