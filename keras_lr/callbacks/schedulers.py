@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_lr import _validate
@@ -216,10 +217,19 @@ def _shift(schedule: Any, offset: int) -> Any:
     return _base.Shifted(schedule, offset) if offset else schedule
 
 
+def _variable_float(variable: Any) -> float:
+    """A float32 variable's value as the shortest decimal float (0.05, not
+    0.05000000074505806), which is what the user gave."""
+    value = np.asarray(ops.convert_to_numpy(variable.value)).reshape(())
+    if value.dtype == np.float32:
+        return float(str(value[()]))
+    return float(value)
+
+
 def _float_lr(optimizer: Any, name: str) -> float:
     lr = optimizer._learning_rate
     if isinstance(lr, keras.Variable):
-        return float(ops.convert_to_numpy(lr.value))
+        return _variable_float(lr)
     raise ValueError(
         f"Argument `{name}` is needed: the optimizer's learning rate is a "
         f"{type(lr).__name__}, not a float to take it from."
@@ -416,5 +426,5 @@ class WarmupScheduler(_ScheduleInstaller):
             steps = int(_need_steps(per_epoch, "warmup_steps"))
         original = optimizer._learning_rate
         if isinstance(original, keras.Variable):
-            original = float(ops.convert_to_numpy(original.value))
+            original = _variable_float(original)
         return Warmup(original, steps, self.initial_lr, self.shape)
