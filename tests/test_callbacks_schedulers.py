@@ -38,7 +38,10 @@ def linear_model(optimizer, steps_per_execution=1):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, use_bias=False)])
     model.compile(
-        optimizer=optimizer, loss="mse", steps_per_execution=spe(steps_per_execution)
+        optimizer=optimizer,
+        loss="mse",
+        steps_per_execution=spe(steps_per_execution),
+        jit_compile=keras.backend.backend() != "torch",  # XLA on TF and JAX
     )
     return model
 
