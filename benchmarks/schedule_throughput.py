@@ -42,7 +42,7 @@ def load(n_train: int):
     return x, y[:n_train].astype("int32")
 
 
-def build(optimizer, spe: int, width: int):
+def build(optimizer, spe: int, width: int, jit: bool | str = "auto"):
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
         [
@@ -57,6 +57,7 @@ def build(optimizer, spe: int, width: int):
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         steps_per_execution=spe,
+        jit_compile=jit,
     )
     return model
 
@@ -159,6 +160,7 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true", help="bigger run for a GPU")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="a few seconds (CI)")
+    parser.add_argument("--jit", action="store_true", help="jit_compile=True (XLA)")
     args = parser.parse_args()
     spe = 16
     if args.gpu:
@@ -173,7 +175,7 @@ def main() -> None:
     configs = configurations(total=steps * (repeats + 1))
     models = {}
     for name, (_, make) in configs.items():
-        model = build(make(), spe, width)
+        model = build(make(), spe, width, True if args.jit else "auto")
         model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)  # trace
         models[name] = model
     times: dict[str, list[float]] = {name: [] for name in configs}

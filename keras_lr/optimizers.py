@@ -16,9 +16,9 @@ Updates with a scheduled momentum ``m_t`` (per variable, gradient ``g``)::
               correction ``1 - m_t ** t`` (as PyTorch does when 1cycle
               cycles ``betas[0]``)
 
-The schedule is evaluated once per variable update: a few scalar operations,
-which XLA and Grappler fold; `benchmarks/schedule_throughput.py` measures the
-cost.
+The schedule is evaluated once per step (the first variable's update computes
+it, the others reuse the tensor): a few scalar operations;
+`benchmarks/schedule_throughput.py` measures the cost.
 """
 
 from __future__ import annotations
@@ -45,6 +45,31 @@ def _check_momentum(name: str, value: Any) -> Any:
     return value
 
 
+class _OncePerStep:
+    """Evaluates the momentum schedule once per optimizer step, not per variable.
+
+    `_backend_update_step` runs every variable's `update_step` (on every
+    backend); the first `update_step` computes the schedule's value and the
+    others reuse that tensor, within the same traced step.
+    """
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        object.__setattr__(self, "_keras_lr_momentum_now", None)
+        try:
+            return super()._backend_update_step(
+                grads, trainable_variables, learning_rate
+            )
+        finally:
+            object.__setattr__(self, "_keras_lr_momentum_now", None)
+
+    def _scheduled_value(self, schedule: Any, dtype: Any) -> Any:
+        now = vars(self).get("_keras_lr_momentum_now")
+        if now is None:
+            now = ops.cast(schedule(self.iterations), "float32")
+            object.__setattr__(self, "_keras_lr_momentum_now", now)
+        return ops.cast(now, dtype)
+
+
 def _momentum_config(config: dict, key: str, value: Any) -> dict:
     if _base.is_schedule(value):
         config[key] = keras.saving.serialize_keras_object(value)
@@ -59,7 +84,7 @@ def _momentum_from_config(config: dict, key: str) -> dict:
 
 
 @keras.saving.register_keras_serializable(package="keras_lr")
-class SGD(keras.optimizers.SGD):
+class SGD(_OncePerStep, keras.optimizers.SGD):
     """`keras.optimizers.SGD` whose `momentum` may be a schedule.
 
     Args:
@@ -102,7 +127,7 @@ class SGD(keras.optimizers.SGD):
         dtype = variable.dtype
         lr = ops.cast(learning_rate, dtype)
         gradient = ops.cast(gradient, dtype)
-        mu = ops.cast(self.momentum(self.iterations), dtype)
+        mu = self._scheduled_value(self.momentum, dtype)
         m = self.momentums[self._get_variable_index(variable)]
         self.assign(m, ops.subtract(ops.multiply(m, mu), ops.multiply(gradient, lr)))
         if self.nesterov:
@@ -122,7 +147,7 @@ class SGD(keras.optimizers.SGD):
         return super().from_config(config, custom_objects=custom_objects)
 
 
-class _ScheduledBeta1:
+class _ScheduledBeta1(_OncePerStep):
     """Evaluates a scheduled `beta_1` for the duration of one update.
 
     Keras's Adam update reads `self.beta_1` a few times as a number; for
@@ -134,7 +159,7 @@ class _ScheduledBeta1:
         schedule = self.beta_1
         if not _base.is_schedule(schedule):
             return super().update_step(gradient, variable, learning_rate)
-        value = ops.cast(schedule(self.iterations), variable.dtype)
+        value = self._scheduled_value(schedule, variable.dtype)
         object.__setattr__(self, "beta_1", value)
         try:
             return super().update_step(gradient, variable, learning_rate)
