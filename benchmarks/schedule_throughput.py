@@ -204,8 +204,8 @@ def main() -> None:
         )
         momentum = getattr(opt, "momentum", getattr(opt, "beta_1", None))
         if isinstance(momentum, keras.optimizers.schedules.LearningRateSchedule):
-            # Evaluated once per trainable variable (4 kernels and biases here).
-            parts += [momentum] * 4
+            # Evaluated once per step (keras_lr.optimizers cache it).
+            parts.append(momentum)
         cost[name] = sum(schedule_cost_us(p, jit) for p in parts) if parts else 0.0
     print(
         f"\nbackend={keras.backend.backend()} keras={keras.__version__} "
