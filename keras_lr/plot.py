@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_range_test", "plot_schedule"]
+__all__ = ["plot_range_test"]
 
 _MARKERS = {
     "default": ("C3", "o"),
@@ -83,6 +83,9 @@ def plot_range_test(result: Any, ax: Any = None, *, methods: Any = None) -> Any:
     ax.legend(loc="best", fontsize=8)
     ax.set_title("LR range test")
     return fig
+
+
+__all__ += ["plot_schedule"]
 
 
 def plot_schedule(
