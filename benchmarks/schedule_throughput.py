@@ -176,6 +176,10 @@ def main() -> None:
     models = {}
     for name, (_, make) in configs.items():
         model = build(make(), spe, width, True if args.jit else "auto")
+        if name.startswith("Scaled"):
+            # As keras_lr's callbacks do during fit: the factor is optimizer
+            # state (on JAX, an input of the compiled step).
+            S.track_scaled(model.optimizer)
         model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)  # trace
         models[name] = model
     times: dict[str, list[float]] = {name: [] for name in configs}

@@ -48,6 +48,21 @@ def test_scaled_schedule_is_lowered_in_the_compiled_step():
     )
     assert float(keras.ops.convert_to_numpy(schedule.factor.value)) == 0.25
     assert len(opt.variables) == n_vars  # untracked after fit
+    assert all(v is not schedule.factor for v in opt.variables)
+
+
+def test_scaled_inside_a_loss_scale_optimizer():
+    schedule = S.Scaled(S.CyclicLR(0.01, 0.05, 4))
+    opt = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(schedule))
+    model = linear_model(opt)
+    w0 = model.get_weights()[0]
+    fit(model, epochs=3, callbacks=[never_improves()])
+    factors = [1.0] * 16 + [0.5] * 8
+    lrs = [ref.cyclic(t, 0.01, 0.05, 4) * factors[t] for t in range(24)]
+    np.testing.assert_allclose(
+        model.get_weights()[0], replay_sgd(w0, lrs, 3), rtol=1e-5, atol=1e-6
+    )
+    assert all(v is not schedule.factor for v in opt.variables)  # untracked
 
 
 def test_mid_epoch_assignment_reaches_the_step():
