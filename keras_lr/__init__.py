@@ -28,3 +28,9 @@ __all__ = [
     "plot_range_test",
     "suggest",
 ]
+
+# Learning-rate schedules (issue 6).
+from keras_lr import optimizers, schedules
+from keras_lr.plot import plot_schedule
+
+__all__ += ["optimizers", "plot_schedule", "schedules"]

@@ -105,3 +105,74 @@ def plot_range_test(result: Any, ax: Any = None, *, methods: Any = None) -> Any:
     ax.legend(loc="best", fontsize=8)
     ax.set_title("LR range test")
     return fig
+
+
+__all__ += ["plot_schedule"]
+
+
+def plot_schedule(
+    schedule: Any, steps: int, ax: Any = None, *, momentum: Any = None
+) -> Any:
+    """Plots a learning-rate schedule over `steps` optimizer steps.
+
+    Args:
+        schedule: a `LearningRateSchedule` (any, Keras's included) or a
+            float.
+        steps: how many steps to draw (from step 0), >= 1.
+        ax: a matplotlib `Axes` to draw on; a new `Figure` when None.
+        momentum: an optional momentum schedule (`OneCycle.momentum()`),
+            drawn on a second y axis.
+
+    Returns:
+        The matplotlib `Figure` (not shown).
+
+    Example:
+
+    >>> from keras_lr.schedules import OneCycle
+    >>> fig = plot_schedule(OneCycle(0.1, 200), 200)
+    >>> line = fig.axes[0].lines[0]
+    >>> len(line.get_xdata()), round(float(max(line.get_ydata())), 3)
+    (200, 0.1)
+    """
+    from keras_lr import _validate
+
+    steps = _validate.check_int("steps", steps, minimum=1)
+    fig, ax = _axes(ax)
+    x = np.arange(steps)
+    ax.plot(
+        x, _schedule_values(schedule, steps), color="C0", lw=1.8, label="learning rate"
+    )
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate")
+    ax.set_title(
+        type(schedule).__name__ if not isinstance(schedule, float) else "constant"
+    )
+    if momentum is not None:
+        ax2 = ax.twinx()
+        ax2.plot(
+            x,
+            _schedule_values(momentum, steps),
+            color="C1",
+            lw=1.2,
+            ls="--",
+            label="momentum",
+        )
+        ax2.set_ylabel("momentum")
+    return fig
+
+
+def _schedule_values(schedule: Any, steps: int) -> np.ndarray:
+    """A schedule's values at steps 0..steps-1, vectorized when it allows."""
+    import keras
+
+    if not callable(schedule):
+        return np.full(steps, float(schedule))
+    x = np.arange(steps)
+    try:
+        values = keras.ops.convert_to_numpy(schedule(keras.ops.convert_to_tensor(x)))
+        values = np.asarray(values, dtype=np.float64).reshape(-1)
+        if values.shape == (steps,):
+            return values
+    except Exception:  # a schedule written for scalar steps only
+        pass
+    return np.array([float(keras.ops.convert_to_numpy(schedule(int(i)))) for i in x])

@@ -1,0 +1,176 @@
+"""`ReduceLROnPlateau` that also works on scheduled optimizers.
+
+Keras's own callback assigns the optimizer's rate and fails when the rate
+is a schedule. This one lowers a float rate the same way, and a
+`keras_lr.schedules.Scaled` schedule by lowering its `factor` variable,
+which the compiled step reads (on JAX too: the factor is tracked by the
+optimizer while `fit` runs, see `keras_lr.schedules.track_scaled`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_lr import _validate
+from keras_lr._state import base_optimizer
+from keras_lr.schedules import _base
+from keras_lr.schedules.scaled import Scaled, track_scaled, untrack_scaled
+
+__all__ = ["ReduceLROnPlateau"]
+
+
+class ReduceLROnPlateau(keras.callbacks.Callback):
+    """Lowers the rate when a monitored metric stops improving.
+
+    After `patience` epochs without an improvement of at least `min_delta`
+    in `monitor`, the rate is multiplied by `factor` (not below `min_lr`),
+    then nothing happens for `cooldown` epochs.
+
+    Works on an optimizer whose rate is a float, or a
+    `keras_lr.schedules.Scaled` schedule (wrap any schedule in it: the
+    schedule's shape is kept, the whole of it is scaled).
+
+    Args:
+        monitor: the logs key to watch.
+        factor: multiplier of the rate, in (0, 1).
+        patience: epochs without improvement before lowering.
+        verbose: 1 prints a line when the rate is lowered.
+        mode: ``"auto"``, ``"min"`` or ``"max"``.
+        min_delta: the smallest change that counts as an improvement.
+        cooldown: epochs to wait after a reduction.
+        min_lr: the rate is not lowered below this (for a schedule: its
+            value at the current step).
+
+    Example:
+
+    >>> from keras_lr.schedules import OneCycle, Scaled
+    >>> schedule = Scaled(OneCycle(0.05, 100))
+    >>> import numpy as np
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> model.compile(optimizer=keras.optimizers.SGD(schedule), loss="mse")
+    >>> cb = ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0,
+    ...                        min_delta=1e9)
+    >>> _ = model.fit(np.ones((8, 2)), np.ones((8, 1)), epochs=3, verbose=0,
+    ...               callbacks=[cb])
+    >>> float(schedule.factor.numpy())
+    0.25
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        factor: float = 0.1,
+        patience: int = 10,
+        verbose: int = 0,
+        mode: str = "auto",
+        min_delta: float = 1e-4,
+        cooldown: int = 0,
+        min_lr: float = 0.0,
+    ):
+        super().__init__()
+        self.monitor = monitor
+        self.factor = _validate.check_real("factor", factor)
+        _validate.check_in_interval("factor", self.factor, 0.0, 1.0, low_closed=False)
+        self.patience = _validate.check_int("patience", patience, minimum=0)
+        self.cooldown = _validate.check_int("cooldown", cooldown, minimum=0)
+        self.min_delta = abs(_validate.check_real("min_delta", min_delta))
+        self.min_lr = _validate.check_non_negative(
+            "min_lr", _validate.check_real("min_lr", min_lr)
+        )
+        self.mode = _validate.check_choice("mode", mode, ("auto", "min", "max"))
+        self.verbose = verbose
+        self._reset()
+
+    def _reset(self) -> None:
+        if self.mode == "max" or (
+            self.mode == "auto" and ("acc" in self.monitor or "auc" in self.monitor)
+        ):
+            self._better = lambda a, b: a > b + self.min_delta
+            self.best = -np.inf
+        else:
+            self._better = lambda a, b: a < b - self.min_delta
+            self.best = np.inf
+        self.wait = 0
+        self.cooldown_counter = 0
+
+    def _target(self) -> Any:
+        lr = base_optimizer(self.model.optimizer)._learning_rate
+        if isinstance(lr, (keras.Variable, Scaled)):
+            return lr
+        raise TypeError(
+            "ReduceLROnPlateau can lower a float learning rate or a "
+            "keras_lr.schedules.Scaled schedule. The optimizer's rate is a "
+            f"{type(lr).__name__}: wrap it, e.g. "
+            "`optimizer = keras.optimizers.SGD(keras_lr.schedules.Scaled(schedule))`."
+        )
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+        if isinstance(self._target(), Scaled):
+            before = len(self.model.optimizer.variables)
+            track_scaled(self.model.optimizer)
+            if len(self.model.optimizer.variables) != before:
+                self.model.make_train_function(force=True)
+
+    def on_train_end(self, logs=None):
+        untrack_scaled(self._model.optimizer)
+
+    def current_lr(self) -> float:
+        """The rate at the optimizer's current step."""
+        optimizer = base_optimizer(self.model.optimizer)
+        target = self._target()
+        if isinstance(target, keras.Variable):
+            return float(ops.convert_to_numpy(target.value))
+        return _base.lr_at(target, int(ops.convert_to_numpy(optimizer.iterations)))
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        value = logs.get(self.monitor)
+        if value is None:
+            raise ValueError(
+                f"ReduceLROnPlateau monitors `{self.monitor}`, which is not in "
+                f"the logs. Available: {sorted(logs)}"
+            )
+        value = float(value)
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._better(value, self.best):
+            self.best = value
+            self.wait = 0
+        elif self.cooldown_counter <= 0:
+            self.wait += 1
+            if self.wait > self.patience:
+                self._lower(epoch)
+                self.cooldown_counter = self.cooldown
+                self.wait = 0
+        logs["learning_rate"] = self.current_lr()
+
+    def _lower(self, epoch: int) -> None:
+        target = self._target()
+        if isinstance(target, keras.Variable):
+            old = float(ops.convert_to_numpy(target.value))
+            if old <= self.min_lr:
+                return
+            target.assign(max(old * self.factor, self.min_lr))
+        else:
+            step = int(
+                ops.convert_to_numpy(base_optimizer(self.model.optimizer).iterations)
+            )
+            base = _base.lr_at(target.schedule, step)
+            old = float(ops.convert_to_numpy(target.factor.value))
+            new = old * self.factor
+            if base > 0 and self.min_lr > 0:
+                new = max(new, self.min_lr / base)
+            if new >= old:
+                return
+            target.factor.assign(new)
+        if self.verbose:
+            print(
+                f"\nEpoch {epoch + 1}: ReduceLROnPlateau lowered the learning "
+                f"rate to {self.current_lr():.4g}."
+            )

@@ -1,0 +1,430 @@
+"""Callback forms of the schedules, and learning-rate logging.
+
+`OneCycleScheduler`, `CyclicLRScheduler` and `WarmupScheduler` build their
+schedule when `fit` starts (taking its length from `fit`'s own epochs and
+steps when none is given), install it as the optimizer's learning rate, so
+that it is computed inside the compiled step like any schedule (no host work
+per step), and put the optimizer's own rate back when `fit` ends.
+
+`LearningRateLogger` (which the schedulers also are) writes the rate in use
+into `logs["learning_rate"]` at the end of every epoch, and of every step
+when asked, so that `History`, `CSVLogger` and `TensorBoard` record it (pass
+it before those in the `callbacks` list).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_lr import _validate
+from keras_lr._state import _MISSING, base_optimizer, set_attr
+from keras_lr.optimizers import SGD as ScheduledMomentumSGD
+from keras_lr.schedules import _base
+from keras_lr.schedules.cyclic import CyclicLR
+from keras_lr.schedules.one_cycle import OneCycle
+from keras_lr.schedules.scaled import track_scaled, untrack_scaled
+from keras_lr.schedules.warmup import Warmup
+
+__all__ = [
+    "CyclicLRScheduler",
+    "LearningRateLogger",
+    "OneCycleScheduler",
+    "WarmupScheduler",
+]
+
+
+def _iterations(optimizer: Any) -> int:
+    return int(ops.convert_to_numpy(base_optimizer(optimizer).iterations))
+
+
+def current_lr_object(optimizer: Any) -> Any:
+    return base_optimizer(optimizer)._learning_rate
+
+
+def lr_value(lr_object: Any, step: int) -> float:
+    """The rate a learning-rate object gives at `step`, on the host."""
+    if isinstance(lr_object, keras.Variable):
+        return float(ops.convert_to_numpy(lr_object.value))
+    if callable(lr_object) and not _base.is_schedule(lr_object):
+        return float(ops.convert_to_numpy(lr_object()))
+    return _base.lr_at(lr_object, max(int(step), 0))
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Puts the learning rate in use into the logs.
+
+    At the end of each epoch ``logs[key]`` is the rate of the epoch's last
+    step (one scalar read per epoch). With ``every_step=True`` it is also
+    added to each batch's logs, computed on the host from the step count
+    (no device sync; with `steps_per_execution > 1`, once per execution).
+    Put it before `CSVLogger`/`TensorBoard` in the callback list.
+
+    Args:
+        every_step: also log each step (TensorBoard's ``update_freq`` must
+            then be ``"batch"`` or an int to record it).
+        key: the logs key (Keras's own callbacks use ``"learning_rate"``).
+
+    Example:
+
+    >>> import numpy as np
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    >>> h = model.fit(np.ones((8, 2)), np.ones((8, 1)), epochs=2, verbose=0,
+    ...               callbacks=[LearningRateLogger()])
+    >>> [round(v, 3) for v in h.history["learning_rate"]]
+    [0.05, 0.05]
+    """
+
+    def __init__(self, every_step: bool = False, key: str = "learning_rate"):
+        super().__init__()
+        self.every_step = bool(every_step)
+        if not isinstance(key, str) or not key:
+            raise ValueError(
+                f"Argument `key` must be a non-empty string. Received: key={key!r}"
+            )
+        self.key = key
+        self._epoch_start = 0
+
+    def on_train_begin(self, logs=None):
+        self._epoch_start = _iterations(self.model.optimizer)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.every_step:
+            self._epoch_start = _iterations(self.model.optimizer)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.every_step or logs is None:
+            return
+        # `batch` is the index of the last step of this call within the epoch.
+        lr_object = current_lr_object(self._model_ref().optimizer)
+        logs[self.key] = lr_value(lr_object, self._epoch_start + int(batch))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        optimizer = self.model.optimizer
+        step = _iterations(optimizer) - 1
+        logs[self.key] = lr_value(current_lr_object(optimizer), step)
+
+    def _model_ref(self) -> Any:
+        # `self.model` syncs JAX's state each call; the host step count
+        # does not need it.
+        return self._model
+
+
+class _ScheduleInstaller(LearningRateLogger):
+    """Installs a schedule built at `on_train_begin` for the length of `fit`."""
+
+    def __init__(
+        self,
+        *,
+        cycle_momentum: bool = False,
+        base_momentum: float = 0.85,
+        max_momentum: float = 0.95,
+        log_every_step: bool = False,
+    ):
+        super().__init__(every_step=log_every_step)
+        if not isinstance(cycle_momentum, bool):
+            raise TypeError(
+                "Argument `cycle_momentum` must be a bool. "
+                f"Received: cycle_momentum={cycle_momentum!r}"
+            )
+        self.cycle_momentum = cycle_momentum
+        self.base_momentum = base_momentum
+        self.max_momentum = max_momentum
+        self.schedule: Any = None
+        self._saved: dict[str, Any] | None = None
+
+    # Subclasses: the schedule for `total_steps` steps of this fit.
+    def _build(self, optimizer: Any, total_steps: int | None) -> Any:
+        raise NotImplementedError
+
+    def _fit_steps(self) -> int | None:
+        epochs = self.params.get("epochs")
+        steps = self.params.get("steps")
+        if not epochs or not steps:
+            return None
+        return int(epochs) * int(steps)
+
+    def _momentum_attribute(self, optimizer: Any) -> str:
+        from keras_lr.optimizers import Adam, AdamW
+
+        if isinstance(optimizer, ScheduledMomentumSGD):
+            if (
+                not _base.is_schedule(optimizer.momentum)
+                and optimizer.built
+                and (optimizer.momentum == 0)
+            ):
+                raise ValueError(
+                    "`cycle_momentum=True` needs an SGD optimizer built with "
+                    "momentum > 0 (it has no momentum slots). Create it as "
+                    "keras_lr.optimizers.SGD(lr, momentum=0.9)."
+                )
+            return "momentum"
+        if isinstance(optimizer, (Adam, AdamW)):
+            return "beta_1"
+        raise ValueError(
+            "`cycle_momentum=True` needs an optimizer that accepts a momentum "
+            "schedule: keras_lr.optimizers.SGD, Adam or AdamW (Keras's own read "
+            "momentum as a constant when the step is traced). Received: "
+            f"{type(optimizer).__name__}"
+        )
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        optimizer = base_optimizer(model.optimizer)
+        offset = _iterations(optimizer)
+        attribute = None
+        if self.cycle_momentum:
+            attribute = self._momentum_attribute(optimizer)
+        schedule = self._build(optimizer, self._fit_steps())
+        self.schedule = schedule
+        self._saved = {"lr": optimizer._learning_rate}
+        set_attr(optimizer, "_learning_rate", _shift(schedule, offset))
+        if attribute is not None:
+            momentum = schedule.momentum(self.base_momentum, self.max_momentum)
+            self._saved["momentum"] = (
+                attribute,
+                vars(optimizer).get(attribute, _MISSING),
+            )
+            set_attr(optimizer, attribute, _shift(momentum, offset))
+        track_scaled(optimizer)
+        model.make_train_function(force=True)
+        super().on_train_begin(logs)
+
+    def on_train_end(self, logs=None):
+        self._restore()
+
+    def _restore(self) -> None:
+        if self._saved is None:
+            return
+        model = self._model
+        optimizer = base_optimizer(model.optimizer)
+        untrack_scaled(optimizer)
+        set_attr(optimizer, "_learning_rate", self._saved["lr"])
+        if "momentum" in self._saved:
+            attribute, value = self._saved["momentum"]
+            set_attr(optimizer, attribute, value)
+        set_attr(model, "train_function", None)
+        self._saved = None
+
+
+def _shift(schedule: Any, offset: int) -> Any:
+    return _base.Shifted(schedule, offset) if offset else schedule
+
+
+def _variable_float(variable: Any) -> float:
+    """A float32 variable's value as the shortest decimal float (0.05, not
+    0.05000000074505806), which is what the user gave."""
+    value = np.asarray(ops.convert_to_numpy(variable.value)).reshape(())
+    if value.dtype == np.float32:
+        return float(str(value[()]))
+    return float(value)
+
+
+def _float_lr(optimizer: Any, name: str) -> float:
+    lr = optimizer._learning_rate
+    if isinstance(lr, keras.Variable):
+        return _variable_float(lr)
+    raise ValueError(
+        f"Argument `{name}` is needed: the optimizer's learning rate is a "
+        f"{type(lr).__name__}, not a float to take it from."
+    )
+
+
+def _need_steps(total: int | None, name: str) -> int:
+    if total is None:
+        raise ValueError(
+            f"Argument `{name}` is needed: `fit` does not know its number of "
+            "steps (pass `steps_per_epoch` to `fit`, or the argument here)."
+        )
+    return total
+
+
+class OneCycleScheduler(_ScheduleInstaller):
+    """Trains one `fit` with the 1cycle policy (`keras_lr.schedules.OneCycle`).
+
+    Args:
+        max_lr: the peak rate (default: the optimizer's own float rate).
+        total_steps: the cycle's length (default: ``epochs * steps`` of
+            this `fit`).
+        pct_start, div_factor, final_div_factor, anneal, three_phase: as
+            for `OneCycle`.
+        cycle_momentum: also cycle the momentum (``max_momentum ->
+            base_momentum`` and back); needs a `keras_lr.optimizers`
+            optimizer.
+        base_momentum, max_momentum: the momentum range.
+        log_every_step: also log the rate at each step.
+
+    The optimizer's own rate (and momentum) is back after `fit`; the
+    schedule built is in ``self.schedule``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    >>> cb = OneCycleScheduler()
+    >>> h = model.fit(np.ones((32, 2)), np.ones((32, 1)), batch_size=8, epochs=2,
+    ...               verbose=0, callbacks=[cb])
+    >>> cb.schedule.total_steps, float(model.optimizer.learning_rate)
+    (8, 0.05)
+    """
+
+    def __init__(
+        self,
+        max_lr: float | None = None,
+        total_steps: int | None = None,
+        pct_start: float = 0.3,
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+        anneal: str = "cos",
+        three_phase: bool = False,
+        cycle_momentum: bool = False,
+        base_momentum: float = 0.85,
+        max_momentum: float = 0.95,
+        log_every_step: bool = False,
+    ):
+        super().__init__(
+            cycle_momentum=cycle_momentum,
+            base_momentum=base_momentum,
+            max_momentum=max_momentum,
+            log_every_step=log_every_step,
+        )
+        self.kwargs = {
+            "pct_start": pct_start,
+            "div_factor": div_factor,
+            "final_div_factor": final_div_factor,
+            "anneal": anneal,
+            "three_phase": three_phase,
+        }
+        self.max_lr = max_lr
+        self.total_steps = total_steps
+        # Fail now, not when fit starts.
+        probe = OneCycle(
+            0.1 if max_lr is None else max_lr,
+            1000 if total_steps is None else total_steps,
+            **self.kwargs,
+        )
+        if cycle_momentum:
+            probe.momentum(base_momentum, max_momentum)
+
+    def _build(self, optimizer, total_steps):
+        max_lr = (
+            self.max_lr if self.max_lr is not None else _float_lr(optimizer, "max_lr")
+        )
+        total = self.total_steps or _need_steps(total_steps, "total_steps")
+        return OneCycle(max_lr, total, **self.kwargs)
+
+
+class CyclicLRScheduler(_ScheduleInstaller):
+    """Trains one `fit` with cyclical rates (`keras_lr.schedules.CyclicLR`).
+
+    Args:
+        base_lr, max_lr: the range of the cycle.
+        step_size_up: steps going up (default: this `fit`'s steps divided
+            into `cycles` whole cycles).
+        step_size_down, mode, gamma: as for `CyclicLR`.
+        cycles: the number of cycles when `step_size_up` is not given.
+        cycle_momentum, base_momentum, max_momentum, log_every_step: as for
+            `OneCycleScheduler`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    >>> cb = CyclicLRScheduler(0.01, 0.1, cycles=2)
+    >>> _ = model.fit(np.ones((32, 2)), np.ones((32, 1)), batch_size=8, epochs=2,
+    ...               verbose=0, callbacks=[cb])
+    >>> cb.schedule.step_size_up
+    2
+    """
+
+    def __init__(
+        self,
+        base_lr: float,
+        max_lr: float,
+        step_size_up: int | None = None,
+        step_size_down: int | None = None,
+        mode: str = "triangular",
+        gamma: float = 1.0,
+        cycles: int = 1,
+        cycle_momentum: bool = False,
+        base_momentum: float = 0.85,
+        max_momentum: float = 0.95,
+        log_every_step: bool = False,
+    ):
+        super().__init__(
+            cycle_momentum=cycle_momentum,
+            base_momentum=base_momentum,
+            max_momentum=max_momentum,
+            log_every_step=log_every_step,
+        )
+        self.cycles = _validate.check_int("cycles", cycles, minimum=1)
+        self.args = (base_lr, max_lr)
+        self.step_size_up = step_size_up
+        self.kwargs = {"step_size_down": step_size_down, "mode": mode, "gamma": gamma}
+        probe = CyclicLR(base_lr, max_lr, step_size_up or 1000, **self.kwargs)
+        if cycle_momentum:
+            probe.momentum(base_momentum, max_momentum)
+
+    def _build(self, optimizer, total_steps):
+        up = self.step_size_up
+        if up is None:
+            total = _need_steps(total_steps, "step_size_up")
+            up = max(1, total // (2 * self.cycles))
+        return CyclicLR(*self.args, up, **self.kwargs)
+
+
+class WarmupScheduler(_ScheduleInstaller):
+    """Warms up the optimizer's own rate (float or schedule) for one `fit`.
+
+    Installs ``keras_lr.schedules.Warmup(original, warmup_steps)``: the
+    original schedule starts after the warmup (it sees ``step -
+    warmup_steps``). A float rate is taken as the constant to warm up to.
+
+    Args:
+        warmup_steps: length of the warmup (default: one epoch of steps).
+        initial_lr: rate at the first step.
+        shape: ``"linear"`` or ``"exponential"``.
+        log_every_step: also log the rate at each step.
+
+    Example:
+
+    >>> import numpy as np
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    >>> cb = WarmupScheduler()
+    >>> h = model.fit(np.ones((32, 2)), np.ones((32, 1)), batch_size=8, epochs=2,
+    ...               verbose=0, callbacks=[cb])
+    >>> cb.schedule.warmup_steps, [round(v, 4) for v in h.history["learning_rate"]]
+    (4, [0.0375, 0.05])
+    """
+
+    def __init__(
+        self,
+        warmup_steps: int | None = None,
+        initial_lr: float = 0.0,
+        shape: str = "linear",
+        log_every_step: bool = False,
+    ):
+        super().__init__(log_every_step=log_every_step)
+        self.warmup_steps = warmup_steps
+        self.initial_lr = initial_lr
+        self.shape = shape
+        Warmup(1.0, warmup_steps or 0, initial_lr, shape)  # validates
+
+    def _build(self, optimizer, total_steps):
+        steps = self.warmup_steps
+        if steps is None:
+            per_epoch = self.params.get("steps")
+            steps = int(_need_steps(per_epoch, "warmup_steps"))
+        original = optimizer._learning_rate
+        if isinstance(original, keras.Variable):
+            original = _variable_float(original)
+        return Warmup(original, steps, self.initial_lr, self.shape)

@@ -1,0 +1,266 @@
+"""Cosine family: warmup + cosine decay, warmup-stable-decay, SGDR restarts.
+
+* `WarmupCosineDecay`: linear warmup from 0 to `peak_lr` over ``W`` steps,
+  then cosine decay to `final_lr` at `total_steps` (Loshchilov & Hutter,
+  arXiv:1608.03983; Goyal et al., arXiv:1706.02677)::
+
+      s < W:       peak * s / W
+      s >= W:      final + (peak - final) * (1 + cos(pi * min(s - W, D) / D)) / 2
+                   with D = total_steps - W
+
+* `WarmupStableDecay` ("WSD": Hu et al., MiniCPM, arXiv:2404.06395; Hägele
+  et al., arXiv:2405.18392): warmup, then `peak_lr` held, then a decay to
+  `final_lr` over the last ``K = round(decay_fraction * total_steps)``
+  steps, linear, cosine or ``1 - sqrt`` in ``q = (s - (T - K)) / K``::
+
+      linear: peak - (peak - final) * q
+      cosine: final + (peak - final) * (1 + cos(pi * q)) / 2
+      1-sqrt: peak - (peak - final) * sqrt(q)
+
+* `CosineRestarts` (SGDR, arXiv:1608.03983): cycle ``i`` lasts
+  ``T_i = T_0 * t_mul**i`` steps and starts at ``m_mul**i * initial_lr``::
+
+      lr = min_lr + (m_mul**i * initial_lr - min_lr) * (1 + cos(pi t / T_i)) / 2
+
+  with ``t`` the step within the cycle.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+from keras import ops
+
+from keras_lr import _validate
+from keras_lr.schedules import _base
+
+__all__ = ["CosineRestarts", "WarmupCosineDecay", "WarmupStableDecay"]
+
+
+def _check_warmup(total_steps: Any, warmup_steps: Any) -> tuple[int, int]:
+    total_steps = _base.check_steps("total_steps", total_steps, minimum=1)
+    warmup_steps = _base.check_steps("warmup_steps", warmup_steps, minimum=0)
+    _validate.check_greater("total_steps", total_steps, "warmup_steps", warmup_steps)
+    return total_steps, warmup_steps
+
+
+def _check_peak_final(peak_lr: Any, final_lr: Any) -> tuple[float, float]:
+    peak_lr = _base.check_lr("peak_lr", peak_lr, positive=True)
+    final_lr = _base.check_lr("final_lr", final_lr)
+    _validate.check_greater("peak_lr", peak_lr, "final_lr", final_lr, strict=False)
+    return peak_lr, final_lr
+
+
+def _linear_warmup(step: Any, peak: float, warmup_steps: int) -> Any:
+    if warmup_steps == 0:
+        return ops.full((), peak, dtype="float32")
+    return peak * _base.fraction(step, warmup_steps)
+
+
+@keras.saving.register_keras_serializable(package="keras_lr")
+class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup to `peak_lr`, then cosine decay to `final_lr`.
+
+    Args:
+        peak_lr: the rate at the end of the warmup (float > 0).
+        total_steps: step at which the decay ends (held after), > warmup.
+        warmup_steps: steps of linear warmup from 0, >= 0.
+        final_lr: rate at the end, <= `peak_lr`.
+
+    Example:
+
+    >>> s = WarmupCosineDecay(1.0, total_steps=6, warmup_steps=2)
+    >>> [round(float(s(i)), 3) for i in (0, 1, 2, 4, 6, 10)]
+    [0.0, 0.5, 1.0, 0.5, 0.0, 0.0]
+    """
+
+    def __init__(
+        self,
+        peak_lr: float,
+        total_steps: int,
+        warmup_steps: int,
+        final_lr: float = 0.0,
+    ):
+        self.peak_lr, self.final_lr = _check_peak_final(peak_lr, final_lr)
+        self.total_steps, self.warmup_steps = _check_warmup(total_steps, warmup_steps)
+
+    def __call__(self, step):
+        step = _base.int_step(step)
+        w, d = self.warmup_steps, self.total_steps - self.warmup_steps
+        into = _base.fraction(ops.maximum(step - w, 0), d)
+        decay = _base.anneal(self.peak_lr, self.final_lr, into, "cos")
+        return ops.where(step < w, _linear_warmup(step, self.peak_lr, w), decay)
+
+    def get_config(self) -> dict:
+        return {
+            "peak_lr": self.peak_lr,
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+            "final_lr": self.final_lr,
+        }
+
+
+DECAYS = ("linear", "cosine", "1-sqrt")
+
+
+@keras.saving.register_keras_serializable(package="keras_lr")
+class WarmupStableDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Warmup, a long constant stretch, then a short decay ("WSD").
+
+    Args:
+        peak_lr: the constant rate (float > 0).
+        total_steps: step at which the decay ends (held after).
+        warmup_steps: steps of linear warmup from 0, >= 0.
+        decay_fraction: fraction of `total_steps` spent decaying, in (0, 1].
+        final_lr: rate at the end, <= `peak_lr`.
+        decay: ``"linear"``, ``"cosine"`` or ``"1-sqrt"``.
+
+    Example:
+
+    >>> s = WarmupStableDecay(1.0, total_steps=10, warmup_steps=2,
+    ...                       decay_fraction=0.4)
+    >>> [round(float(s(i)), 3) for i in (0, 1, 2, 6, 8, 10, 11)]
+    [0.0, 0.5, 1.0, 1.0, 0.5, 0.0, 0.0]
+    """
+
+    def __init__(
+        self,
+        peak_lr: float,
+        total_steps: int,
+        warmup_steps: int,
+        decay_fraction: float = 0.1,
+        final_lr: float = 0.0,
+        decay: str = "linear",
+    ):
+        self.peak_lr, self.final_lr = _check_peak_final(peak_lr, final_lr)
+        self.total_steps, self.warmup_steps = _check_warmup(total_steps, warmup_steps)
+        self.decay_fraction = _validate.check_real("decay_fraction", decay_fraction)
+        _validate.check_in_interval(
+            "decay_fraction",
+            self.decay_fraction,
+            0.0,
+            1.0,
+            low_closed=False,
+            high_closed=True,
+        )
+        _validate.check_choice("decay", decay, DECAYS)
+        self.decay = decay
+        self.decay_steps = max(1, round(self.decay_fraction * self.total_steps))
+        if self.warmup_steps + self.decay_steps > self.total_steps:
+            raise ValueError(
+                "Arguments `warmup_steps` + `decay_fraction * total_steps` must be "
+                f"<= `total_steps`. Received: warmup_steps={self.warmup_steps}, "
+                f"decay_fraction={self.decay_fraction}, "
+                f"total_steps={self.total_steps}"
+            )
+
+    def __call__(self, step):
+        step = _base.int_step(step)
+        start = self.total_steps - self.decay_steps
+        q = _base.fraction(ops.maximum(step - start, 0), self.decay_steps)
+        peak, final = self.peak_lr, self.final_lr
+        if self.decay == "linear":
+            decayed = _base.anneal(peak, final, q, "linear")
+        elif self.decay == "cosine":
+            decayed = _base.anneal(peak, final, q, "cos")
+        else:
+            decayed = peak - (peak - final) * ops.sqrt(q)
+        warm = _linear_warmup(step, peak, self.warmup_steps)
+        return ops.where(step < self.warmup_steps, warm, decayed)
+
+    def get_config(self) -> dict:
+        return {
+            "peak_lr": self.peak_lr,
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+            "decay_fraction": self.decay_fraction,
+            "final_lr": self.final_lr,
+            "decay": self.decay,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_lr")
+class CosineRestarts(keras.optimizers.schedules.LearningRateSchedule):
+    """Cosine annealing with warm restarts (SGDR, arXiv:1608.03983).
+
+    Args:
+        initial_lr: the rate at the start of the first cycle (float > 0).
+        first_cycle_steps: length ``T_0`` of the first cycle, >= 1.
+        t_mul: each cycle is `t_mul` times longer than the previous, >= 1.
+        m_mul: each cycle starts `m_mul` times lower, in (0, 1].
+        min_lr: the floor every cycle anneals towards, <= `initial_lr`.
+
+    Example:
+
+    >>> s = CosineRestarts(1.0, first_cycle_steps=2, t_mul=2.0, m_mul=0.5)
+    >>> [round(float(s(i)), 3) for i in range(7)]
+    [1.0, 0.5, 0.5, 0.427, 0.25, 0.073, 0.25]
+    """
+
+    def __init__(
+        self,
+        initial_lr: float,
+        first_cycle_steps: int,
+        t_mul: float = 2.0,
+        m_mul: float = 1.0,
+        min_lr: float = 0.0,
+    ):
+        self.initial_lr = _base.check_lr("initial_lr", initial_lr, positive=True)
+        self.first_cycle_steps = _base.check_steps(
+            "first_cycle_steps", first_cycle_steps, minimum=1
+        )
+        self.t_mul = _validate.check_real("t_mul", t_mul)
+        _validate.check_greater("t_mul", self.t_mul, "1", 1.0, strict=False)
+        if not math.isfinite(self.t_mul):
+            raise ValueError(
+                f"Argument `t_mul` must be finite. Received: t_mul={t_mul}"
+            )
+        self.m_mul = _validate.check_real("m_mul", m_mul)
+        _validate.check_in_interval(
+            "m_mul", self.m_mul, 0.0, 1.0, low_closed=False, high_closed=True
+        )
+        self.min_lr = _base.check_lr("min_lr", min_lr)
+        _validate.check_greater(
+            "initial_lr", self.initial_lr, "min_lr", self.min_lr, strict=False
+        )
+
+    def _cycle(self, step: Any) -> tuple[Any, Any, Any]:
+        """(cycle index, step within it, cycle length), all float32."""
+        t0 = self.first_cycle_steps
+        if self.t_mul == 1.0:
+            # Exact integer arithmetic.
+            return (
+                ops.cast(step // t0, "float32"),
+                ops.cast(step % t0, "float32"),
+                ops.full((), float(t0), dtype="float32"),
+            )
+        r = self.t_mul
+        s = ops.cast(step, "float32")
+        i = ops.floor(ops.log1p(s / t0 * (r - 1.0)) / math.log(r))
+
+        def start(k):
+            return t0 * (ops.power(r, k) - 1.0) / (r - 1.0)
+
+        # The logarithm may land one cycle off at a boundary: correct it.
+        i = ops.where(s < start(i), i - 1.0, i)
+        i = ops.where(s >= start(i + 1.0), i + 1.0, i)
+        length = t0 * ops.power(r, i)
+        return i, s - start(i), length
+
+    def __call__(self, step):
+        step = _base.int_step(step)
+        i, t, length = self._cycle(step)
+        frac = ops.clip(t / length, 0.0, 1.0)
+        peak = self.initial_lr * ops.power(self.m_mul, i)
+        return _base.anneal(peak, self.min_lr, frac, "cos")
+
+    def get_config(self) -> dict:
+        return {
+            "initial_lr": self.initial_lr,
+            "first_cycle_steps": self.first_cycle_steps,
+            "t_mul": self.t_mul,
+            "m_mul": self.m_mul,
+            "min_lr": self.min_lr,
+        }

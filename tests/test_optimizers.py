@@ -1,0 +1,111 @@
+"""Momentum cycling: keras_lr.optimizers against numpy updates, compiled."""
+
+from __future__ import annotations
+
+import _schedule_reference as ref
+import keras
+import numpy as np
+import pytest
+
+import keras_lr
+from keras_lr import schedules as S
+
+pytestmark = pytest.mark.multibackend
+
+TOTAL = 12
+
+
+def spe(n):
+    """`steps_per_execution`: PyTorch's trainer only takes 1."""
+    return 1 if keras.backend.backend() == "torch" else n
+
+
+def data():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(TOTAL * 4, 3)).astype("float32")
+    y = (x @ np.array([[1.0], [-2.0], [0.5]], dtype="float32")).astype("float32")
+    return x, y
+
+
+def train(optimizer, steps_per_execution=1):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, use_bias=False)])
+    model.compile(
+        optimizer=optimizer, loss="mse", steps_per_execution=spe(steps_per_execution)
+    )
+    w0 = model.get_weights()[0].astype(np.float64)
+    x, y = data()
+    model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    return w0, model.get_weights()[0].astype(np.float64)
+
+
+def grads(w, t):
+    x, y = data()
+    xb, yb = x[4 * t : 4 * t + 4].astype(np.float64), y[4 * t : 4 * t + 4]
+    return 2.0 / 4 * xb.T @ (xb @ w - yb)
+
+
+def lr_at(t):
+    return ref.one_cycle(t, 0.05, TOTAL, 0.3)
+
+
+def mom_at(t):
+    return ref.one_cycle(t, 0.05, TOTAL, 0.3, points=[0.95, 0.85, 0.95])
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+@pytest.mark.parametrize("spe", [1, 4])
+def test_sgd_with_cycled_momentum(nesterov, spe):
+    one_cycle = S.OneCycle(0.05, TOTAL)
+    opt = keras_lr.optimizers.SGD(
+        one_cycle, momentum=one_cycle.momentum(), nesterov=nesterov
+    )
+    w0, w = train(opt, spe)
+    ws, v = w0.copy(), np.zeros_like(w0)
+    for t in range(TOTAL):
+        g, lr, mu = grads(ws, t), lr_at(t), mom_at(t)
+        v = mu * v - lr * g
+        ws = ws + (mu * v - lr * g if nesterov else v)
+    np.testing.assert_allclose(w, ws, rtol=2e-5, atol=1e-6)
+    # Not what a constant momentum gives.
+    _, w_const = train(keras.optimizers.SGD(one_cycle, momentum=0.9, nesterov=nesterov))
+    assert np.max(np.abs(w_const - w)) > 1e-4
+
+
+@pytest.mark.parametrize("kind", ["adam", "adamw"])
+def test_adam_with_cycled_beta_1(kind):
+    one_cycle = S.OneCycle(0.05, TOTAL)
+    if kind == "adam":
+        opt = keras_lr.optimizers.Adam(one_cycle, beta_1=one_cycle.momentum())
+    else:
+        opt = keras_lr.optimizers.AdamW(
+            one_cycle, beta_1=one_cycle.momentum(), weight_decay=0.0
+        )
+    w0, w = train(opt, spe := 3)
+    assert spe == 3
+    ws, m, v = w0.copy(), np.zeros_like(w0), np.zeros_like(w0)
+    b2, eps = 0.999, 1e-7
+    for t in range(TOTAL):
+        g, lr, b1 = grads(ws, t), lr_at(t), mom_at(t)
+        m = m + (g - m) * (1 - b1)
+        v = v + (g * g - v) * (1 - b2)
+        alpha = lr * np.sqrt(1 - b2 ** (t + 1)) / (1 - b1 ** (t + 1))
+        ws = ws - alpha * m / (np.sqrt(v) + eps)
+    np.testing.assert_allclose(w, ws, rtol=1e-4, atol=1e-6)
+
+
+def test_float_momentum_is_keras_own_update():
+    schedule = S.CyclicLR(0.01, 0.05, 3)
+    _, a = train(keras_lr.optimizers.SGD(schedule, momentum=0.9))
+    _, b = train(keras.optimizers.SGD(schedule, momentum=0.9))
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+    _, a = train(keras_lr.optimizers.Adam(schedule, beta_1=0.8))
+    _, b = train(keras.optimizers.Adam(schedule, beta_1=0.8))
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_bad_momentum():
+    with pytest.raises(TypeError, match="`momentum` must be a float or"):
+        keras_lr.optimizers.SGD(0.1, momentum=lambda: 0.9)
+    with pytest.raises(TypeError, match="`beta_1` must be a float or"):
+        keras_lr.optimizers.Adam(0.1, beta_1=lambda: 0.9)

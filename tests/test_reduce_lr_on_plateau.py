@@ -1,0 +1,143 @@
+"""ReduceLROnPlateau on floats and on Scaled schedules; the factor reaching
+the compiled step (JAX included)."""
+
+from __future__ import annotations
+
+import _schedule_reference as ref
+import keras
+import numpy as np
+import pytest
+from test_callbacks_schedulers import BS, N, data, fit, linear_model, replay_sgd
+
+from keras_lr import schedules as S
+from keras_lr.callbacks import ReduceLROnPlateau
+
+pytestmark = pytest.mark.multibackend
+
+
+def never_improves():
+    return ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=1e9)
+
+
+def test_float_rate_is_lowered():
+    model = linear_model(keras.optimizers.SGD(0.04))
+    w0 = model.get_weights()[0]
+    history = fit(model, epochs=3, callbacks=[never_improves()])
+    # Epoch 1 sets the best; epochs 2 and 3 do not improve it.
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.01)
+    assert history.history["learning_rate"] == pytest.approx([0.04, 0.02, 0.01])
+    lrs = [0.04] * 8 + [0.04] * 8 + [0.02] * 8
+    np.testing.assert_allclose(
+        model.get_weights()[0], replay_sgd(w0, lrs, 3), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_scaled_schedule_is_lowered_in_the_compiled_step():
+    schedule = S.Scaled(S.CyclicLR(0.01, 0.05, 4))
+    opt = keras.optimizers.SGD(schedule)
+    model = linear_model(
+        opt, steps_per_execution=1 if keras.backend.backend() == "torch" else 4
+    )
+    n_vars = len(opt.variables)
+    w0 = model.get_weights()[0]
+    fit(model, epochs=3, callbacks=[never_improves()])
+    factors = [1.0] * 16 + [0.5] * 8
+    lrs = [ref.cyclic(t, 0.01, 0.05, 4) * factors[t] for t in range(24)]
+    np.testing.assert_allclose(
+        model.get_weights()[0], replay_sgd(w0, lrs, 3), rtol=1e-5, atol=1e-6
+    )
+    assert float(keras.ops.convert_to_numpy(schedule.factor.value)) == 0.25
+    assert len(opt.variables) == n_vars  # untracked after fit
+    assert all(v is not schedule.factor for v in opt.variables)
+
+
+def test_scaled_inside_a_loss_scale_optimizer():
+    schedule = S.Scaled(S.CyclicLR(0.01, 0.05, 4))
+    opt = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(schedule))
+    model = linear_model(opt)
+    w0 = model.get_weights()[0]
+    fit(model, epochs=3, callbacks=[never_improves()])
+    factors = [1.0] * 16 + [0.5] * 8
+    lrs = [ref.cyclic(t, 0.01, 0.05, 4) * factors[t] for t in range(24)]
+    np.testing.assert_allclose(
+        model.get_weights()[0], replay_sgd(w0, lrs, 3), rtol=1e-5, atol=1e-6
+    )
+    assert all(v is not schedule.factor for v in opt.variables)  # untracked
+
+
+def test_mid_epoch_assignment_reaches_the_step():
+    """What the divergence detector does: assign `factor` between two steps."""
+    schedule = S.Scaled(S.WarmupCosineDecay(0.05, 8, 2))
+    model = linear_model(keras.optimizers.SGD(schedule))
+    w0 = model.get_weights()[0]
+
+    class Halve(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            S.track_scaled(self.model.optimizer)
+
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 2:
+                _ = self.model  # syncs JAX's state, so the next step re-reads it
+                schedule.factor.assign(0.5)
+
+        def on_train_end(self, logs=None):
+            S.untrack_scaled(self.model.optimizer)
+
+    fit(model, epochs=1, callbacks=[Halve()])
+    lrs = [
+        ref.warmup_cosine(t, 0.05, 8, 2) * (1.0 if t <= 2 else 0.5) for t in range(8)
+    ]
+    np.testing.assert_allclose(
+        model.get_weights()[0], replay_sgd(w0, lrs, 1), rtol=1e-5, atol=1e-6
+    )
+
+
+@pytest.mark.tensorflow_only
+def test_tensorflow_cached_train_function_reads_the_factor():
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("TensorFlow only")
+    schedule = S.Scaled(0.02)
+    model = linear_model(keras.optimizers.SGD(schedule))
+    fit(model, epochs=1)
+    cached = model.train_function
+    w1 = model.get_weights()[0]
+    schedule.factor.assign(0.25)
+    fit(model, epochs=1)
+    assert model.train_function is cached
+    np.testing.assert_allclose(
+        model.get_weights()[0], replay_sgd(w1, [0.005] * 8, 1), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_checkpoint_written_during_fit_has_the_standard_variables(tmp_path):
+    schedule = S.Scaled(S.OneCycle(0.05, 16))
+    model = linear_model(keras.optimizers.SGD(schedule, momentum=0.9))
+    path = str(tmp_path / "ckpt.keras")
+    fit(
+        model,
+        epochs=2,
+        callbacks=[never_improves(), keras.callbacks.ModelCheckpoint(path)],
+    )
+    loaded = keras.models.load_model(path)
+    assert len(loaded.optimizer.variables) == len(model.optimizer.variables)
+    for a, b in zip(loaded.optimizer.variables, model.optimizer.variables):
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(a.value), keras.ops.convert_to_numpy(b.value)
+        )
+    factor = loaded.optimizer._learning_rate.factor
+    assert float(keras.ops.convert_to_numpy(factor.value)) == 0.5
+
+
+def test_plain_schedule_is_refused_with_advice():
+    model = linear_model(keras.optimizers.SGD(S.OneCycle(0.05, 16)))
+    with pytest.raises(TypeError, match=r"keras_lr\.schedules\.Scaled"):
+        fit(model, callbacks=[never_improves()])
+
+
+def test_arguments():
+    with pytest.raises(ValueError, match="`factor` must be in"):
+        ReduceLROnPlateau(factor=1.0)
+    with pytest.raises(ValueError, match="`mode` must be one of"):
+        ReduceLROnPlateau(mode="up")
+    assert (N, BS) == (32, 4)
+    assert data()[0].shape == (32, 3)
