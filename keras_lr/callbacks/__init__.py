@@ -3,3 +3,7 @@
 from keras_lr.range_test.callback import LRRangeTest
 
 __all__ = ["LRRangeTest"]
+
+from keras_lr.callbacks.divergence import DivergenceDetector, DivergenceError
+
+__all__ += ["DivergenceDetector", "DivergenceError"]
