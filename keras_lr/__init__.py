@@ -28,3 +28,7 @@ __all__ = [
     "plot_range_test",
     "suggest",
 ]
+
+from keras_lr.diagnose import Diagnosis, diagnose  # noqa: E402
+
+__all__ += ["Diagnosis", "diagnose"]

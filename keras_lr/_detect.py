@@ -172,6 +172,11 @@ class LossWatch:
         """No test is in violation at the last step (patience not started)."""
         return self._violations == 0
 
+    @property
+    def in_grace(self) -> bool:
+        """The next loss falls in the grace period (ratio and z tests off)."""
+        return self.step < self._grace_until
+
     def rebase(self, step: int | None = None) -> None:
         """Restarts the baselines but keeps the step count and the reference.
 

@@ -110,11 +110,17 @@ class DivergenceDetector(keras.callbacks.Callback):
     `events`, logged on the ``"keras_lr"`` logger, and counted in the
     epoch's logs as ``divergence_events`` (so `History` has it).
 
-    The default `factor` is 0.5: a data fault (a NaN batch) needs no lower
-    rate at all, and a rate that is a few times too high is brought under
-    the edge of stability in a few halvings (``0.5**5 = 1/32`` within the
-    default cap), while a 10x cut after a single glitch would slow the whole
-    rest of the run.
+    The default `factor` is 0.5: a transient fault (a NaN batch, a few
+    steps at a wrong rate) needs no lower rate at all, and a 10x cut after a
+    single glitch would slow the whole rest of the run. A divergence before
+    training has ever run healthily at this rate (before the first snapshot
+    after the start, or again before a new snapshot) shows that the rate
+    itself is wrong: then `repeat_factor` (0.1) applies, the usual distance
+    between the rate where an LR range test diverges and the rate that
+    trains best (Smith, 2017, arXiv:1506.01186). Halving alone would step
+    through rates that do not blow up but silently kill the network (dead
+    ReLUs, a loss stuck at chance), which no loss test can tell from slow
+    training.
 
     With mixed precision (`LossScaleOptimizer`) the detector watches the
     unscaled loss, which the loss tracker receives; the optimizer's own
@@ -122,7 +128,11 @@ class DivergenceDetector(keras.callbacks.Callback):
 
     Args:
         action: ``"rollback"``, ``"stop"`` or ``"raise"``.
-        factor: multiplier of the rate at each rollback, in (0, 1).
+        factor: multiplier of the rate at a rollback, in (0, 1).
+        repeat_factor: multiplier instead of `factor` when the rate has not
+            shown a healthy stretch: training diverges before the first
+            snapshot after the start, or again before a new snapshot was
+            taken (the same snapshot is restored twice), in (0, 1).
         max_recoveries: rollbacks allowed in one `fit`, >= 0.
         min_lr: optional floor of the rate (a float); a rollback that would
             go below it stops training instead.
@@ -164,6 +174,7 @@ class DivergenceDetector(keras.callbacks.Callback):
         max_recoveries: int = 5,
         min_lr: float | None = None,
         *,
+        repeat_factor: float = 0.1,
         smoothing: float = 0.95,
         best_ratio: float | None = 3.0,
         spike_ratio: float | None = 10.0,
@@ -186,6 +197,13 @@ class DivergenceDetector(keras.callbacks.Callback):
                 f"Argument `factor` must be in (0, 1). Received: factor={factor}"
             )
         self.factor = factor
+        repeat_factor = _validate.check_real("repeat_factor", repeat_factor)
+        if not 0.0 < repeat_factor < 1.0:
+            raise ValueError(
+                "Argument `repeat_factor` must be in (0, 1). "
+                f"Received: repeat_factor={repeat_factor}"
+            )
+        self.repeat_factor = repeat_factor
         self.max_recoveries = _validate.check_int(
             "max_recoveries", max_recoveries, minimum=0
         )
@@ -270,6 +288,7 @@ class DivergenceDetector(keras.callbacks.Callback):
         self._install()
         self._snapshot: _WeightsSnapshot | None = None
         self._snapshot_step = 0
+        self._last_restored: _WeightsSnapshot | None = None
         optimizer = model.optimizer
         if model.built and not optimizer.built:
             # TensorFlow builds the optimizer when it traces the first step;
@@ -405,6 +424,7 @@ class DivergenceDetector(keras.callbacks.Callback):
             self._handle(event, source="loss", total=total)
         elif (
             self._watch.healthy
+            and not self._watch.in_grace
             and losses.size
             and (
                 self._snapshot is None
@@ -431,8 +451,14 @@ class DivergenceDetector(keras.callbacks.Callback):
         }
         action = self.action
         message = ""
+        # No healthy stretch at this rate yet: training diverged before the
+        # first snapshot after the start, or again from the same snapshot.
+        systematic = self._snapshot is not None and (
+            self._snapshot is self._last_restored or self._snapshot_step == 0
+        )
+        factor = self.repeat_factor if systematic else self.factor
         if action == "rollback":
-            lr_after = record["learning_rate"] * self.factor
+            lr_after = record["learning_rate"] * factor
             if self.recoveries >= self.max_recoveries:
                 action = "stop"
                 message = (
@@ -462,7 +488,8 @@ class DivergenceDetector(keras.callbacks.Callback):
         model.reset_metrics()
         if action == "rollback":
             self.recoveries += 1
-            _rate.scale_rate(optimizer, self.factor)
+            self._last_restored = self._snapshot
+            _rate.scale_rate(optimizer, factor)
             if keras.backend.backend() == "jax" and not _rate.is_tracked(
                 optimizer, self._scale_var
             ):

@@ -1,0 +1,351 @@
+"""Fault injection, false alarms, overhead and memory of `DivergenceDetector`.
+
+One command::
+
+    KERAS_BACKEND=tensorflow python benchmarks/divergence_recovery.py
+    KERAS_BACKEND=jax python benchmarks/divergence_recovery.py --gpu  # GPU overhead
+
+Task: a small CNN on a Fashion-MNIST subset (12,000 training images, 5,000
+test images), SGD with momentum 0.9 at 0.05, batch 64, 4 epochs. Faults:
+
+- ``nan_batch``: one batch of NaN inputs in the middle of epoch 2;
+- ``lr_spike``: the rate multiplied by 100 for 20 steps in epoch 2;
+- ``lr_too_high``: a rate of 2.0 (40x) from the first step.
+
+Each fault is run with no guard, with Keras's `TerminateOnNaN` and with
+``DivergenceDetector(action="rollback")``, next to the unperturbed run.
+Healthy runs (several tasks, rates and batch sizes) count false alarms.
+Overhead is the median ratio of the wall time of `fit` with the detector to
+a plain `fit`, interleaved over repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras
+import numpy as np
+
+from keras_lr.callbacks import DivergenceDetector
+
+
+class Batches(keras.utils.PyDataset):
+    """Shuffled batches; optionally one batch of NaN inputs at (epoch, index)."""
+
+    def __init__(self, x, y, batch_size, seed=0, nan_at=None):
+        super().__init__()
+        self.x, self.y, self.bs = x, y, batch_size
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(x))
+        self.epoch = 0
+        self.nan_at = nan_at
+
+    def __len__(self):
+        return len(self.x) // self.bs
+
+    def __getitem__(self, i):
+        idx = self.order[i * self.bs : (i + 1) * self.bs]
+        xb = self.x[idx]
+        if self.nan_at == (self.epoch, i):
+            xb = np.full_like(xb, np.nan)
+        return xb, self.y[idx]
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self.order = self.rng.permutation(len(self.x))
+
+
+class RateSpike(keras.callbacks.Callback):
+    """Multiplies the float learning rate by `factor` for `steps` steps."""
+
+    def __init__(self, start, steps=20, factor=100.0):
+        super().__init__()
+        self.start, self.steps, self.factor = start, steps, factor
+        self.seen = 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.seen in (self.start, self.start + self.steps):
+            lr = self.model.optimizer.learning_rate
+            scale = self.factor if self.seen == self.start else 1.0 / self.factor
+            lr.assign(float(np.asarray(lr.value)) * scale)
+        self.seen += 1
+
+
+def cnn(lr=0.05, seed=0, optimizer=None):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Conv2D(16, 3, strides=2, activation="relu"),
+            keras.layers.Conv2D(32, 3, strides=2, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(10),
+        ]
+    )
+    model.compile(
+        optimizer=optimizer or keras.optimizers.SGD(lr, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def mlp(lr, seed=0):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(10),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(lr),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def fashion(n_train, n_test):
+    from keras_lr.data import load_fashion_mnist
+
+    (x, y), (xt, yt) = load_fashion_mnist()
+    x = x[:n_train, ..., None].astype("float32") / 255.0
+    xt = xt[:n_test, ..., None].astype("float32") / 255.0
+    return (x, y[:n_train].astype("int32")), (xt, yt[:n_test].astype("int32"))
+
+
+def finite(model):
+    return all(np.all(np.isfinite(w)) for w in model.get_weights())
+
+
+def accuracy(model, xt, yt):
+    if not finite(model):
+        return float("nan")
+    return float(model.evaluate(xt, yt, verbose=0, return_dict=True)["accuracy"])
+
+
+def fault_runs(data, epochs, bs, seed=0):
+    (x, y), (xt, yt) = data
+    steps = len(x) // bs
+    mid = steps // 2
+    faults = {
+        "none (unperturbed)": dict(lr=0.05, nan_at=None, spike=None),
+        "nan_batch": dict(lr=0.05, nan_at=(1, mid), spike=None),
+        "lr_spike": dict(lr=0.05, nan_at=None, spike=steps + mid),
+        "lr_too_high": dict(lr=2.0, nan_at=None, spike=None),
+    }
+    rows = []
+    for name, f in faults.items():
+        guards = ["none", "TerminateOnNaN", "rollback"]
+        if name.startswith("none"):
+            guards = ["none", "rollback"]
+        for guard in guards:
+            model = cnn(f["lr"], seed=seed)
+            cbs = []
+            if f["spike"] is not None:
+                cbs.append(RateSpike(f["spike"]))
+            det = None
+            if guard == "TerminateOnNaN":
+                cbs.append(keras.callbacks.TerminateOnNaN())
+            elif guard == "rollback":
+                det = DivergenceDetector(action="rollback", verbose=0)
+                cbs.append(det)
+            data_seq = Batches(x, y, bs, seed=100 + seed, nan_at=f["nan_at"])
+            t0 = time.perf_counter()
+            hist = model.fit(data_seq, epochs=epochs, callbacks=cbs, verbose=0)
+            wall = time.perf_counter() - t0
+            ran = len(hist.history["loss"])
+            rows.append(
+                {
+                    "seed": seed,
+                    "fault": name,
+                    "guard": guard,
+                    "epochs_run": f"{ran}/{epochs}",
+                    "finite": finite(model),
+                    "acc": accuracy(model, xt, yt),
+                    "events": len(det.events) if det else "",
+                    "final_lr": float(np.asarray(model.optimizer.learning_rate)),
+                    "wall_s": wall,
+                }
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
+def healthy_runs(data, epochs):
+    """False alarms: detector events over healthy runs of the benchmark tasks."""
+    (x, y), _ = data
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    xd = (digits.data / 16.0).astype("float32")
+    yd = digits.target.astype("int32")
+    runs = []
+    for lr in (0.01, 0.05):
+        for bs in (16, 64):
+            runs.append(
+                (f"fashion CNN, SGD {lr}, batch {bs}", lambda lr=lr: cnn(lr), x, y, bs)
+            )
+    adam = keras.optimizers.Adam
+    runs.append(
+        (
+            "fashion CNN, Adam 1e-3, batch 32",
+            lambda: cnn(optimizer=adam(1e-3)),
+            x,
+            y,
+            32,
+        )
+    )
+    for lr in (1e-3, 1e-2):
+        for bs in (8, 32):
+            runs.append(
+                (
+                    f"digits MLP, Adam {lr}, batch {bs}",
+                    lambda lr=lr: mlp(lr),
+                    xd,
+                    yd,
+                    bs,
+                )
+            )
+    rows = []
+    for name, make, xs, ys, bs in runs:
+        model = make()
+        det = DivergenceDetector(action="rollback", verbose=0)
+        ep = epochs if xs is x else 4 * epochs
+        model.fit(xs, ys, batch_size=bs, epochs=ep, callbacks=[det], verbose=0)
+        steps = ep * (len(xs) // bs + (len(xs) % bs > 0))
+        rows.append({"run": name, "steps": steps, "events": len(det.events)})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def overhead(data, repeats, spe, epochs, bs):
+    (x, y), _ = data
+    ratios, plain_t, det_t, nbytes = [], [], [], 0
+    for r in range(repeats + 1):
+        times = {}
+        for mode in ("plain", "detector") if r % 2 == 0 else ("detector", "plain"):
+            model = cnn()
+            model.compile(
+                optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=["accuracy"],
+                steps_per_execution=spe,
+            )
+            cbs = []
+            det = None
+            if mode == "detector":
+                det = DivergenceDetector(verbose=0)
+                cbs = [det]
+            t0 = time.perf_counter()
+            model.fit(x, y, batch_size=bs, epochs=epochs, callbacks=cbs, verbose=0)
+            times[mode] = time.perf_counter() - t0
+            if det is not None:
+                nbytes = det.snapshot_nbytes
+                state = sum(
+                    np.asarray(v.value).nbytes
+                    for v in list(model.variables) + list(model.optimizer.variables)
+                )
+        if r == 0:
+            continue  # warm-up
+        plain_t.append(times["plain"])
+        det_t.append(times["detector"])
+        ratios.append(times["detector"] / times["plain"])
+        print(times, flush=True)
+    return {
+        "plain_s": statistics.median(plain_t),
+        "detector_s": statistics.median(det_t),
+        "overhead_pct": 100 * (statistics.median(ratios) - 1),
+        "snapshot_bytes": nbytes,
+        "weights_plus_optimizer_bytes": state,
+    }
+
+
+def summarize(rows):
+    base = [
+        r["acc"] for r in rows if r["fault"].startswith("none") and r["guard"] == "none"
+    ]
+    base_acc = float(np.mean(base))
+    out = []
+    keys = []
+    for r in rows:
+        if (r["fault"], r["guard"]) not in keys:
+            keys.append((r["fault"], r["guard"]))
+    for fault, guard in keys:
+        sel = [r for r in rows if r["fault"] == fault and r["guard"] == guard]
+        accs = np.array([r["acc"] for r in sel], dtype=float)
+        mean = float(np.mean(accs)) if np.all(np.isfinite(accs)) else float("nan")
+        out.append(
+            {
+                "fault": fault,
+                "guard": guard,
+                "runs": len(sel),
+                "finite weights": sum(r["finite"] for r in sel),
+                "stopped early": sum(
+                    r["epochs_run"].split("/")[0] != r["epochs_run"].split("/")[1]
+                    for r in sel
+                ),
+                "mean test acc": mean,
+                "vs unperturbed (points)": 100 * (mean - base_acc),
+                "events": "" if guard != "rollback" else sum(r["events"] for r in sel),
+            }
+        )
+    return out
+
+
+def table(rows):
+    keys = list(rows[0])
+    out = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for row in rows:
+        cells = []
+        for k in keys:
+            v = row[k]
+            cells.append(f"{v:.4g}" if isinstance(v, float) else str(v))
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--gpu", action="store_true", help="overhead only, spe=16")
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--train", type=int, default=12000)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--skip", default="", help="comma list: faults,healthy,overhead")
+    args = p.parse_args()
+    skip = set(args.skip.split(","))
+    print(f"backend={keras.backend.backend()}, keras {keras.__version__}")
+    data = fashion(args.train, 5000)
+    if args.gpu:
+        res = overhead(data, args.repeats, spe=16, epochs=args.epochs, bs=64)
+        print(table([res]))
+        return
+    if "faults" not in skip:
+        rows = []
+        for seed in range(args.seeds):
+            rows += fault_runs(data, args.epochs, 64, seed)
+        print("\n## Fault injection, every run\n")
+        print(table(rows))
+        print("\n## Fault injection, summary over seeds\n")
+        print(table(summarize(rows)))
+    if "healthy" not in skip:
+        print("\n## False alarms on healthy runs\n")
+        print(table(healthy_runs(data, args.epochs)))
+    if "overhead" not in skip:
+        print("\n## Overhead and snapshot memory (steps_per_execution=1)\n")
+        print(table([overhead(data, args.repeats, spe=1, epochs=2, bs=64)]))
+
+
+if __name__ == "__main__":
+    main()
