@@ -29,6 +29,6 @@ __all__ = [
     "suggest",
 ]
 
-from keras_lr.diagnose import Diagnosis, diagnose  # noqa: E402
+from keras_lr.diagnose import Diagnosis, diagnose
 
 __all__ += ["Diagnosis", "diagnose"]

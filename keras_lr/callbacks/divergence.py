@@ -306,14 +306,18 @@ class DivergenceDetector(keras.callbacks.Callback):
         self._saved_tracker = vars(model).get("_loss_tracker")
         set_attr(model, "_loss_tracker", self._recorder)
         model.make_train_function(force=True)
+        # Validation must not write into the ring: the test step is traced
+        # anew, inside `on_test_begin`, with recording off.
+        set_attr(model, "test_function", None)
 
     def _uninstall(self) -> None:
         if self._recorder is None:
             return
         model = self._model
         set_attr(model, "_loss_tracker", self._saved_tracker)
-        # The compiled step refers to the recorder: the next `fit` traces anew.
+        # The compiled steps refer to the recorder: the next `fit` traces anew.
         set_attr(model, "train_function", None)
+        set_attr(model, "test_function", None)
         self._recorder = None
 
     def _take_snapshot(self, step: int) -> None:
@@ -339,6 +343,14 @@ class DivergenceDetector(keras.callbacks.Callback):
             return
         if self._epoch_start + int(batch) >= self._next_check:
             self._check()
+
+    def on_test_begin(self, logs=None):
+        if self._recorder is not None:
+            self._recorder.recording = False
+
+    def on_test_end(self, logs=None):
+        if self._recorder is not None:
+            self._recorder.recording = True
 
     def on_epoch_end(self, epoch, logs=None):
         if not self._stopped:
