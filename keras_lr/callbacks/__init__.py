@@ -4,7 +4,7 @@ from keras_lr.range_test.callback import LRRangeTest
 
 __all__ = ["LRRangeTest"]
 
-from keras_lr.callbacks.divergence import (  # noqa: E402
+from keras_lr.callbacks.divergence import (
     DivergenceDetector,
     DivergenceError,
 )
