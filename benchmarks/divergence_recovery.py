@@ -37,15 +37,18 @@ from keras_lr.callbacks import DivergenceDetector
 
 
 class Batches(keras.utils.PyDataset):
-    """Shuffled batches; optionally one batch of NaN inputs at (epoch, index)."""
+    """Shuffled batches; optionally NaN inputs in the `nan_call`-th batch served.
 
-    def __init__(self, x, y, batch_size, seed=0, nan_at=None):
+    Fit it with ``shuffle=False``: it shuffles itself every epoch.
+    """
+
+    def __init__(self, x, y, batch_size, seed=0, nan_call=None):
         super().__init__()
         self.x, self.y, self.bs = x, y, batch_size
         self.rng = np.random.default_rng(seed)
         self.order = self.rng.permutation(len(x))
-        self.epoch = 0
-        self.nan_at = nan_at
+        self.nan_call = nan_call
+        self.calls = 0
 
     def __len__(self):
         return len(self.x) // self.bs
@@ -53,12 +56,12 @@ class Batches(keras.utils.PyDataset):
     def __getitem__(self, i):
         idx = self.order[i * self.bs : (i + 1) * self.bs]
         xb = self.x[idx]
-        if self.nan_at == (self.epoch, i):
+        if self.calls == self.nan_call:
             xb = np.full_like(xb, np.nan)
+        self.calls += 1
         return xb, self.y[idx]
 
     def on_epoch_end(self):
-        self.epoch += 1
         self.order = self.rng.permutation(len(self.x))
 
 
@@ -140,7 +143,7 @@ def fault_runs(data, epochs, bs, seed=0):
     mid = steps // 2
     faults = {
         "none (unperturbed)": dict(lr=0.05, nan_at=None, spike=None),
-        "nan_batch": dict(lr=0.05, nan_at=(1, mid), spike=None),
+        "nan_batch": dict(lr=0.05, nan_at=steps + mid, spike=None),
         "lr_spike": dict(lr=0.05, nan_at=None, spike=steps + mid),
         "lr_too_high": dict(lr=2.0, nan_at=None, spike=None),
     }
@@ -160,9 +163,13 @@ def fault_runs(data, epochs, bs, seed=0):
             elif guard == "rollback":
                 det = DivergenceDetector(action="rollback", verbose=0)
                 cbs.append(det)
-            data_seq = Batches(x, y, bs, seed=100 + seed, nan_at=f["nan_at"])
+            data_seq = Batches(x, y, bs, seed=100 + seed, nan_call=f["nan_at"])
             t0 = time.perf_counter()
-            hist = model.fit(data_seq, epochs=epochs, callbacks=cbs, verbose=0)
+            hist = model.fit(
+                data_seq, epochs=epochs, shuffle=False, callbacks=cbs, verbose=0
+            )
+            if f["nan_at"] is not None:
+                assert data_seq.calls > f["nan_at"], "the NaN batch was not served"
             wall = time.perf_counter() - t0
             ran = len(hist.history["loss"])
             rows.append(
@@ -174,6 +181,9 @@ def fault_runs(data, epochs, bs, seed=0):
                     "finite": finite(model),
                     "acc": accuracy(model, xt, yt),
                     "events": len(det.events) if det else "",
+                    "first event step": det.events[0]["step"]
+                    if det and det.events
+                    else "",
                     "final_lr": float(np.asarray(model.optimizer.learning_rate)),
                     "wall_s": wall,
                 }
