@@ -57,6 +57,14 @@ BARELY = 0.10
 #: Each epoch still gains at least this fraction of the first epoch's gain:
 #: no diminishing returns yet.
 STILL_STEEP = 0.5
+#: The first epoch's mean training loss over the validation loss after it:
+#: beyond this the loss blew up during the first epoch. (With a healthy
+#: rate, the epoch mean is between the initial loss and the loss at the end
+#: of the epoch, and in practice under 2x the latter.)
+BLOW_UP = 3.0
+#: After the first epoch the training loss improved by less than this
+#: fraction: the network has stopped learning.
+STALLED = 0.01
 #: Validation loss this far above its minimum, with the training loss
 #: still falling, is overfitting.
 OVERFIT_RISE = 0.10
@@ -136,18 +144,24 @@ def diagnose(history: Any) -> Diagnosis:
     The rules, in order (the first that applies gives the verdict):
 
     1. a non-finite training or validation loss: **too high**;
-    2. the training loss rose overall (``L_last > L_first``) or an epoch's
+    2. the first epoch's mean training loss is over 3x the validation loss
+       after it (it blew up on the way): **too high**;
+    3. the training loss rose overall (``L_last > L_first``) or an epoch's
        mean came back more than 10% above the best before it: **too high**;
-    3. validation accuracy gave back 5 points or more in drops between
+    4. with 3 or more epochs, the training loss improved by less than 1%
+       after the first epoch, not by a steady descent, while the first
+       epoch gained over 10x the later epochs' mean change (the network
+       stopped learning): **too high**;
+    5. validation accuracy gave back 5 points or more in drops between
        epochs (erratic or falling): **too high**;
-    4. the validation loss rose 10% above its minimum while the training
+    6. the validation loss rose 10% above its minimum while the training
        loss fell 5% more since that epoch: **overfitting**;
-    5. the training loss moved less than 10% of its first value: **too
+    7. the training loss moved less than 10% of its first value: **too
        low** when it fell at every epoch (a slow, steady descent), **too
        high** when it did not (a network stalled where it started);
-    6. with 3 or more epochs, the last epoch's gain is at least half the
+    8. with 3 or more epochs, the last epoch's gain is at least half the
        first's (``L[-2] - L[-1] >= 0.5 (L[0] - L[1])``): **too low**;
-    7. otherwise **good**.
+    9. otherwise **good**.
 
     Args:
         history: a `keras.callbacks.History` or its ``history`` dict, with
@@ -212,7 +226,19 @@ def diagnose(history: Any) -> Diagnosis:
         )
         return verdict("good")
 
-    # 2. Training loss rising or jumping back up.
+    # 2. Blown up in the first epoch, then stalled or crawling back.
+    if val_loss is not None:
+        blow_up = loss[0] / max(abs(val_loss[0]), 1e-12)
+        ev["first_epoch_blow_up"] = float(blow_up)
+        if blow_up > BLOW_UP:
+            reasons.append(
+                f"the first epoch's mean training loss ({loss[0]:.4g}) is "
+                f"{blow_up:.1f}x the validation loss after it: the loss blew up "
+                "early in training"
+            )
+            return verdict("too_high")
+
+    # 3. Training loss rising or jumping back up.
     running_best = np.minimum.accumulate(loss)[:-1]
     rebound = (loss[1:] - running_best) / np.maximum(np.abs(running_best), 1e-12)
     ev["max_rebound"] = float(rebound.max())
@@ -229,7 +255,28 @@ def diagnose(history: Any) -> Diagnosis:
         )
         return verdict("too_high")
 
-    # 3. Validation accuracy erratic or falling.
+    # 4. Stopped learning after the first epoch (a killed network): the
+    # later epochs gain nothing, and not by a steady crawl.
+    if epochs >= 3:
+        later = loss[1:]
+        late_gain = (later[0] - later[-1]) / max(abs(later[0]), 1e-12)
+        first_gain = loss[0] - loss[1]
+        late_steps = np.abs(np.diff(later))
+        ev["late_relative_decrease"] = float(late_gain)
+        steady = bool(np.all(np.diff(later) < 0))
+        if (
+            late_gain < STALLED
+            and not steady
+            and first_gain > 10 * float(late_steps.mean())
+        ):
+            reasons.append(
+                f"after the first epoch the training loss improved only "
+                f"{100 * late_gain:.2f}%, and not steadily: the network stopped "
+                "learning (a rate so high that it killed it)"
+            )
+            return verdict("too_high")
+
+    # 5. Validation accuracy erratic or falling.
     if val_acc is not None and val_acc.size >= 2:
         give_back = _give_back(val_acc)
         ev["val_accuracy_give_back"] = give_back
@@ -240,7 +287,7 @@ def diagnose(history: Any) -> Diagnosis:
             )
             return verdict("too_high")
 
-    # 4. Overfitting.
+    # 6. Overfitting.
     if val_loss is not None and val_loss.size >= 3:
         k = int(np.argmin(val_loss))
         rise = (val_loss[-1] - val_loss[k]) / max(abs(val_loss[k]), 1e-12)
@@ -255,7 +302,7 @@ def diagnose(history: Any) -> Diagnosis:
             )
             return verdict("overfitting")
 
-    # 5. Barely moving.
+    # 7. Barely moving.
     moved = (loss[0] - loss[-1]) / max(abs(loss[0]), 1e-12)
     diffs = np.diff(loss)
     monotone = bool(np.all(diffs < 0))
@@ -274,7 +321,7 @@ def diagnose(history: Any) -> Diagnosis:
         )
         return verdict("too_high")
 
-    # 6. No diminishing returns yet.
+    # 8. No diminishing returns yet.
     if epochs >= 3:
         first_gain = loss[0] - loss[1]
         last_gain = loss[-2] - loss[-1]

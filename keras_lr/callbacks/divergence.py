@@ -149,7 +149,7 @@ class DivergenceDetector(keras.callbacks.Callback):
         check_every: steps between reads of the device buffer; default
             ``max(32, steps_per_execution)``.
         snapshot_every: least steps between snapshots; default
-            ``4 * check_every``.
+            ``2 * check_every``.
         monitor_val: also watch ``val_loss`` after each epoch.
         val_spike_ratio: ``val_loss`` jump over the previous epoch's, > 1.
         verbose: 1 logs events as warnings, 0 as info.
@@ -275,7 +275,7 @@ class DivergenceDetector(keras.callbacks.Callback):
         spe = int(getattr(model, "steps_per_execution", 1) or 1)
         self._spe = spe
         self._every = self.check_every or max(32, spe)
-        self._snap_every = self.snapshot_every or 4 * self._every
+        self._snap_every = self.snapshot_every or 2 * self._every
         self.events = []
         self.recoveries = 0
         self._epoch_events = 0
