@@ -89,7 +89,27 @@ def test_stalled_at_start_is_too_high():
     # A rate that killed the network: loss jitters where it started.
     d = diagnose({"loss": [2.45, 2.3026, 2.3027, 2.3025, 2.3026]})
     assert d.verdict == "too_high"
-    assert not d.evidence["monotone"]
+    assert abs(d.evidence["late_relative_decrease"]) < 1e-4
+    assert "stopped learning" in d.reasons[0]
+    # Stalled from the very start: the barely-moving rule.
+    d = diagnose({"loss": [2.3027, 2.3026, 2.3027]})
+    assert d.verdict == "too_high" and not d.evidence["monotone"]
+
+
+def test_crawl_is_not_a_stall():
+    # Tiny but steady gains after the first epoch: too low, not killed.
+    loss = [2.35, 2.345, 2.341, 2.337, 2.333, 2.329]
+    assert diagnose({"loss": loss}).verdict == "too_low"
+
+
+def test_first_epoch_blow_up_is_too_high():
+    h = {"loss": [22.5, 2.32, 2.32, 2.32], "val_loss": [2.31, 2.32, 2.32, 2.32]}
+    d = diagnose(h)
+    assert d.verdict == "too_high"
+    assert d.evidence["first_epoch_blow_up"] == pytest.approx(22.5 / 2.31)
+    # A first epoch at 2x the validation loss after it is ordinary.
+    h = {"loss": decay(1.2, 0.3, 5), "val_loss": decay(0.6, 0.35, 5)}
+    assert diagnose(h).verdict == "good"
 
 
 def test_overfitting():
