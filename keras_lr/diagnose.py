@@ -12,7 +12,9 @@ Karpathy, "A Recipe for Training Neural Networks", 2019):
   rate so high that it has killed the network).
 - **too low**: the loss falls steadily but very slowly, or each epoch still
   gains about as much as the first one did (the run has not reached the
-  part of its curve where returns diminish: it is still in its transient).
+  part of its curve where returns diminish: it is still in its transient),
+  or the model underfits: the training loss, averaged over the last epoch,
+  is still above the validation loss measured after it.
 - **overfitting**: the training loss keeps falling while the validation
   loss has turned and risen: a regularisation or early-stopping matter,
   not a rate problem.
@@ -65,6 +67,12 @@ BLOW_UP = 3.0
 #: After the first epoch the training loss improved by less than this
 #: fraction: the network has stopped learning.
 STALLED = 0.01
+#: The last epoch's mean training loss above the validation loss after it,
+#: by more than this fraction: the model improved markedly within the epoch
+#: itself, i.e. it is underfitting, early in its descent. (Dropout and other
+#: training-only noise raise the training loss too; the margin keeps their
+#: usual effect out.)
+UNDERFIT = 0.03
 #: Validation loss this far above its minimum, with the training loss
 #: still falling, is overfitting.
 OVERFIT_RISE = 0.10
@@ -161,7 +169,10 @@ def diagnose(history: Any) -> Diagnosis:
        high** when it did not (a network stalled where it started);
     8. with 3 or more epochs, the last epoch's gain is at least half the
        first's (``L[-2] - L[-1] >= 0.5 (L[0] - L[1])``): **too low**;
-    9. otherwise **good**.
+    9. the last epoch's mean training loss is more than 3% above the
+       validation loss after it (the classic sign of underfitting: the
+       model still improved markedly within that epoch): **too low**;
+    10. otherwise **good**.
 
     Args:
         history: a `keras.callbacks.History` or its ``history`` dict, with
@@ -331,6 +342,18 @@ def diagnose(history: Any) -> Diagnosis:
             reasons.append(
                 f"the last epoch still gained {100 * min(steep, 9.99):.0f}% of what "
                 "the first gained: the loss is far from levelling off"
+            )
+            return verdict("too_low")
+
+    # 9. Still descending within the last epoch (underfitting).
+    if val_loss is not None:
+        gap = (loss[-1] - val_loss[-1]) / max(abs(val_loss[-1]), 1e-12)
+        ev["train_over_val"] = float(gap)
+        if gap > UNDERFIT:
+            reasons.append(
+                f"the last epoch's mean training loss is {100 * gap:.1f}% above the "
+                "validation loss after it: the model still improved markedly "
+                "within that epoch, early in its descent (underfitting)"
             )
             return verdict("too_low")
 

@@ -112,6 +112,17 @@ def test_first_epoch_blow_up_is_too_high():
     assert diagnose(h).verdict == "good"
 
 
+def test_training_loss_above_validation_is_too_low():
+    loss = [1.9, 1.01, 0.77, 0.694, 0.65]
+    val = [1.33, 0.827, 0.719, 0.664, 0.629]
+    d = diagnose({"loss": loss, "val_loss": val})
+    assert d.verdict == "too_low"
+    assert d.evidence["train_over_val"] == pytest.approx(0.65 / 0.629 - 1)
+    # Within the margin (dropout-like noise): good.
+    val[-1] = 0.64
+    assert diagnose({"loss": loss, "val_loss": val}).verdict == "good"
+
+
 def test_overfitting():
     h = {
         "loss": decay(0.8, 0.05, 10, rate=0.7),
