@@ -62,7 +62,7 @@ def test_default_watch_matches_unit_tests():
 
 @pytest.mark.multibackend
 def test_healthy_run_no_events_and_same_training(data):
-    x, y, xt, yt = data
+    x, y, *_ = data
     plain = small_cnn(keras.optimizers.SGD(0.05, momentum=0.9))
     tracker = plain._loss_tracker
     x, y = x[:768], y[:768]

@@ -138,7 +138,7 @@ def test_rise_fraction_gate_and_reference_kept_on_rebase():
 
 def test_log_z_score():
     rng = np.random.default_rng(3)
-    losses = list(rng.lognormal(0.0, 0.1, 60)) + [np.e**1.5]
+    losses = [*rng.lognormal(0.0, 0.1, 60), np.e**1.5]
     event = LossWatch(smoothing=0.0, z_threshold=6.0, window=50, log_z=True).update(
         losses
     )
