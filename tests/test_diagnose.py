@@ -167,7 +167,8 @@ def test_no_validation_data_and_other_accuracy_keys():
 
 def test_accepts_history_object_and_str():
     class FakeHistory:
-        history = {"loss": [2.3, 2.29, 2.28]}
+        def __init__(self):
+            self.history = {"loss": [2.3, 2.29, 2.28]}
 
     d = diagnose(FakeHistory())
     assert isinstance(d, Diagnosis) and d.verdict == "too_low"
