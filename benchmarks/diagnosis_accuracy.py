@@ -117,6 +117,15 @@ def load_tasks():
             grid(-4, 1),
         ),
         "digits_mlp_sgd": (mlp_digits, lambda lr: opt.SGD(lr), dg, 20, 32, grid(-4, 1)),
+        # Added after the rules were fixed, as a held-out check.
+        "digits_mlp_adam_heldout": (
+            mlp_digits,
+            lambda lr: opt.Adam(lr),
+            dg,
+            10,
+            16,
+            grid(-5, 0),
+        ),
         "fashion_cnn_dropout_rmsprop": (
             cnn_dropout,
             lambda lr: opt.RMSprop(lr),

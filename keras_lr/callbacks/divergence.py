@@ -122,6 +122,12 @@ class DivergenceDetector(keras.callbacks.Callback):
     ReLUs, a loss stuck at chance), which no loss test can tell from slow
     training.
 
+    **Limits.** A rate so high that it kills the network in its first steps
+    without the loss ever blowing up (dead ReLUs, a loss stuck at chance
+    level) gives no divergence signal in the loss: nothing fires, and the
+    run goes on at that rate; `LRMonitor` reports it as ``"too_high"``
+    after a few epochs. Gradient norms are not watched.
+
     With mixed precision (`LossScaleOptimizer`) the detector watches the
     unscaled loss, which the loss tracker receives; the optimizer's own
     skipping of non-finite gradient steps is left as it is.
