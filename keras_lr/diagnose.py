@@ -49,6 +49,13 @@ _ACC_KEYS = (
 #: With a fixed rate the epoch means of the training loss fall (nearly)
 #: monotonically; a mean this far above the best one before it is a jump up.
 REBOUND = 0.10
+#: A jump of the training loss must give back at least this fraction of
+#: the progress made before it (``L_e - best >= 0.1 (L_0 - best)``).
+MATERIAL = 0.10
+#: Jumps count against the rate only while they last: a run whose last
+#: epoch is within this fraction of its best loss (or whose validation
+#: accuracy ends within a point of its best) has settled.
+SETTLED = 0.05
 #: Validation accuracy given back between epochs (sum of the drops of at
 #: least `_DROP_MIN`), beyond which it is erratic or falling.
 VAL_GIVE_BACK = 0.05
@@ -154,14 +161,17 @@ def diagnose(history: Any) -> Diagnosis:
     1. a non-finite training or validation loss: **too high**;
     2. the first epoch's mean training loss is over 3x the validation loss
        after it (it blew up on the way): **too high**;
-    3. the training loss rose overall (``L_last > L_first``) or an epoch's
-       mean came back more than 10% above the best before it: **too high**;
+    3. the training loss rose overall (``L_last > L_first``), or an epoch's
+       mean came back more than 10% above the best before it (giving back
+       at least 10% of the progress made) and the last epoch is still over
+       5% above the best: **too high**;
     4. with 3 or more epochs, the training loss improved by less than 1%
        after the first epoch, not by a steady descent, while the first
        epoch gained over 10x the later epochs' mean change (the network
        stopped learning): **too high**;
     5. validation accuracy gave back 5 points or more in drops between
-       epochs (erratic or falling): **too high**;
+       epochs (erratic or falling) and ends a point or more below its best:
+       **too high**;
     6. the validation loss rose 10% above its minimum while the training
        loss fell 5% more since that epoch: **overfitting**;
     7. the training loss moved less than 10% of its first value: **too
@@ -252,13 +262,19 @@ def diagnose(history: Any) -> Diagnosis:
     # 3. Training loss rising or jumping back up.
     running_best = np.minimum.accumulate(loss)[:-1]
     rebound = (loss[1:] - running_best) / np.maximum(np.abs(running_best), 1e-12)
+    # Near a zero loss a few hard examples make large relative jumps: a jump
+    # counts only if it gives back a material part of the progress so far.
+    progress = np.maximum(loss[0] - running_best, 1e-12)
+    given_back = (loss[1:] - running_best) / progress
+    rebound = np.where(given_back >= MATERIAL, rebound, 0.0)
     ev["max_rebound"] = float(rebound.max())
     if loss[-1] > loss[0]:
         reasons.append(
             f"the training loss rose from {loss[0]:.4g} to {loss[-1]:.4g} over the run"
         )
         return verdict("too_high")
-    if rebound.max() > REBOUND:
+    ev["last_over_best"] = float(loss[-1] / max(loss.min(), 1e-12) - 1.0)
+    if rebound.max() > REBOUND and loss[-1] > (1.0 + SETTLED) * loss.min():
         e = int(np.argmax(rebound)) + 2
         reasons.append(
             f"the training loss jumped back up {100 * rebound.max():.0f}% above "
@@ -291,7 +307,9 @@ def diagnose(history: Any) -> Diagnosis:
     if val_acc is not None and val_acc.size >= 2:
         give_back = _give_back(val_acc)
         ev["val_accuracy_give_back"] = give_back
-        if give_back >= VAL_GIVE_BACK:
+        below_best = float(val_acc.max() - val_acc[-1])
+        ev["val_accuracy_below_best"] = below_best
+        if give_back >= VAL_GIVE_BACK and below_best >= _DROP_MIN:
             reasons.append(
                 f"validation accuracy dropped by {100 * give_back:.1f} points in "
                 "total between epochs: it is erratic or falling"

@@ -46,21 +46,31 @@ def test_rising_loss_is_too_high():
 
 
 def test_oscillating_loss_is_too_high():
-    loss = [1.0, 0.6, 0.75, 0.5, 0.62, 0.45]
+    loss = [1.0, 0.6, 0.75, 0.5, 0.62, 0.58]
     d = diagnose({"loss": loss})
     assert d.verdict == "too_high"
     assert d.evidence["max_rebound"] == pytest.approx(0.75 / 0.6 - 1)
+    # The same jumps, but the run ends at its best: settled, not too high.
+    assert diagnose({"loss": [*loss[:-1], 0.45]}).verdict != "too_high"
+
+
+def test_jumps_near_zero_loss_are_not_material():
+    # +60% at a loss of 0.03 gives back 3% of the progress from 0.6.
+    loss = [0.6, 0.2, 0.1, 0.05, 0.03, 0.026, 0.042]
+    d = diagnose({"loss": loss})
+    assert d.verdict != "too_high" and d.evidence["max_rebound"] == 0.0
 
 
 def test_erratic_validation_accuracy_is_too_high():
     h = {
         "loss": decay(1.0, 0.4, 6),
         "val_loss": [0.8, 0.7, 0.9, 0.65, 0.85, 0.6],
-        "val_accuracy": [0.70, 0.78, 0.70, 0.80, 0.72, 0.81],
+        "val_accuracy": [0.70, 0.78, 0.70, 0.80, 0.72, 0.74],
     }
     d = diagnose(h)
     assert d.verdict == "too_high"
     assert d.evidence["val_accuracy_give_back"] == pytest.approx(0.08 + 0.08)
+    assert d.evidence["val_accuracy_below_best"] == pytest.approx(0.06)
 
 
 def test_small_wiggles_in_validation_accuracy_are_good():
@@ -160,7 +170,7 @@ def test_no_validation_data_and_other_accuracy_keys():
     assert "val_loss_last" not in d.evidence
     h = {
         "loss": decay(1.0, 0.2, 5),
-        "val_sparse_categorical_accuracy": [0.9, 0.7] * 2 + [0.9],
+        "val_sparse_categorical_accuracy": [0.9, 0.7] * 3,
     }
     assert diagnose(h).verdict == "too_high"
 
