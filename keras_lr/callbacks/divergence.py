@@ -69,7 +69,7 @@ class DivergenceDetector(keras.callbacks.Callback):
     through `keras_lr._detect.LossWatch`:
 
     - a NaN or Inf loss is an event at once, and so are NaN or Inf
-      trainable weights (checked at each read: on some kernels a NaN batch
+      weights found when a snapshot is taken (on some kernels a NaN batch
       poisons the weights while the loss stays finite);
     - ``above_best``: the EMA-smoothed loss ``s_t`` (factor `smoothing`)
       exceeds ``best_ratio * min(s)``;
@@ -326,16 +326,19 @@ class DivergenceDetector(keras.callbacks.Callback):
         set_attr(model, "test_function", None)
         self._recorder = None
 
-    def _take_snapshot(self, step: int) -> None:
+    def _take_snapshot(self, step: int) -> bool:
+        """Replaces the snapshot; False (and no change) if a value is not finite."""
         model = self.model  # on JAX, attaches the current state
         snapshot = _WeightsSnapshot(model)
         if not snapshot.has_variables:
-            return
-        if not all(np.all(np.isfinite(v)) for _, v in snapshot._values):
-            return
+            return True
+        for _, value in snapshot._values:
+            if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+                return False
         self._snapshot = snapshot
         self._snapshot_step = step
         self.snapshot_nbytes = snapshot.nbytes()
+        return True
 
     # Keras hooks -----------------------------------------------------------
 
@@ -409,22 +412,6 @@ class DivergenceDetector(keras.callbacks.Callback):
         _ = self.model
         return rec.read_since(self._consumed)
 
-    def _weights_finite(self) -> bool:
-        """One device reduction and one host read over all trainable weights.
-
-        A NaN batch can poison the weights while the loss stays finite (on
-        some kernels ``relu(nan) == 0``, so the output is a constant): the
-        weights are checked at every read as well.
-        """
-        values = self._jax_values("trainable_variables")
-        if values is None:
-            values = [v.value for v in self._model.trainable_variables]
-        if not values:
-            return True
-        ops = keras.ops
-        flags = [ops.all(ops.isfinite(value)) for value in values]
-        return bool(keras.ops.convert_to_numpy(ops.all(ops.stack(flags))))
-
     def _check(self) -> None:
         losses, total, lost = self._read()
         self._next_check = total + self._every
@@ -433,23 +420,23 @@ class DivergenceDetector(keras.callbacks.Callback):
             self._watch.rebase(total - losses.size)
         if losses.size:
             event = self._watch.update(losses)
-        if event is None and losses.size and not self._weights_finite():
-            event = DivergenceEvent(
-                total - 1, "nonfinite_weights", float(losses[-1]), self._watch.smoothed
-            )
         self._consumed = total
-        if event is not None:
-            self._handle(event, source="loss", total=total)
-        elif (
-            self._watch.healthy
+        if (
+            event is None
+            and self._watch.healthy
             and not self._watch.in_grace
             and losses.size
             and (
                 self._snapshot is None
                 or total - self._snapshot_step >= self._snap_every
             )
-        ):
-            self._take_snapshot(total)
+        ) and not self._take_snapshot(total):
+            # The host copy holds NaN or Inf although the losses looked fine.
+            event = DivergenceEvent(
+                total - 1, "nonfinite_weights", float(losses[-1]), self._watch.smoothed
+            )
+        if event is not None:
+            self._handle(event, source="loss", total=total)
 
     def _handle(
         self, event: DivergenceEvent, *, source: str, total: int | None = None
