@@ -5,8 +5,9 @@
 ['default', 'minimum', 'steep', 'steepest', 'valley']
 """
 
-from keras_lr import callbacks, suggest
-from keras_lr.plot import plot_range_test
+from keras_lr import callbacks, optimizers, schedules, suggest
+from keras_lr.diagnose import Diagnosis, diagnose
+from keras_lr.plot import plot_range_test, plot_schedule
 from keras_lr.range_test import (
     LRRangeTestResult,
     LRSearch,
@@ -18,19 +19,18 @@ from keras_lr.range_test import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Diagnosis",
     "LRRangeTestResult",
     "LRSearch",
     "RangeTestWarning",
     "__version__",
     "callbacks",
+    "diagnose",
     "find_best_learning_rate",
     "lr_range_test",
+    "optimizers",
     "plot_range_test",
+    "plot_schedule",
+    "schedules",
     "suggest",
 ]
-
-# Learning-rate schedules (issue 6).
-from keras_lr import optimizers, schedules
-from keras_lr.plot import plot_schedule
-
-__all__ += ["optimizers", "plot_schedule", "schedules"]

@@ -63,7 +63,8 @@ class DivergenceEvent:
 
     Attributes:
         step: index of the step in the stream (0-based, over all updates).
-        reason: ``"nonfinite"`` (NaN or Inf loss), ``"above_best"`` (smoothed
+        reason: ``"nonfinite"`` (NaN or Inf loss), ``"nonfinite_weights"``
+            (a caller's check of the weights), ``"above_best"`` (smoothed
             loss over ``best_ratio`` times its best), ``"spike"`` (loss over
             ``spike_ratio`` times the smoothed baseline) or ``"zscore"``
             (robust z-score over ``z_threshold``).
@@ -94,10 +95,20 @@ class LossWatch:
       (for a best at or below zero, ``s_t - best > (best_ratio - 1) * |best|``);
     - ``spike_ratio``: raw loss ``x_t > spike_ratio * s_{t-1}``;
     - ``z_threshold``: robust z-score of ``x_t`` against the previous
-      ``window`` raw losses, ``(x_t - median) / (1.4826 * MAD)``, upward only.
+      ``window`` raw losses, ``(x_t - median) / (1.4826 * MAD)``, upward only
+      (Iglewicz & Hoaglin, 1993); with ``log_z=True`` on ``log x`` instead,
+      whose spread is closer to symmetric for the right-skewed noise of
+      small-batch losses (every loss in the window must then be > 0).
 
     The ratio and z tests start after ``grace_steps`` steps and fire after
-    ``patience`` consecutive violating steps.
+    ``patience`` consecutive violating steps. With ``rise_fraction`` a
+    violation also has to be material: the tested loss ``v`` must have given
+    back at least that fraction of the progress made since the stream began,
+    ``v - best >= rise_fraction * (reference - best)``, where ``reference`` is
+    the first smoothed loss of the stream (kept across `rebase`). Late in
+    training, when the loss is a small fraction of where it started, a noisy
+    batch can be many times the baseline without being a divergence; a
+    divergence gives back a large part of what training had gained.
 
     Args:
         smoothing: EMA factor ``beta`` in ``[0, 1)``.
@@ -107,6 +118,9 @@ class LossWatch:
         window: number of previous losses the z-score looks at.
         grace_steps: steps before the ratio and z tests start.
         patience: consecutive violations before an event.
+        log_z: compute the z-score on ``log(loss)``.
+        rise_fraction: materiality gate of the ratio and z tests, >= 0, or
+            None (off).
 
     Example:
 
@@ -127,6 +141,8 @@ class LossWatch:
         window: int = 50,
         grace_steps: int = 0,
         patience: int = 1,
+        log_z: bool = False,
+        rise_fraction: float | None = None,
     ):
         self.smoothing = float(smoothing)
         self.best_ratio = best_ratio
@@ -135,6 +151,8 @@ class LossWatch:
         self.window = int(window)
         self.grace_steps = int(grace_steps)
         self.patience = max(1, int(patience))
+        self.log_z = bool(log_z)
+        self.rise_fraction = rise_fraction
         self.reset()
 
     def reset(self) -> None:
@@ -146,21 +164,38 @@ class LossWatch:
         self.best = float("inf")
         self._violations = 0
         self._recent: deque[float] = deque(maxlen=max(self.window, 1))
+        self.reference = float("nan")
+        self._grace_start = 0
 
-    def rebase(self) -> None:
-        """Restarts the baselines but keeps the step count.
+    @property
+    def healthy(self) -> bool:
+        """No test is in violation at the last step (patience not started)."""
+        return self._violations == 0
+
+    @property
+    def in_grace(self) -> bool:
+        """The next loss falls in the grace period (ratio and z tests off)."""
+        return self.step < self._grace_until
+
+    def rebase(self, step: int | None = None) -> None:
+        """Restarts the baselines but keeps the step count and the reference.
 
         Used after a recovery: the next loss starts a fresh EMA, best and
         window, and the grace period counts from here.
+
+        Args:
+            step: the index of the next loss (default: where the stream is).
         """
-        step = self.step
+        step = self.step if step is None else int(step)
+        reference = self.reference
         self.reset()
         self.step = step
         self._grace_start = step
+        self.reference = reference
 
     @property
     def _grace_until(self) -> int:
-        return getattr(self, "_grace_start", 0) + self.grace_steps
+        return self._grace_start + self.grace_steps
 
     def update(self, losses: Any) -> DivergenceEvent | None:
         """Feeds per-step losses; returns the first event among them, if any.
@@ -184,6 +219,8 @@ class LossWatch:
         self._m = self.smoothing * self._m + (1.0 - self.smoothing) * x
         s = self._m / (1.0 - self.smoothing**self._t)
         self.smoothed = s
+        if not math.isfinite(self.reference):
+            self.reference = s
         event = None
         if step >= self._grace_until:
             event = self._check(step, x, s, prev_smoothed)
@@ -192,16 +229,49 @@ class LossWatch:
         self._recent.append(x)
         return event
 
+    def _material(self, value: float) -> bool:
+        if self.rise_fraction is None:
+            return True
+        progress = self.reference - self.best
+        if not (math.isfinite(progress) and progress > 0):
+            return True
+        return value - self.best >= self.rise_fraction * progress
+
+    def _zscore(self, x: float) -> tuple[float, float] | None:
+        recent = np.fromiter(self._recent, dtype=np.float64)
+        if self.log_z:
+            if x <= 0 or np.any(recent <= 0):
+                return None
+            recent, x = np.log(recent), math.log(x)
+        median = float(np.median(recent))
+        mad = float(np.median(np.abs(recent - median)))
+        # A floor on the scale keeps a flat stretch of losses (MAD = 0)
+        # from turning tiny wiggles into huge z-scores.
+        floor = 1e-2 if self.log_z else 1e-3 * abs(median)
+        scale = _MAD_TO_STD * max(mad, floor, 1e-12)
+        z = (x - median) / scale
+        return (math.exp(median) if self.log_z else median), z
+
     def _check(
         self, step: int, x: float, s: float, prev_s: float
     ) -> DivergenceEvent | None:
         found = None
-        if self.best_ratio is not None and math.isfinite(self.best):
+        if (
+            self.best_ratio is not None
+            and math.isfinite(self.best)
+            and self._material(s)
+        ):
             limit = self.best + (self.best_ratio - 1.0) * abs(self.best)
             if s > limit and s > self.best:
                 score = s / self.best if self.best > 0 else float("inf")
                 found = ("above_best", self.best, score)
-        if found is None and self.spike_ratio is not None and math.isfinite(prev_s):
+        material = self._material(x)
+        if (
+            found is None
+            and self.spike_ratio is not None
+            and math.isfinite(prev_s)
+            and material
+        ):
             limit = prev_s + (self.spike_ratio - 1.0) * abs(prev_s)
             if x > limit and x > prev_s:
                 score = x / prev_s if prev_s > 0 else float("inf")
@@ -209,17 +279,12 @@ class LossWatch:
         if (
             found is None
             and self.z_threshold is not None
+            and material
             and len(self._recent) >= min(self.window, 10)
         ):
-            recent = np.fromiter(self._recent, dtype=np.float64)
-            median = float(np.median(recent))
-            mad = float(np.median(np.abs(recent - median)))
-            # A floor on the scale keeps a flat stretch of losses (MAD = 0)
-            # from turning tiny wiggles into huge z-scores.
-            scale = _MAD_TO_STD * max(mad, 1e-3 * abs(median), 1e-12)
-            z = (x - median) / scale
-            if z > self.z_threshold:
-                found = ("zscore", median, z)
+            scored = self._zscore(x)
+            if scored is not None and scored[1] > self.z_threshold:
+                found = ("zscore", scored[0], scored[1])
         if found is None:
             self._violations = 0
             return None

@@ -1,9 +1,167 @@
+"""Tests of keras_lr._detect: the streaming divergence tests."""
+
+from __future__ import annotations
+
+import math
+
 import numpy as np
 import pytest
 
 from keras_lr._detect import LossWatch, ema_smooth, first_divergence
 
 
+def healthy_curve(rng, steps=3000, start=2.3, floor=0.25, tau=400.0, sigma=0.35):
+    """A noisy but healthy per-step loss curve, as small batches give.
+
+    Exponential decay to a floor, times log-normal noise (right-skewed, like
+    the mean loss of a small batch), plus rare outlier batches at 3x.
+    """
+    t = np.arange(steps)
+    level = floor + (start - floor) * np.exp(-t / tau)
+    noise = rng.lognormal(mean=-0.5 * sigma**2, sigma=sigma, size=steps)
+    outliers = np.where(rng.random(steps) < 0.005, 3.0, 1.0)
+    return level * noise * outliers
+
+
+def detector_watch(**overrides):
+    # The DivergenceDetector's defaults (kept in sync by
+    # tests/test_callbacks_divergence.py::test_default_watch_matches).
+    kwargs = dict(
+        smoothing=0.95,
+        best_ratio=3.0,
+        spike_ratio=10.0,
+        z_threshold=8.0,
+        window=100,
+        grace_steps=20,
+        patience=3,
+        log_z=True,
+        rise_fraction=0.5,
+    )
+    kwargs.update(overrides)
+    return LossWatch(**kwargs)
+
+
+def test_ema_smooth_matches_closed_form():
+    x = np.array([3.0, 1.0, 2.0, 5.0])
+    beta = 0.7
+    m, expected = 0.0, []
+    for t, v in enumerate(x, start=1):
+        m = beta * m + (1 - beta) * v
+        expected.append(m / (1 - beta**t))
+    np.testing.assert_allclose(ema_smooth(x, beta), expected)
+
+
+def test_first_divergence_ratio_and_nonfinite():
+    assert first_divergence([1.0, 0.5, 0.4, 1.7], smoothing=0.0, threshold=4.5) is None
+    event = first_divergence([1.0, 0.5, 0.4, 1.7], smoothing=0.0, threshold=4.0)
+    assert event.step == 3 and event.reason == "above_best"
+    assert math.isclose(event.score, 1.7 / 0.4)
+    event = first_divergence([1.0, float("inf")], smoothing=0.5, threshold=4.0)
+    assert (event.step, event.reason) == (1, "nonfinite")
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_no_false_alarm_on_noisy_healthy_curves(seed):
+    rng = np.random.default_rng(seed)
+    sigma = [0.2, 0.35, 0.5][seed % 3]
+    losses = healthy_curve(rng, sigma=sigma)
+    assert detector_watch().update(losses) is None
+
+
+def test_no_false_alarm_near_zero_loss():
+    # Memorisation regime: losses ~1e-3 with batches 50x larger now and then.
+    rng = np.random.default_rng(0)
+    losses = np.concatenate([np.linspace(2.3, 0.01, 300), np.full(3000, 1e-3)])
+    losses = losses * rng.lognormal(0, 0.5, losses.size)
+    outlier = rng.random(losses.size) < 0.01
+    outlier[:300] = False
+    losses[outlier] *= 50
+    assert detector_watch().update(losses) is None
+
+
+def test_each_test_fires_on_its_fault():
+    rng = np.random.default_rng(1)
+    base = healthy_curve(rng, steps=600, sigma=0.2)
+    # A sustained rise: loss x10 from step 500.
+    bad = base.copy()
+    bad[500:] *= 10
+    event = detector_watch().update(bad)
+    assert event is not None and 500 <= event.step <= 505
+    # NaN: immediate, even in the grace period.
+    bad = base.copy()
+    bad[5] = np.nan
+    event = detector_watch().update(bad)
+    assert (event.step, event.reason) == (5, "nonfinite")
+    # A gradual explosion.
+    bad = base.copy()
+    bad[400:] = bad[400] * np.exp(np.arange(200) / 10)
+    event = detector_watch().update(bad)
+    assert event is not None and 400 < event.step < 450
+
+
+def test_patience_ignores_isolated_spikes():
+    losses = np.full(200, 1.0)
+    losses[100] = 50.0
+    watch = LossWatch(smoothing=0.9, spike_ratio=5.0, patience=2)
+    assert watch.update(losses) is None
+    losses[101] = 50.0
+    event = LossWatch(smoothing=0.9, spike_ratio=5.0, patience=2).update(losses)
+    assert (event.step, event.reason) == (101, "spike")
+
+
+def test_grace_period_and_rebase():
+    watch = LossWatch(smoothing=0.0, spike_ratio=2.0, grace_steps=5)
+    assert watch.in_grace
+    assert watch.update([1.0, 5.0, 1.0, 1.0, 1.0]) is None  # spike in grace
+    assert not watch.in_grace
+    assert watch.update([5.0]).step == 5
+    watch.rebase()
+    assert watch.step == 6 and watch.in_grace
+    assert watch.update([1.0, 5.0]) is None
+    watch.rebase(step=100)
+    assert watch.step == 100 and watch.update([1.0] * 5 + [5.0]).step == 105
+
+
+def test_rise_fraction_gate_and_reference_kept_on_rebase():
+    # Loss fell from 2 to 0.1; a 4x spike (0.4) gives back little progress.
+    losses = [2.0] * 3 + [0.1] * 20 + [0.4] * 3
+    plain = LossWatch(smoothing=0.0, spike_ratio=3.0)
+    assert plain.update(losses).reason == "spike"
+    gated = LossWatch(smoothing=0.0, spike_ratio=3.0, rise_fraction=0.5)
+    assert gated.update(losses) is None
+    assert gated.reference == 2.0
+    # Giving back more than half of the progress fires.
+    assert gated.update([1.5]).reason == "spike"
+    gated.rebase()
+    assert gated.reference == 2.0
+
+
+def test_log_z_score():
+    rng = np.random.default_rng(3)
+    losses = [*rng.lognormal(0.0, 0.1, 60), np.e**1.5]
+    event = LossWatch(smoothing=0.0, z_threshold=6.0, window=50, log_z=True).update(
+        losses
+    )
+    assert event is not None and event.reason == "zscore" and event.step == 60
+    # z on log-loss: a median of ~1 and a MAD of ~0.067 in log units.
+    assert event.score > 6.0
+    assert math.isclose(event.baseline, 1.0, rel_tol=0.1)
+    # A non-positive loss switches the log test off rather than failing.
+    watch = LossWatch(smoothing=0.0, z_threshold=6.0, window=10, log_z=True)
+    assert watch.update([0.0] * 20 + [5.0]) is None
+
+
+def test_healthy_flag_tracks_pending_violations():
+    watch = LossWatch(smoothing=0.0, spike_ratio=2.0, patience=3)
+    watch.update([1.0, 1.0])
+    assert watch.healthy
+    watch.update([5.0])
+    assert not watch.healthy
+    watch.update([1.0])
+    assert watch.healthy
+
+
+# Range-test rule and LossWatch basics ---------------------------------------
 def test_ema_matches_closed_form():
     rng = np.random.default_rng(0)
     x = rng.uniform(0.5, 2.0, size=50)

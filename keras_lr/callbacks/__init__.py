@@ -1,10 +1,7 @@
-"""Callbacks for `model.fit`."""
+"""Callbacks for `model.fit`: range test, schedulers, divergence guard, monitor."""
 
-from keras_lr.range_test.callback import LRRangeTest
-
-__all__ = ["LRRangeTest"]
-
-# Learning-rate schedules (issue 6).
+from keras_lr.callbacks.divergence import DivergenceDetector, DivergenceError
+from keras_lr.callbacks.lr_monitor import LRMonitor
 from keras_lr.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
 from keras_lr.callbacks.schedulers import (
     CyclicLRScheduler,
@@ -12,9 +9,14 @@ from keras_lr.callbacks.schedulers import (
     OneCycleScheduler,
     WarmupScheduler,
 )
+from keras_lr.range_test.callback import LRRangeTest
 
-__all__ += [
+__all__ = [
     "CyclicLRScheduler",
+    "DivergenceDetector",
+    "DivergenceError",
+    "LRMonitor",
+    "LRRangeTest",
     "LearningRateLogger",
     "OneCycleScheduler",
     "ReduceLROnPlateau",

@@ -1,0 +1,157 @@
+"""Reading and lowering an optimizer's learning rate.
+
+A Keras optimizer holds its rate in one of two forms:
+
+- a float, which Keras keeps as a variable (``optimizer._learning_rate``)
+  that can be assigned during training;
+- a `keras.optimizers.schedules.LearningRateSchedule`, a function of the
+  iteration count. A schedule can only be lowered if it exposes a
+  multiplier: the contract of `keras_lr.schedules.Scaled` is an attribute
+  ``factor`` that is a Keras variable, with ``rate(step) = factor *
+  inner(step)``.
+
+`scale_variable` finds the variable to multiply in either case;
+`scale_rate` multiplies it; `current_rate` reads the rate in effect at the
+optimizer's current iteration. Everything that changes a rate during
+training in keras_lr goes through here, so every caller refuses the same
+things with the same message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+
+from keras_lr import _validate
+from keras_lr._state import base_optimizer
+
+__all__ = [
+    "can_scale",
+    "current_rate",
+    "rate_object",
+    "scale_rate",
+    "scale_variable",
+]
+
+
+def rate_object(optimizer: Any) -> Any:
+    """The optimizer's rate object: a variable or a schedule.
+
+    Example:
+
+    >>> opt = keras.optimizers.SGD(0.1)
+    >>> type(rate_object(opt)).__name__
+    'Variable'
+    """
+    return base_optimizer(optimizer)._learning_rate
+
+
+def _is_variable(obj: Any) -> bool:
+    return isinstance(obj, keras.Variable)
+
+
+def scale_variable(optimizer: Any) -> Any | None:
+    """The variable whose value multiplies the rate, or None.
+
+    A float rate is its own variable; a schedule with a variable ``factor``
+    (the `keras_lr.schedules.Scaled` contract) gives its factor; any other
+    schedule gives None: it cannot be lowered in place.
+
+    Example:
+
+    >>> opt = keras.optimizers.SGD(0.1)
+    >>> scale_variable(opt) is opt._learning_rate
+    True
+    >>> sched = keras.optimizers.schedules.ExponentialDecay(0.1, 100, 0.5)
+    >>> scale_variable(keras.optimizers.SGD(sched)) is None
+    True
+    """
+    lr = rate_object(optimizer)
+    if _is_variable(lr):
+        return lr
+    factor = getattr(lr, "factor", None)
+    if _is_variable(factor):
+        return factor
+    return None
+
+
+def can_scale(optimizer: Any) -> bool:
+    """Whether `scale_rate` can lower this optimizer's rate."""
+    return scale_variable(optimizer) is not None
+
+
+def cannot_scale_message(optimizer: Any) -> str:
+    lr = rate_object(optimizer)
+    return (
+        "The optimizer's learning rate is a schedule of type "
+        f"{type(lr).__name__}, which keras_lr cannot lower during training. "
+        "Wrap it as `keras_lr.schedules.Scaled(schedule)` (a schedule with a "
+        "variable `factor`) or pass a float learning rate."
+    )
+
+
+def _value(variable: Any) -> float:
+    return float(np.asarray(keras.ops.convert_to_numpy(variable.value)))
+
+
+def current_rate(optimizer: Any) -> float:
+    """The learning rate in effect at the optimizer's current iteration.
+
+    Example:
+
+    >>> current_rate(keras.optimizers.Adam(0.5))
+    0.5
+    """
+    lr = rate_object(optimizer)
+    if _is_variable(lr):
+        return _value(lr)
+    if callable(lr):
+        step = base_optimizer(optimizer).iterations
+        return float(np.asarray(keras.ops.convert_to_numpy(lr(step))))
+    return float(lr)
+
+
+def scale_rate(optimizer: Any, factor: float) -> tuple[float, float]:
+    """Multiplies the rate (or its schedule's ``factor``) by `factor`.
+
+    Args:
+        optimizer: a Keras optimizer (a `LossScaleOptimizer` is unwrapped).
+        factor: a float > 0.
+
+    Returns:
+        The multiplier variable's value before and after.
+
+    Raises:
+        TypeError: if `factor` is not a float.
+        ValueError: if `factor` is not > 0, or the rate cannot be scaled.
+
+    Example:
+
+    >>> opt = keras.optimizers.SGD(0.1)
+    >>> scale_rate(opt, 0.5)
+    (0.1, 0.05)
+    >>> round(float(opt.learning_rate), 6)
+    0.05
+    """
+    factor = _validate.check_real("factor", factor)
+    _validate.check_positive("factor", factor)
+    variable = scale_variable(optimizer)
+    if variable is None:
+        raise ValueError(cannot_scale_message(optimizer))
+    before = _value(variable)
+    after = float(np.float32(before * factor)) if before else 0.0
+    variable.assign(
+        np.asarray(after, dtype=keras.backend.standardize_dtype(variable.dtype))
+    )
+    return float(np.float32(before)), after
+
+
+def is_tracked(optimizer: Any, variable: Any) -> bool:
+    """Whether `variable` is part of the optimizer's state.
+
+    A variable outside it is a constant of the compiled step on JAX: after
+    assigning it, the train function must be traced again.
+    """
+    return any(v is variable for v in optimizer.variables)

@@ -1,0 +1,572 @@
+"""`DivergenceDetector`: see a diverging run early, recover, or stop cleanly.
+
+Keras's `TerminateOnNaN` looks at the epoch's running mean of the loss, in
+which one bad step hides (a spike averaged away) or poisons every later
+value (a NaN), and it stops only after the bad update has been applied. This
+callback reads each step's own loss, recorded on the device inside the
+compiled step (the `RingLossRecorder` stands in for the model's loss tracker)
+and read by the host only every `check_every` steps, and runs the streaming
+tests of `keras_lr._detect.LossWatch` on it: the same implementation the LR
+range test stops its sweep with.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import keras
+import numpy as np
+
+from keras_lr import _rate, _validate
+from keras_lr._detect import DivergenceEvent, LossWatch
+from keras_lr._state import TrainingState, set_attr
+from keras_lr.callbacks._ring import RingLossRecorder
+from keras_lr.range_test.callback import _distribution_scope
+
+__all__ = ["DivergenceDetector", "DivergenceError"]
+
+logger = logging.getLogger("keras_lr")
+
+_ACTIONS = ("rollback", "stop", "raise")
+
+
+class DivergenceError(RuntimeError):
+    """Raised by `DivergenceDetector(action="raise")` when training diverges."""
+
+
+class _WeightsSnapshot(TrainingState):
+    """Host copy of the model's and the optimizer's variables only.
+
+    Metric variables are left out: a rollback resets the metrics instead, so
+    that the epoch's logs describe the steps after the recovery.
+    """
+
+    def _variables(self) -> list[Any]:
+        variables = list(self.model.variables)
+        if self.optimizer is not None:
+            variables += list(self.optimizer.variables)
+        seen: set[int] = set()
+        unique = []
+        for v in variables:
+            if id(v) not in seen:
+                seen.add(id(v))
+                unique.append(v)
+        return unique
+
+    def restore_variables(self) -> None:
+        if self._values is None:
+            return
+        for variable, value in self._values:
+            variable.assign(value)
+
+
+class DivergenceDetector(keras.callbacks.Callback):
+    """Watches every step's loss; on divergence rolls back, stops or raises.
+
+    **Detection.** Each step's own loss (not the epoch's running mean) goes
+    through `keras_lr._detect.LossWatch`:
+
+    - a NaN or Inf loss is an event at once, and so are NaN or Inf
+      weights found when a snapshot is taken (on some kernels a NaN batch
+      poisons the weights while the loss stays finite);
+    - ``above_best``: the EMA-smoothed loss ``s_t`` (factor `smoothing`)
+      exceeds ``best_ratio * min(s)``;
+    - ``spike``: the step's loss exceeds ``spike_ratio * s_{t-1}``;
+    - ``zscore``: the robust z-score of ``log(loss)`` against the previous
+      `window` steps, ``(log x_t - median) / (1.4826 MAD)``, exceeds
+      `z_threshold`.
+
+    The last three count only after `grace_steps` steps (and again after
+    each recovery), only when the loss has given back at least
+    `rise_fraction` of the progress made since the start of training
+    (``x - best >= rise_fraction * (first - best)``: late in training a noisy
+    batch can be several times the baseline without any harm), and fire
+    after `patience` consecutive violating steps. With ``monitor_val=True``
+    the epoch's ``val_loss`` is also watched: an event when it is not finite
+    or jumps over `val_spike_ratio` times the previous epoch's.
+
+    **Granularity.** The host reads the device buffer at the start of an
+    execution once `check_every` steps have passed, and at the end of each
+    epoch: an event is located at its exact step, but acted on up to
+    ``check_every + steps_per_execution - 1`` steps later. No host sync
+    happens in between, and the callback defines no ``on_*_batch_end``
+    hook, so Keras keeps its asynchronous dispatch.
+
+    **Snapshot.** A host copy of the model's and the optimizer's variables
+    (one copy, `snapshot_nbytes` bytes) is taken when `fit` starts and then,
+    at most every `snapshot_every` steps, at a read that found every loss
+    since the last one healthy and no test in violation.
+
+    **Actions.** Every action first restores the last healthy snapshot.
+    ``"rollback"`` then multiplies the learning rate by `factor` and goes
+    on: a float rate is assigned; a schedule is lowered through its variable
+    ``factor`` (the contract of `keras_lr.schedules.Scaled`). After
+    `max_recoveries` recoveries, or when the rate would fall below
+    `min_lr`, it stops instead. ``"stop"`` stops training (the weights are
+    restored again when `fit` ends, after the last execution in flight);
+    ``"raise"`` raises `DivergenceError`. Every event is appended to
+    `events`, logged on the ``"keras_lr"`` logger, and counted in the
+    epoch's logs as ``divergence_events`` (so `History` has it).
+
+    The default `factor` is 0.5: a transient fault (a NaN batch, a few
+    steps at a wrong rate) needs no lower rate at all, and a 10x cut after a
+    single glitch would slow the whole rest of the run. A divergence before
+    training has ever run healthily at this rate (before the first snapshot
+    after the start, or again before a new snapshot) shows that the rate
+    itself is wrong: then `repeat_factor` (0.1) applies, the usual distance
+    between the rate where an LR range test diverges and the rate that
+    trains best (Smith, 2017, arXiv:1506.01186). Halving alone would step
+    through rates that do not blow up but silently kill the network (dead
+    ReLUs, a loss stuck at chance), which no loss test can tell from slow
+    training.
+
+    **Limits.** A rate so high that it kills the network in its first steps
+    without the loss ever blowing up (dead ReLUs, a loss stuck at chance
+    level) gives no divergence signal in the loss: nothing fires, and the
+    run goes on at that rate; `LRMonitor` reports it as ``"too_high"``
+    after a few epochs. Gradient norms are not watched.
+
+    With mixed precision (`LossScaleOptimizer`) the detector watches the
+    unscaled loss, which the loss tracker receives; the optimizer's own
+    skipping of non-finite gradient steps is left as it is.
+
+    Args:
+        action: ``"rollback"``, ``"stop"`` or ``"raise"``.
+        factor: multiplier of the rate at a rollback, in (0, 1).
+        repeat_factor: multiplier instead of `factor` when the rate has not
+            shown a healthy stretch: training diverges before the first
+            snapshot after the start, or again before a new snapshot was
+            taken (the same snapshot is restored twice), in (0, 1).
+        max_recoveries: rollbacks allowed in one `fit`, >= 0.
+        min_lr: optional floor of the rate (a float); a rollback that would
+            go below it stops training instead.
+        smoothing: EMA factor of the smoothed loss, in [0, 1).
+        best_ratio: threshold of smoothed loss over its best, > 1, or None.
+        spike_ratio: threshold of a step's loss over the smoothed baseline,
+            > 1, or None.
+        z_threshold: robust z-score threshold on log-loss, > 0, or None.
+        window: steps in the z-score's window, >= 10.
+        grace_steps: steps at the start (and after a recovery) before the
+            ratio and z tests count, >= 0.
+        patience: consecutive violating steps before an event, >= 1.
+        rise_fraction: materiality gate (see above), >= 0, or None.
+        check_every: steps between reads of the device buffer; default
+            ``max(32, steps_per_execution)``.
+        snapshot_every: least steps between snapshots; default
+            ``2 * check_every``.
+        monitor_val: also watch ``val_loss`` after each epoch.
+        val_spike_ratio: ``val_loss`` jump over the previous epoch's, > 1.
+        verbose: 1 logs events as warnings, 0 as info.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    >>> model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    >>> x = np.random.default_rng(0).normal(size=(256, 4)).astype("float32")
+    >>> y = x.sum(axis=1, keepdims=True)
+    >>> detector = DivergenceDetector(action="rollback")
+    >>> history = model.fit(x, y, batch_size=16, epochs=2, callbacks=[detector],
+    ...                     verbose=0)
+    >>> detector.events, history.history["divergence_events"]
+    ([], [0, 0])
+    """
+
+    def __init__(
+        self,
+        action: str = "rollback",
+        factor: float = 0.5,
+        max_recoveries: int = 5,
+        min_lr: float | None = None,
+        *,
+        repeat_factor: float = 0.1,
+        smoothing: float = 0.95,
+        best_ratio: float | None = 3.0,
+        spike_ratio: float | None = 10.0,
+        z_threshold: float | None = 8.0,
+        window: int = 100,
+        grace_steps: int = 20,
+        patience: int = 3,
+        rise_fraction: float | None = 0.5,
+        check_every: int | None = None,
+        snapshot_every: int | None = None,
+        monitor_val: bool = False,
+        val_spike_ratio: float = 3.0,
+        verbose: int = 1,
+    ):
+        super().__init__()
+        self.action = _validate.check_choice("action", action, _ACTIONS)
+        factor = _validate.check_real("factor", factor)
+        if not 0.0 < factor < 1.0:
+            raise ValueError(
+                f"Argument `factor` must be in (0, 1). Received: factor={factor}"
+            )
+        self.factor = factor
+        repeat_factor = _validate.check_real("repeat_factor", repeat_factor)
+        if not 0.0 < repeat_factor < 1.0:
+            raise ValueError(
+                "Argument `repeat_factor` must be in (0, 1). "
+                f"Received: repeat_factor={repeat_factor}"
+            )
+        self.repeat_factor = repeat_factor
+        self.max_recoveries = _validate.check_int(
+            "max_recoveries", max_recoveries, minimum=0
+        )
+        if min_lr is not None:
+            min_lr = _validate.check_learning_rate("min_lr", min_lr)
+            _validate.check_non_negative("min_lr", min_lr)
+        self.min_lr = min_lr
+        smoothing = _validate.check_real("smoothing", smoothing)
+        _validate.check_in_interval("smoothing", smoothing, 0.0, 1.0)
+        self.smoothing = smoothing
+        self.best_ratio = _ratio("best_ratio", best_ratio)
+        self.spike_ratio = _ratio("spike_ratio", spike_ratio)
+        if z_threshold is not None:
+            z_threshold = _validate.check_real("z_threshold", z_threshold)
+            _validate.check_positive("z_threshold", z_threshold)
+        self.z_threshold = z_threshold
+        self.window = _validate.check_int("window", window, minimum=10)
+        self.grace_steps = _validate.check_int("grace_steps", grace_steps, minimum=0)
+        self.patience = _validate.check_int("patience", patience, minimum=1)
+        if rise_fraction is not None:
+            rise_fraction = _validate.check_real("rise_fraction", rise_fraction)
+            _validate.check_non_negative("rise_fraction", rise_fraction)
+        self.rise_fraction = rise_fraction
+        if check_every is not None:
+            check_every = _validate.check_int("check_every", check_every, minimum=1)
+        self.check_every = check_every
+        if snapshot_every is not None:
+            snapshot_every = _validate.check_int(
+                "snapshot_every", snapshot_every, minimum=1
+            )
+        self.snapshot_every = snapshot_every
+        self.monitor_val = bool(monitor_val)
+        self.val_spike_ratio = _ratio("val_spike_ratio", val_spike_ratio)
+        self.verbose = int(verbose)
+        self.events: list[dict[str, Any]] = []
+        self.recoveries = 0
+        self.snapshot_nbytes = 0
+        self._recorder: RingLossRecorder | None = None
+        self._saved_tracker: Any = None
+
+    # Set-up ----------------------------------------------------------------
+
+    def _new_watch(self) -> LossWatch:
+        return LossWatch(
+            smoothing=self.smoothing,
+            best_ratio=self.best_ratio,
+            spike_ratio=self.spike_ratio,
+            z_threshold=self.z_threshold,
+            window=self.window,
+            grace_steps=self.grace_steps,
+            patience=self.patience,
+            log_z=True,
+            rise_fraction=self.rise_fraction,
+        )
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        if getattr(model, "optimizer", None) is None:
+            raise ValueError(
+                "DivergenceDetector needs a compiled model: call "
+                "`model.compile(optimizer=..., loss=...)` first."
+            )
+        self._scale_var = _rate.scale_variable(model.optimizer)
+        if self.action == "rollback" and self._scale_var is None:
+            raise ValueError(
+                'DivergenceDetector(action="rollback") must lower the learning '
+                "rate, and cannot: " + _rate.cannot_scale_message(model.optimizer)
+            )
+        spe = int(getattr(model, "steps_per_execution", 1) or 1)
+        self._spe = spe
+        self._every = self.check_every or max(32, spe)
+        self._snap_every = self.snapshot_every or 2 * self._every
+        self.events = []
+        self.recoveries = 0
+        self._epoch_events = 0
+        self._consumed = 0
+        self._epoch_start = 0
+        self._next_check = self._every
+        self._stopped = False
+        self._watch = self._new_watch()
+        self._val_watch = LossWatch(smoothing=0.0, spike_ratio=self.val_spike_ratio)
+        self._install()
+        self._snapshot: _WeightsSnapshot | None = None
+        self._snapshot_step = 0
+        self._last_restored: _WeightsSnapshot | None = None
+        optimizer = model.optimizer
+        if model.built and not optimizer.built:
+            # TensorFlow builds the optimizer when it traces the first step;
+            # build it now (as Keras does after loading) so that the state
+            # before any update can be snapshot.
+            with _distribution_scope(model):
+                optimizer.build(model.trainable_variables)
+        self._take_snapshot(0)
+
+    def _install(self) -> None:
+        model = self._model
+        capacity = 2 * (self._every + self._spe)
+        with _distribution_scope(model):
+            self._recorder = RingLossRecorder(capacity)
+        self._saved_tracker = vars(model).get("_loss_tracker")
+        set_attr(model, "_loss_tracker", self._recorder)
+        model.make_train_function(force=True)
+        # Validation must not write into the ring: the test step is traced
+        # anew, inside `on_test_begin`, with recording off.
+        set_attr(model, "test_function", None)
+
+    def _uninstall(self) -> None:
+        if self._recorder is None:
+            return
+        model = self._model
+        set_attr(model, "_loss_tracker", self._saved_tracker)
+        # The compiled steps refer to the recorder: the next `fit` traces anew.
+        set_attr(model, "train_function", None)
+        set_attr(model, "test_function", None)
+        self._recorder = None
+
+    def _take_snapshot(self, step: int) -> bool:
+        """Replaces the snapshot; False (and no change) if a value is not finite."""
+        model = self.model  # on JAX, attaches the current state
+        snapshot = _WeightsSnapshot(model)
+        if not snapshot.has_variables:
+            return True
+        for _, value in snapshot._values:
+            if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+                return False
+        self._snapshot = snapshot
+        self._snapshot_step = step
+        self.snapshot_nbytes = snapshot.nbytes()
+        return True
+
+    # Keras hooks -----------------------------------------------------------
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._epoch_events = 0
+        self._epoch_start = self._consumed
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._stopped:
+            return
+        if self._epoch_start + int(batch) >= self._next_check:
+            self._check()
+
+    def on_test_begin(self, logs=None):
+        if self._recorder is not None:
+            self._recorder.recording = False
+
+    def on_test_end(self, logs=None):
+        if self._recorder is not None:
+            self._recorder.recording = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self._stopped:
+            self._check()
+        if (
+            self.monitor_val
+            and not self._stopped
+            and logs is not None
+            and "val_loss" in logs
+        ):
+            event = self._val_watch.update([float(logs["val_loss"])])
+            if event is not None:
+                self._handle(event, source="val_loss")
+        if logs is not None:
+            logs["divergence_events"] = self._epoch_events
+
+    def on_train_end(self, logs=None):
+        if self._stopped and self._snapshot is not None:
+            # An execution may have run after the stop was requested.
+            self.model  # noqa: B018  (syncs the JAX state)
+            self._snapshot.restore_variables()
+        self._uninstall()
+
+    # Reading and acting ----------------------------------------------------
+
+    def _jax_values(self, kind: str) -> list[Any] | None:
+        """Mid-epoch on JAX, the current values live in the trainer's state."""
+        model = self._model
+        if keras.backend.backend() != "jax" or getattr(
+            model, "_jax_state_synced", True
+        ):
+            return None
+        state = getattr(model, "_jax_state", None) or {}
+        return state.get(kind)
+
+    def _read(self) -> tuple[np.ndarray, int, int]:
+        rec = self._recorder
+        model = self._model
+        values = self._jax_values("metrics_variables")
+        if values is not None:
+            found = {}
+            for v, value in zip(model.metrics_variables, values):
+                if v is rec.buffer:
+                    found["buffer"] = value
+                elif v is rec.steps:
+                    found["steps"] = value
+            if len(found) == 2:
+                host = (np.asarray(found["buffer"]), np.asarray(found["steps"]))
+                return rec.read_since(self._consumed, values=host)
+        _ = self.model
+        return rec.read_since(self._consumed)
+
+    def _check(self) -> None:
+        losses, total, lost = self._read()
+        self._next_check = total + self._every
+        event = None
+        if lost:
+            self._watch.rebase(total - losses.size)
+        if losses.size:
+            event = self._watch.update(losses)
+        self._consumed = total
+        if (
+            event is None
+            and self._watch.healthy
+            and not self._watch.in_grace
+            and losses.size
+            and (
+                self._snapshot is None
+                or total - self._snapshot_step >= self._snap_every
+            )
+        ) and not self._take_snapshot(total):
+            # The host copy holds NaN or Inf although the losses looked fine.
+            event = DivergenceEvent(
+                total - 1, "nonfinite_weights", float(losses[-1]), self._watch.smoothed
+            )
+        if event is not None:
+            self._handle(event, source="loss", total=total)
+
+    def _handle(
+        self, event: DivergenceEvent, *, source: str, total: int | None = None
+    ) -> None:
+        model = self.model  # on JAX, attaches the current state
+        optimizer = model.optimizer
+        record: dict[str, Any] = {
+            "epoch": int(getattr(self, "_epoch", 0)),
+            "step": int(event.step) if source == "loss" else int(self._consumed),
+            "source": source,
+            "reason": event.reason,
+            "loss": float(event.loss),
+            "baseline": float(event.baseline),
+            "score": float(event.score),
+            "restored_step": self._snapshot_step if self._snapshot else None,
+            "learning_rate": _rate.current_rate(optimizer),
+        }
+        action = self.action
+        message = ""
+        # No healthy stretch at this rate yet: training diverged before the
+        # first snapshot after the start, or again from the same snapshot.
+        systematic = self._snapshot is not None and (
+            self._snapshot is self._last_restored or self._snapshot_step == 0
+        )
+        factor = self.repeat_factor if systematic else self.factor
+        if action == "rollback":
+            lr_after = record["learning_rate"] * factor
+            if self.recoveries >= self.max_recoveries:
+                action = "stop"
+                message = (
+                    f"gave up after {self.recoveries} recoveries "
+                    f"(max_recoveries={self.max_recoveries})"
+                )
+            elif self.min_lr is not None and lr_after < self.min_lr:
+                action = "stop"
+                message = (
+                    f"the learning rate would fall to {lr_after:.3g}, "
+                    f"below min_lr={self.min_lr:.3g}"
+                )
+            elif self._snapshot is None:
+                action = "stop"
+                message = "no healthy snapshot to roll back to"
+        record["action"] = action
+        scale_var = self._scale_var
+        scale_before = None
+        if scale_var is not None:
+            # The snapshot holds the rate variable too: lower the rate in
+            # effect now, not the one of the snapshot.
+            scale_before = np.array(keras.ops.convert_to_numpy(scale_var.value))
+        if self._snapshot is not None:
+            self._snapshot.restore_variables()
+        if scale_before is not None:
+            scale_var.assign(scale_before)
+        model.reset_metrics()
+        if action == "rollback":
+            self.recoveries += 1
+            self._last_restored = self._snapshot
+            _rate.scale_rate(optimizer, factor)
+            if keras.backend.backend() == "jax" and not _rate.is_tracked(
+                optimizer, self._scale_var
+            ):
+                # TODO: `keras_lr.schedules.track_scaled(optimizer)` will make
+                # the schedule's factor part of the optimizer state; until
+                # then the compiled step holds it as a constant.
+                model.make_train_function(force=True)
+            record["learning_rate_after"] = _rate.current_rate(optimizer)
+            step = self._consumed if total is None else total
+            self._watch.rebase(step)
+            self._val_watch.reset()
+        else:
+            record["learning_rate_after"] = record["learning_rate"]
+        self.events.append(record)
+        self._epoch_events += 1
+        self._log(record, message)
+        if action == "rollback":
+            return
+        self._stopped = True
+        self._model.stop_training = True
+        if action == "raise":
+            self._uninstall()
+            raise DivergenceError(self._describe(record, message))
+
+    def _describe(self, record: dict[str, Any], message: str) -> str:
+        what = {
+            "nonfinite": "non-finite loss",
+            "nonfinite_weights": "non-finite weights",
+            "above_best": "smoothed loss over best_ratio x its best",
+            "spike": "loss spike over spike_ratio x the smoothed loss",
+            "zscore": "robust z-score of the log-loss over z_threshold",
+        }[record["reason"]]
+        where = "val_loss" if record["source"] == "val_loss" else "loss"
+        text = (
+            f"DivergenceDetector: {what} ({where}={record['loss']:.4g}, "
+            f"baseline={record['baseline']:.4g}) at step {record['step']} "
+            f"(epoch {record['epoch'] + 1}), learning rate "
+            f"{record['learning_rate']:.3g}."
+        )
+        restored = record["restored_step"]
+        restored_text = (
+            f"weights of step {restored} restored"
+            if restored is not None
+            else "no snapshot to restore"
+        )
+        if record["action"] == "rollback":
+            text += (
+                f" Rolled back ({restored_text}) and lowered the learning rate "
+                f"to {record['learning_rate_after']:.3g} "
+                f"(recovery {self.recoveries} of {self.max_recoveries})."
+            )
+        elif record["action"] == "stop":
+            text += f" Training stopped, {restored_text}."
+            if message:
+                text += f" Reason: {message}."
+            text += " Try a learning rate about 10x lower."
+        else:
+            text += f" {restored_text.capitalize()}; raising."
+        return text
+
+    def _log(self, record: dict[str, Any], message: str) -> None:
+        text = self._describe(record, message)
+        if self.verbose:
+            logger.warning(text)
+        else:
+            logger.info(text)
+
+
+def _ratio(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    value = _validate.check_real(name, value)
+    if not value > 1.0 or not math.isfinite(value):
+        raise ValueError(f"Argument `{name}` must be > 1. Received: {name}={value}")
+    return value

@@ -1,0 +1,93 @@
+"""`LRMonitor`: `keras_lr.diagnose` applied during training."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import keras
+
+from keras_lr import _validate
+from keras_lr.diagnose import VERDICTS, Diagnosis, diagnose
+
+__all__ = ["LRMonitor"]
+
+logger = logging.getLogger("keras_lr")
+
+
+class LRMonitor(keras.callbacks.Callback):
+    """Reads the curves after each epoch and warns once per finding.
+
+    After each epoch the epoch logs so far go through `keras_lr.diagnose`.
+    A verdict other than ``"good"`` is logged (``"keras_lr"`` logger,
+    warning level) the first time it appears, with its evidence and the
+    recommended action, and appended to `findings`. Each epoch's logs get
+    ``lr_diagnosis``, the index of the current verdict in
+    ``("good", "too_high", "too_low", "overfitting")`` (a number, so that
+    progress bars and `History` take it), and `diagnosis` holds the latest
+    `Diagnosis`.
+
+    Trend verdicts need a few epochs: before `min_epochs` epochs only a
+    non-finite loss is reported.
+
+    Args:
+        min_epochs: epochs before trend verdicts are reported, >= 1.
+        verbose: 1 logs findings as warnings, 0 as info.
+
+    Example:
+
+    >>> import numpy as np
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    >>> model.compile(optimizer=keras.optimizers.SGD(1e-4), loss="mse")
+    >>> x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    >>> monitor = LRMonitor(verbose=0)
+    >>> _ = model.fit(x, x.sum(axis=1), epochs=4, callbacks=[monitor], verbose=0)
+    >>> monitor.diagnosis.verdict, [f.verdict for _, f in monitor.findings]
+    ('too_low', ['too_low'])
+    """
+
+    VERDICTS = VERDICTS
+
+    def __init__(self, min_epochs: int = 3, verbose: int = 1):
+        super().__init__()
+        self.min_epochs = _validate.check_int("min_epochs", min_epochs, minimum=1)
+        self.verbose = int(verbose)
+        self.findings: list[tuple[int, Diagnosis]] = []
+        self.diagnosis: Diagnosis | None = None
+        self._history: dict[str, list[Any]] = {}
+
+    def on_train_begin(self, logs=None):
+        self.findings = []
+        self.diagnosis = None
+        self._history = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not logs or "loss" not in logs:
+            return
+        for key, value in logs.items():
+            if key == "lr_diagnosis":
+                continue
+            try:
+                self._history.setdefault(key, []).append(float(value))
+            except (TypeError, ValueError):
+                continue
+        d = diagnose(self._history)
+        epochs = len(self._history["loss"])
+        trend_only = d.verdict != "good" and not any(
+            k.endswith("nonfinite_epoch") for k in d.evidence
+        )
+        if epochs < self.min_epochs and trend_only:
+            d = Diagnosis("good", d.evidence, "wait for more epochs", ())
+        self.diagnosis = d
+        logs["lr_diagnosis"] = VERDICTS.index(d.verdict)
+        if d.verdict == "good" or any(v == d.verdict for _, v in self._seen()):
+            return
+        self.findings.append((epoch, d))
+        text = f"LRMonitor (epoch {epoch + 1}): {d}"
+        if self.verbose:
+            logger.warning(text)
+        else:
+            logger.info(text)
+
+    def _seen(self):
+        return [(e, f.verdict) for e, f in self.findings]

@@ -1,0 +1,379 @@
+"""Read a training history the way a practitioner reads it, and name the problem.
+
+`diagnose` looks at the per-epoch curves of a `History` and returns a
+`Diagnosis`: a verdict, the figures it was drawn from, and what to change.
+It encodes the rules of thumb of learning-rate tuning (Smith, 2018,
+arXiv:1803.09820; Goodfellow, Bengio & Courville, 2016, section 11.4.1;
+Karpathy, "A Recipe for Training Neural Networks", 2019):
+
+- **too high**: the loss diverges (NaN), rises, or jumps back up between
+  epochs; validation accuracy swings up and down or falls; or the run never
+  learns at all and stalls where it started without a steady descent (a
+  rate so high that it has killed the network).
+- **too low**: the loss falls steadily but very slowly, or each epoch still
+  gains about as much as the first one did (the run has not reached the
+  part of its curve where returns diminish: it is still in its transient),
+  or the model underfits: the training loss, averaged over the last epoch,
+  is still above the validation loss measured after it.
+- **overfitting**: the training loss keeps falling while the validation
+  loss has turned and risen: a regularisation or early-stopping matter,
+  not a rate problem.
+- **good**: none of the above.
+
+Only the run's own curves are used: what "slow" means is measured against
+the run's own first epoch, never against a fixed loss value, so the rules
+carry over between tasks and losses. Everything here is numpy and pure
+Python; no keras import.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Diagnosis", "diagnose"]
+
+VERDICTS = ("good", "too_high", "too_low", "overfitting")
+
+_ACC_KEYS = (
+    "accuracy",
+    "acc",
+    "sparse_categorical_accuracy",
+    "categorical_accuracy",
+    "binary_accuracy",
+)
+
+#: With a fixed rate the epoch means of the training loss fall (nearly)
+#: monotonically; a mean this far above the best one before it is a jump up.
+REBOUND = 0.10
+#: A jump of the training loss must give back at least this fraction of
+#: the progress made before it (``L_e - best >= 0.1 (L_0 - best)``).
+MATERIAL = 0.10
+#: Jumps count against the rate only while they last: a run whose last
+#: epoch is within this fraction of its best loss (or whose validation
+#: accuracy ends within a point of its best) has settled.
+SETTLED = 0.05
+#: Validation accuracy given back between epochs (sum of the drops of at
+#: least `_DROP_MIN`), beyond which it is erratic or falling.
+VAL_GIVE_BACK = 0.05
+_DROP_MIN = 0.01
+#: A run whose training loss moved less than this fraction of its first
+#: epoch's value has barely moved.
+BARELY = 0.10
+#: Each epoch still gains at least this fraction of the first epoch's gain:
+#: no diminishing returns yet.
+STILL_STEEP = 0.5
+#: The first epoch's mean training loss over the validation loss after it:
+#: beyond this the loss blew up during the first epoch. (With a healthy
+#: rate, the epoch mean is between the initial loss and the loss at the end
+#: of the epoch, and in practice under 2x the latter.)
+BLOW_UP = 3.0
+#: After the first epoch the training loss improved by less than this
+#: fraction: the network has stopped learning.
+STALLED = 0.01
+#: The last epoch's mean training loss above the validation loss after it,
+#: by more than this fraction: the model improved markedly within the epoch
+#: itself, i.e. it is underfitting, early in its descent. (Dropout and other
+#: training-only noise raise the training loss too; the margin keeps their
+#: usual effect out.)
+UNDERFIT = 0.03
+#: Validation loss this far above its minimum, with the training loss
+#: still falling, is overfitting.
+OVERFIT_RISE = 0.10
+_TRAIN_STILL_FALLING = 0.05
+
+_ACTIONS = {
+    "too_high": "lower the learning rate about 10x (or add warmup and a decay "
+    "schedule; `keras_lr.lr_range_test` finds the edge of stability)",
+    "too_low": "raise the learning rate about 3-10x (`keras_lr.lr_range_test` "
+    "shows how far it can go), or train for more epochs",
+    "overfitting": "not a learning-rate problem: add regularisation (weight "
+    "decay, dropout, augmentation), more data, or stop early at the best "
+    "validation epoch",
+    "good": "keep the rate; add a decay schedule (cosine or step) to gain the "
+    "last points",
+}
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """The verdict of `diagnose`, with its evidence and a recommended action.
+
+    Attributes:
+        verdict: ``"good"``, ``"too_high"``, ``"too_low"`` or
+            ``"overfitting"``.
+        evidence: the figures the verdict was drawn from.
+        action: what to change.
+        reasons: one sentence per finding that led to the verdict.
+    """
+
+    verdict: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    action: str = ""
+    reasons: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        lines = [f"Learning rate: {self.verdict.replace('_', ' ')}."]
+        lines += [f"- {r}" for r in self.reasons]
+        lines.append(f"Recommended: {self.action}.")
+        return "\n".join(lines)
+
+
+def _as_dict(history: Any) -> dict[str, list[float]]:
+    if hasattr(history, "history") and isinstance(history.history, dict):
+        history = history.history
+    if not isinstance(history, dict):
+        raise TypeError(
+            "Argument `history` must be a keras.callbacks.History or its "
+            f"`history` dict. Received: history of type {type(history).__name__}"
+        )
+    return history
+
+
+def _series(h: dict, key: str) -> np.ndarray | None:
+    if key not in h:
+        return None
+    values = np.asarray(list(h[key]), dtype=np.float64).reshape(-1)
+    return values if values.size else None
+
+
+def _accuracy_key(h: dict) -> str | None:
+    for key in _ACC_KEYS:
+        if key in h or f"val_{key}" in h:
+            return key
+    return None
+
+
+def _give_back(values: np.ndarray) -> float:
+    """Sum of the drops between consecutive values that are >= `_DROP_MIN`."""
+    drops = -np.diff(values)
+    return float(drops[drops >= _DROP_MIN].sum())
+
+
+def diagnose(history: Any) -> Diagnosis:
+    """Diagnoses the learning rate from a training history.
+
+    The rules, in order (the first that applies gives the verdict):
+
+    1. a non-finite training or validation loss: **too high**;
+    2. the first epoch's mean training loss is over 3x the validation loss
+       after it (it blew up on the way): **too high**;
+    3. the training loss rose overall (``L_last > L_first``), or an epoch's
+       mean came back more than 10% above the best before it (giving back
+       at least 10% of the progress made) and the last epoch is still over
+       5% above the best: **too high**;
+    4. with 3 or more epochs, the training loss improved by less than 1%
+       after the first epoch, not by a steady descent, while the first
+       epoch gained over 10x the later epochs' mean change (the network
+       stopped learning): **too high**;
+    5. validation accuracy gave back 5 points or more in drops between
+       epochs (erratic or falling) and ends a point or more below its best:
+       **too high**;
+    6. the validation loss rose 10% above its minimum while the training
+       loss fell 5% more since that epoch: **overfitting**;
+    7. the training loss moved less than 10% of its first value: **too
+       low** when it fell at every epoch (a slow, steady descent), **too
+       high** when it did not (a network stalled where it started);
+    8. with 3 or more epochs, the last epoch's gain is at least half the
+       first's (``L[-2] - L[-1] >= 0.5 (L[0] - L[1])``): **too low**;
+    9. the last epoch's mean training loss is more than 3% above the
+       validation loss after it (the classic sign of underfitting: the
+       model still improved markedly within that epoch): **too low**;
+    10. otherwise **good**.
+
+    Args:
+        history: a `keras.callbacks.History` or its ``history`` dict, with
+            at least ``"loss"``; ``"val_loss"`` and an accuracy
+            (``"accuracy"``/``"val_accuracy"`` or similar) are used when
+            present.
+
+    Returns:
+        A `Diagnosis`.
+
+    Raises:
+        TypeError: if `history` is neither a History nor a dict.
+        ValueError: if it has no ``"loss"`` values.
+
+    Example:
+
+    >>> d = diagnose({"loss": [2.0, 1.0, 0.7, 0.6, 0.55]})
+    >>> d.verdict
+    'good'
+    >>> diagnose({"loss": [2.3, 2.25, 2.2, 2.15, 2.1]}).verdict
+    'too_low'
+    >>> diagnose({"loss": [1.0, 0.6, float("nan")]}).verdict
+    'too_high'
+    """
+    h = _as_dict(history)
+    loss = _series(h, "loss")
+    if loss is None:
+        raise ValueError(
+            "Argument `history` must have a non-empty 'loss' series. "
+            f"Received keys: {sorted(h)}"
+        )
+    val_loss = _series(h, "val_loss")
+    acc_key = _accuracy_key(h)
+    val_acc = _series(h, f"val_{acc_key}") if acc_key else None
+    epochs = int(loss.size)
+    ev: dict[str, Any] = {
+        "epochs": epochs,
+        "loss_first": float(loss[0]),
+        "loss_last": float(loss[-1]),
+    }
+    if val_loss is not None:
+        ev["val_loss_last"] = float(val_loss[-1])
+    if val_acc is not None:
+        ev["val_accuracy_last"] = float(val_acc[-1])
+    reasons: list[str] = []
+
+    def verdict(name: str) -> Diagnosis:
+        return Diagnosis(name, ev, _ACTIONS[name], tuple(reasons))
+
+    # 1. Divergence.
+    for key, series in (("loss", loss), ("val_loss", val_loss)):
+        if series is not None and not np.all(np.isfinite(series)):
+            first = int(np.flatnonzero(~np.isfinite(series))[0])
+            ev[f"{key}_nonfinite_epoch"] = first + 1
+            reasons.append(f"{key} is not finite from epoch {first + 1}: it diverged")
+            return verdict("too_high")
+
+    if epochs == 1:
+        reasons.append(
+            "one epoch only: no trend to read; the loss stayed finite "
+            "(train for a few epochs to judge the rate)"
+        )
+        return verdict("good")
+
+    # 2. Blown up in the first epoch, then stalled or crawling back.
+    if val_loss is not None:
+        blow_up = loss[0] / max(abs(val_loss[0]), 1e-12)
+        ev["first_epoch_blow_up"] = float(blow_up)
+        if blow_up > BLOW_UP:
+            reasons.append(
+                f"the first epoch's mean training loss ({loss[0]:.4g}) is "
+                f"{blow_up:.1f}x the validation loss after it: the loss blew up "
+                "early in training"
+            )
+            return verdict("too_high")
+
+    # 3. Training loss rising or jumping back up.
+    running_best = np.minimum.accumulate(loss)[:-1]
+    rebound = (loss[1:] - running_best) / np.maximum(np.abs(running_best), 1e-12)
+    # Near a zero loss a few hard examples make large relative jumps: a jump
+    # counts only if it gives back a material part of the progress so far.
+    progress = np.maximum(loss[0] - running_best, 1e-12)
+    given_back = (loss[1:] - running_best) / progress
+    rebound = np.where(given_back >= MATERIAL, rebound, 0.0)
+    ev["max_rebound"] = float(rebound.max())
+    if loss[-1] > loss[0]:
+        reasons.append(
+            f"the training loss rose from {loss[0]:.4g} to {loss[-1]:.4g} over the run"
+        )
+        return verdict("too_high")
+    ev["last_over_best"] = float(loss[-1] / max(loss.min(), 1e-12) - 1.0)
+    if rebound.max() > REBOUND and loss[-1] > (1.0 + SETTLED) * loss.min():
+        e = int(np.argmax(rebound)) + 2
+        reasons.append(
+            f"the training loss jumped back up {100 * rebound.max():.0f}% above "
+            f"its best at epoch {e}: it oscillates"
+        )
+        return verdict("too_high")
+
+    # 4. Stopped learning after the first epoch (a killed network): the
+    # later epochs gain nothing, and not by a steady crawl.
+    if epochs >= 3:
+        later = loss[1:]
+        late_gain = (later[0] - later[-1]) / max(abs(later[0]), 1e-12)
+        first_gain = loss[0] - loss[1]
+        late_steps = np.abs(np.diff(later))
+        ev["late_relative_decrease"] = float(late_gain)
+        steady = bool(np.all(np.diff(later) < 0))
+        if (
+            late_gain < STALLED
+            and not steady
+            and first_gain > 10 * float(late_steps.mean())
+        ):
+            reasons.append(
+                f"after the first epoch the training loss improved only "
+                f"{100 * late_gain:.2f}%, and not steadily: the network stopped "
+                "learning (a rate so high that it killed it)"
+            )
+            return verdict("too_high")
+
+    # 5. Validation accuracy erratic or falling.
+    if val_acc is not None and val_acc.size >= 2:
+        give_back = _give_back(val_acc)
+        ev["val_accuracy_give_back"] = give_back
+        below_best = float(val_acc.max() - val_acc[-1])
+        ev["val_accuracy_below_best"] = below_best
+        if give_back >= VAL_GIVE_BACK and below_best >= _DROP_MIN:
+            reasons.append(
+                f"validation accuracy dropped by {100 * give_back:.1f} points in "
+                "total between epochs: it is erratic or falling"
+            )
+            return verdict("too_high")
+
+    # 6. Overfitting.
+    if val_loss is not None and val_loss.size >= 3:
+        k = int(np.argmin(val_loss))
+        rise = (val_loss[-1] - val_loss[k]) / max(abs(val_loss[k]), 1e-12)
+        train_fall = (loss[k] - loss[-1]) / max(abs(loss[k]), 1e-12)
+        ev["val_loss_rise"] = float(rise)
+        ev["val_loss_best_epoch"] = k + 1
+        if k < epochs - 1 and rise > OVERFIT_RISE and train_fall > _TRAIN_STILL_FALLING:
+            reasons.append(
+                f"validation loss rose {100 * rise:.0f}% from its minimum at epoch "
+                f"{k + 1} while the training loss fell another "
+                f"{100 * train_fall:.0f}%"
+            )
+            return verdict("overfitting")
+
+    # 7. Barely moving.
+    moved = (loss[0] - loss[-1]) / max(abs(loss[0]), 1e-12)
+    diffs = np.diff(loss)
+    monotone = bool(np.all(diffs < 0))
+    ev["relative_decrease"] = float(moved)
+    ev["monotone"] = monotone
+    if moved < BARELY:
+        if monotone:
+            reasons.append(
+                f"the training loss fell only {100 * moved:.1f}% over "
+                f"{epochs} epochs, steadily: it is crawling"
+            )
+            return verdict("too_low")
+        reasons.append(
+            f"the training loss moved only {100 * moved:.1f}% and not steadily: "
+            "the network stalled where it started"
+        )
+        return verdict("too_high")
+
+    # 8. No diminishing returns yet.
+    if epochs >= 3:
+        first_gain = loss[0] - loss[1]
+        last_gain = loss[-2] - loss[-1]
+        steep = last_gain / first_gain if first_gain > 0 else math.nan
+        ev["last_to_first_gain"] = float(steep)
+        if steep >= STILL_STEEP:  # False for NaN
+            reasons.append(
+                f"the last epoch still gained {100 * min(steep, 9.99):.0f}% of what "
+                "the first gained: the loss is far from levelling off"
+            )
+            return verdict("too_low")
+
+    # 9. Still descending within the last epoch (underfitting).
+    if val_loss is not None:
+        gap = (loss[-1] - val_loss[-1]) / max(abs(val_loss[-1]), 1e-12)
+        ev["train_over_val"] = float(gap)
+        if gap > UNDERFIT:
+            reasons.append(
+                f"the last epoch's mean training loss is {100 * gap:.1f}% above the "
+                "validation loss after it: the model still improved markedly "
+                "within that epoch, early in its descent (underfitting)"
+            )
+            return verdict("too_low")
+
+    reasons.append("the loss fell and levelled off without jumps")
+    return verdict("good")

@@ -1,0 +1,361 @@
+"""Fault-injection tests of keras_lr.callbacks.DivergenceDetector."""
+
+from __future__ import annotations
+
+import logging
+
+import keras
+import numpy as np
+import pytest
+from conftest import BACKEND, all_state, assert_bitwise_equal, small_cnn
+
+from keras_lr.callbacks import DivergenceDetector, DivergenceError
+from keras_lr.callbacks.divergence import _WeightsSnapshot
+
+BATCH = 64
+
+
+@pytest.fixture(scope="module")
+def data(fashion_sample):
+    (x, y), (xt, yt) = fashion_sample
+    return x[:1536], y[:1536], xt[:256], yt[:256]
+
+
+def finite(model):
+    return all(np.all(np.isfinite(w)) for w in model.get_weights())
+
+
+class RateSpike(keras.callbacks.Callback):
+    """Multiplies the float rate by `factor` for `steps` steps (injection)."""
+
+    def __init__(self, start, steps=20, factor=100.0):
+        super().__init__()
+        self.start, self.steps, self.factor, self.seen = start, steps, factor, 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.seen in (self.start, self.start + self.steps):
+            lr = self.model.optimizer.learning_rate
+            up = self.seen == self.start
+            lr.assign(
+                float(np.asarray(lr.value)) * (self.factor if up else 1 / self.factor)
+            )
+        self.seen += 1
+
+
+def test_default_watch_matches_unit_tests():
+    from test_detect import detector_watch
+
+    ours, theirs = DivergenceDetector()._new_watch(), detector_watch()
+    for name in (
+        "smoothing",
+        "best_ratio",
+        "spike_ratio",
+        "z_threshold",
+        "window",
+        "grace_steps",
+        "patience",
+        "log_z",
+        "rise_fraction",
+    ):
+        assert getattr(ours, name) == getattr(theirs, name), name
+
+
+@pytest.mark.multibackend
+def test_healthy_run_no_events_and_same_training(data):
+    x, y, *_ = data
+    plain = small_cnn(keras.optimizers.SGD(0.05, momentum=0.9))
+    tracker = plain._loss_tracker
+    x, y = x[:768], y[:768]
+    h_plain = plain.fit(x, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
+    watched = small_cnn(keras.optimizers.SGD(0.05, momentum=0.9))
+    tracker = watched._loss_tracker
+    det = DivergenceDetector(check_every=8, verbose=0)
+    h = watched.fit(
+        x, y, batch_size=BATCH, epochs=2, shuffle=False, callbacks=[det], verbose=0
+    )
+    assert det.events == [] and h.history["divergence_events"] == [0, 0]
+    # The recorder changes nothing: same losses, same weights.
+    np.testing.assert_allclose(h.history["loss"], h_plain.history["loss"], rtol=1e-5)
+    for a, b in zip(plain.get_weights(), watched.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # The model's own loss tracker is back, and a later fit works.
+    assert watched._loss_tracker is tracker
+    watched.fit(x[:128], y[:128], batch_size=BATCH, epochs=1, verbose=0)
+    # One copy of weights and optimizer state.
+    expected = sum(
+        np.asarray(keras.ops.convert_to_numpy(v.value)).nbytes
+        for v in list(watched.variables) + list(watched.optimizer.variables)
+    )
+    assert det.snapshot_nbytes == expected
+
+
+@pytest.mark.multibackend
+def test_validation_does_not_write_into_the_ring(data):
+    x, y, xt, yt = data
+    model = small_cnn()
+    det = DivergenceDetector(check_every=4, verbose=0)
+    model.fit(
+        x[:512],
+        y[:512],
+        batch_size=BATCH,
+        epochs=2,
+        validation_data=(xt * np.float32(50.0), yt),
+        callbacks=[det],
+        verbose=0,
+    )
+    assert det._consumed == 2 * 512 // BATCH and det.events == []
+
+
+@pytest.mark.multibackend
+def test_nan_batch_mid_epoch_rollback(fashion_sample, caplog):
+    (x, y), _ = fashion_sample
+    x = x.copy()
+    x[35 * BATCH : 36 * BATCH] = np.nan  # batch 35 of 46, no shuffle
+    model = small_cnn(keras.optimizers.SGD(0.05, momentum=0.9))
+    det = DivergenceDetector(check_every=8, snapshot_every=8)
+    with caplog.at_level(logging.WARNING, logger="keras_lr"):
+        h = model.fit(
+            x, y, batch_size=BATCH, epochs=1, shuffle=False, callbacks=[det], verbose=0
+        )
+    assert finite(model)
+    assert len(det.events) == 1, det.events
+    event = det.events[0]
+    assert event["action"] == "rollback"
+    assert event["reason"] in ("nonfinite", "nonfinite_weights")
+    assert 35 <= event["step"] < 44
+    assert 20 <= event["restored_step"] <= 35
+    np.testing.assert_allclose(event["learning_rate_after"], 0.025, rtol=1e-6)
+    np.testing.assert_allclose(float(model.optimizer.learning_rate), 0.025, rtol=1e-6)
+    assert h.history["divergence_events"] == [1]
+    assert np.isfinite(h.history["loss"][0])
+    assert "Rolled back" in caplog.text and "0.025" in caplog.text
+
+
+@pytest.mark.multibackend
+def test_rate_spike_rollback(data):
+    x, y, *_ = data
+    model = small_cnn(keras.optimizers.SGD(0.05, momentum=0.9))
+    det = DivergenceDetector(check_every=8, verbose=0)
+    model.fit(
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=3,
+        callbacks=[RateSpike(start=30), det],
+        verbose=0,
+    )
+    assert finite(model)
+    assert len(det.events) >= 1
+    assert all(e["action"] == "rollback" for e in det.events)
+    assert det.events[0]["step"] >= 30
+    assert det.events[0]["learning_rate"] > 1.0  # caught inside the spike
+
+
+@pytest.mark.multibackend
+def test_rate_too_high_from_first_step(data):
+    x, y, *_ = data
+    model = small_cnn(keras.optimizers.SGD(20.0, momentum=0.9))
+    det = DivergenceDetector(check_every=8, verbose=0)
+    h = model.fit(x, y, batch_size=BATCH, epochs=3, callbacks=[det], verbose=0)
+    assert finite(model)
+    assert det.events and det.events[0]["restored_step"] == 0
+    # No healthy stretch at this rate: the cut is repeat_factor (10x).
+    np.testing.assert_allclose(det.events[0]["learning_rate_after"], 2.0, rtol=1e-6)
+    assert float(model.optimizer.learning_rate) < 20.0
+    assert sum(h.history["divergence_events"]) == len(det.events)
+
+
+@pytest.mark.multibackend
+def test_stop_restores_last_good_weights(data):
+    x, y, *_ = data
+    x = x.copy()
+    x[10 * BATCH : 11 * BATCH] = np.nan
+    model = small_cnn(keras.optimizers.SGD(0.05, momentum=0.9))
+    det = DivergenceDetector(action="stop", check_every=4, snapshot_every=4, verbose=0)
+    h = model.fit(
+        x, y, batch_size=BATCH, epochs=3, shuffle=False, callbacks=[det], verbose=0
+    )
+    assert len(h.history["loss"]) == 1  # stopped in epoch 1
+    assert finite(model)
+    assert det.events[0]["action"] == "stop"
+    snap = [v for _, v in det._snapshot._values]
+    now = [
+        np.asarray(keras.ops.convert_to_numpy(v.value))
+        for v in list(model.variables) + list(model.optimizer.variables)
+    ]
+    assert_bitwise_equal(snap, now)
+
+
+@pytest.mark.multibackend
+def test_raise_restores_and_cleans_up(data):
+    x, y, *_ = data
+    x = x.copy()
+    x[5 * BATCH : 6 * BATCH] = np.nan
+    model = small_cnn(keras.optimizers.SGD(0.05, momentum=0.9))
+    tracker = model._loss_tracker
+    det = DivergenceDetector(action="raise", check_every=4, verbose=0)
+    with pytest.raises(DivergenceError, match="non-finite"):
+        model.fit(
+            x, y, batch_size=BATCH, epochs=1, shuffle=False, callbacks=[det], verbose=0
+        )
+    assert finite(model)
+    assert model._loss_tracker is tracker
+    h = model.fit(x[:256], y[:256], batch_size=BATCH, epochs=1, verbose=0)
+    assert np.isfinite(h.history["loss"][0])
+
+
+@pytest.mark.multibackend
+def test_recoveries_are_capped(fashion_sample, caplog):
+    (x, y), _ = fashion_sample
+    x = x.copy()
+    x[30 * BATCH : 31 * BATCH] = np.nan  # in every epoch (no shuffle)
+    model = small_cnn(keras.optimizers.SGD(0.05, momentum=0.9))
+    det = DivergenceDetector(max_recoveries=1, check_every=4)
+    with caplog.at_level(logging.WARNING, logger="keras_lr"):
+        h = model.fit(
+            x, y, batch_size=BATCH, epochs=3, shuffle=False, callbacks=[det], verbose=0
+        )
+    assert [e["action"] for e in det.events] == ["rollback", "stop"]
+    assert [e["epoch"] for e in det.events] == [0, 1]
+    assert len(h.history["loss"]) == 2
+    assert h.history["divergence_events"] == [1, 1]
+    assert "gave up after 1 recoveries" in caplog.text
+    assert finite(model)
+
+
+@pytest.mark.multibackend
+def test_steps_per_execution(fashion_sample):
+    if BACKEND == "torch":
+        pytest.skip("Keras's torch backend has no steps_per_execution > 1")
+    (x, y), _ = fashion_sample
+    x = x.copy()
+    x[30 * BATCH : 31 * BATCH] = np.nan
+    model = small_cnn(keras.optimizers.SGD(0.05, momentum=0.9))
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        steps_per_execution=4,
+    )
+    det = DivergenceDetector(check_every=4, snapshot_every=4, verbose=0)
+    model.fit(
+        x, y, batch_size=BATCH, epochs=1, shuffle=False, callbacks=[det], verbose=0
+    )
+    assert finite(model)
+    assert len(det.events) == 1
+    # Located at its step; acted on at an execution boundary.
+    assert 30 <= det.events[0]["step"] < 38
+    assert det.events[0]["restored_step"] % 4 == 0
+
+
+@pytest.mark.multibackend
+def test_schedule_with_factor_is_lowered(fashion_sample):
+    from test_rate import FactorSchedule
+
+    (x, y), _ = fashion_sample
+    x = x.copy()
+    x[35 * BATCH : 36 * BATCH] = np.nan
+    sched = FactorSchedule(0.05, decay_steps=1000)
+    model = small_cnn(keras.optimizers.SGD(sched, momentum=0.9))
+    det = DivergenceDetector(check_every=4, snapshot_every=4, verbose=0)
+    model.fit(
+        x, y, batch_size=BATCH, epochs=1, shuffle=False, callbacks=[det], verbose=0
+    )
+    assert finite(model)
+    assert len(det.events) == 1
+    np.testing.assert_allclose(float(np.asarray(sched.factor.value)), 0.5)
+
+
+def test_plain_schedule_cannot_roll_back(data):
+    x, y, *_ = data
+    sched = keras.optimizers.schedules.ExponentialDecay(0.05, 100, 0.5)
+    model = small_cnn(keras.optimizers.SGD(sched))
+    with pytest.raises(ValueError, match=r"keras_lr.schedules.Scaled"):
+        model.fit(x[:128], y[:128], callbacks=[DivergenceDetector()], verbose=0)
+    model.fit(
+        x[:128], y[:128], callbacks=[DivergenceDetector(action="stop")], verbose=0
+    )
+
+
+@pytest.mark.multibackend
+def test_monitor_val_loss(data):
+    x, y, xt, yt = data
+    xt = xt * np.float32(1e38)  # overflows: a non-finite validation loss
+    model = small_cnn(keras.optimizers.SGD(0.05, momentum=0.9))
+    det = DivergenceDetector(action="stop", monitor_val=True, verbose=0)
+    h = model.fit(
+        x[:512],
+        y[:512],
+        batch_size=BATCH,
+        epochs=3,
+        validation_data=(xt, yt),
+        callbacks=[det],
+        verbose=0,
+    )
+    assert len(det.events) == 1 and det.events[0]["source"] == "val_loss"
+    assert len(h.history["loss"]) == 1
+    assert h.history["divergence_events"] == [1]
+
+
+@pytest.mark.tensorflow_only
+def test_mixed_precision(fashion_sample):
+    if BACKEND != "tensorflow":
+        pytest.skip("mixed precision on CPU is checked on TensorFlow")
+    (x, y), _ = fashion_sample
+    x = x.copy()
+    x[35 * BATCH : 36 * BATCH] = np.nan
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = small_cnn(keras.optimizers.SGD(0.05, momentum=0.9))
+        model.layers[-1].dtype_policy = keras.DTypePolicy("float32")
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        det = DivergenceDetector(check_every=4, snapshot_every=4, verbose=0)
+        h = model.fit(
+            x, y, batch_size=BATCH, epochs=1, shuffle=False, callbacks=[det], verbose=0
+        )
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert finite(model)
+    assert np.isfinite(h.history["loss"][0])
+    # The loss-scale optimizer skips the NaN step itself; the detector still
+    # sees the non-finite loss and the rate is lowered on the inner optimizer.
+    assert det.events and det.events[0]["reason"] == "nonfinite"
+    np.testing.assert_allclose(float(model.optimizer.learning_rate), 0.025, rtol=1e-3)
+
+
+def test_snapshot_leaves_out_metrics(data):
+    model = small_cnn()
+    model.optimizer.build(model.trainable_variables)
+    snap = _WeightsSnapshot(model)
+    ids = {id(v) for v, _ in snap._values}
+    assert not ids & {id(v) for v in model.metrics_variables}
+    assert len(all_state(model)) >= len(snap._values)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"action": "halt"}, ValueError, "action"),
+        ({"factor": 1.5}, ValueError, r"`factor` must be in \(0, 1\)"),
+        ({"factor": "0.5"}, TypeError, "factor"),
+        ({"repeat_factor": 0.0}, ValueError, "repeat_factor"),
+        ({"min_lr": "0.01"}, TypeError, "must be a float"),
+        ({"min_lr": 1}, TypeError, "must be a float"),
+        ({"max_recoveries": -1}, ValueError, "max_recoveries"),
+        ({"best_ratio": 1.0}, ValueError, r"`best_ratio` must be > 1"),
+        ({"patience": 0}, ValueError, "patience"),
+        ({"window": 5}, ValueError, "window"),
+        ({"check_every": 0}, ValueError, "check_every"),
+        ({"smoothing": 1.0}, ValueError, "smoothing"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        DivergenceDetector(**kwargs)
+
+
+def test_uncompiled_model():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    det = DivergenceDetector()
+    det.set_model(model)
+    with pytest.raises(ValueError, match="compile"):
+        det.on_train_begin()

@@ -1,0 +1,207 @@
+"""Tests of keras_lr.diagnose on scripted histories."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from keras_lr import Diagnosis, diagnose
+
+
+def decay(first, last, epochs, rate=0.6):
+    """Epoch means of a loss that levels off: geometric approach to `last`."""
+    e = np.arange(epochs)
+    return list(last + (first - last) * rate**e)
+
+
+def test_good_run_with_validation():
+    loss = decay(0.8, 0.3, 8)
+    val_loss = decay(0.6, 0.35, 8)
+    val_acc = list(np.linspace(0.80, 0.88, 8))
+    d = diagnose({"loss": loss, "val_loss": val_loss, "val_accuracy": val_acc})
+    assert d.verdict == "good", str(d)
+    assert d.evidence["epochs"] == 8
+    assert "decay schedule" in d.action
+    assert d.evidence["last_to_first_gain"] == pytest.approx(0.6**6, rel=1e-6)
+
+
+def test_nan_loss_is_too_high():
+    d = diagnose({"loss": [1.0, 0.8, float("nan"), float("nan")]})
+    assert d.verdict == "too_high"
+    assert d.evidence["loss_nonfinite_epoch"] == 3
+    assert "10x" in d.action
+
+
+def test_nan_val_loss_is_too_high():
+    d = diagnose({"loss": decay(1, 0.3, 4), "val_loss": [0.9, 0.7, float("inf"), 0.5]})
+    assert d.verdict == "too_high" and d.evidence["val_loss_nonfinite_epoch"] == 3
+
+
+def test_rising_loss_is_too_high():
+    d = diagnose({"loss": [1.0, 0.9, 1.2, 1.5]})
+    assert d.verdict == "too_high"
+    assert "rose" in d.reasons[0]
+
+
+def test_oscillating_loss_is_too_high():
+    loss = [1.0, 0.6, 0.75, 0.5, 0.62, 0.58]
+    d = diagnose({"loss": loss})
+    assert d.verdict == "too_high"
+    assert d.evidence["max_rebound"] == pytest.approx(0.75 / 0.6 - 1)
+    # The same jumps, but the run ends at its best: settled, not too high.
+    assert diagnose({"loss": [*loss[:-1], 0.45]}).verdict != "too_high"
+
+
+def test_jumps_near_zero_loss_are_not_material():
+    # +60% at a loss of 0.03 gives back 3% of the progress from 0.6.
+    loss = [0.6, 0.2, 0.1, 0.05, 0.03, 0.026, 0.042]
+    d = diagnose({"loss": loss})
+    assert d.verdict != "too_high" and d.evidence["max_rebound"] == 0.0
+
+
+def test_erratic_validation_accuracy_is_too_high():
+    h = {
+        "loss": decay(1.0, 0.4, 6),
+        "val_loss": [0.8, 0.7, 0.9, 0.65, 0.85, 0.6],
+        "val_accuracy": [0.70, 0.78, 0.70, 0.80, 0.72, 0.74],
+    }
+    d = diagnose(h)
+    assert d.verdict == "too_high"
+    assert d.evidence["val_accuracy_give_back"] == pytest.approx(0.08 + 0.08)
+    assert d.evidence["val_accuracy_below_best"] == pytest.approx(0.06)
+
+
+def test_small_wiggles_in_validation_accuracy_are_good():
+    h = {
+        "loss": decay(1.0, 0.4, 6),
+        "val_accuracy": [0.80, 0.84, 0.835, 0.85, 0.845, 0.86],
+    }
+    assert diagnose(h).verdict == "good"
+
+
+def test_slow_steady_descent_is_too_low():
+    d = diagnose({"loss": [2.30, 2.28, 2.26, 2.24, 2.22], "accuracy": [0.1] * 5})
+    assert d.verdict == "too_low"
+    assert d.evidence["relative_decrease"] == pytest.approx((2.30 - 2.22) / 2.30)
+    assert "raise" in d.action
+
+
+def test_no_diminishing_returns_is_too_low():
+    loss = [2.2, 1.9, 1.6, 1.35, 1.1]  # large, but no levelling off
+    d = diagnose({"loss": loss})
+    assert d.verdict == "too_low"
+    assert d.evidence["last_to_first_gain"] == pytest.approx(0.25 / 0.3)
+
+
+def test_stalled_at_start_is_too_high():
+    # A rate that killed the network: loss jitters where it started.
+    d = diagnose({"loss": [2.45, 2.3026, 2.3027, 2.3025, 2.3026]})
+    assert d.verdict == "too_high"
+    assert abs(d.evidence["late_relative_decrease"]) < 1e-4
+    assert "stopped learning" in d.reasons[0]
+    # Stalled from the very start: the barely-moving rule.
+    d = diagnose({"loss": [2.3027, 2.3026, 2.3027]})
+    assert d.verdict == "too_high" and not d.evidence["monotone"]
+
+
+def test_crawl_is_not_a_stall():
+    # Tiny but steady gains after the first epoch: too low, not killed.
+    loss = [2.35, 2.345, 2.341, 2.337, 2.333, 2.329]
+    assert diagnose({"loss": loss}).verdict == "too_low"
+
+
+def test_first_epoch_blow_up_is_too_high():
+    h = {"loss": [22.5, 2.32, 2.32, 2.32], "val_loss": [2.31, 2.32, 2.32, 2.32]}
+    d = diagnose(h)
+    assert d.verdict == "too_high"
+    assert d.evidence["first_epoch_blow_up"] == pytest.approx(22.5 / 2.31)
+    # A first epoch at 2x the validation loss after it is ordinary.
+    h = {"loss": decay(1.2, 0.3, 5), "val_loss": decay(0.6, 0.45, 5)}
+    assert diagnose(h).verdict == "good"
+
+
+def test_training_loss_above_validation_is_too_low():
+    loss = [1.9, 1.01, 0.77, 0.694, 0.65]
+    val = [1.33, 0.827, 0.719, 0.664, 0.629]
+    d = diagnose({"loss": loss, "val_loss": val})
+    assert d.verdict == "too_low"
+    assert d.evidence["train_over_val"] == pytest.approx(0.65 / 0.629 - 1)
+    # Within the margin (dropout-like noise): good.
+    val[-1] = 0.64
+    assert diagnose({"loss": loss, "val_loss": val}).verdict == "good"
+
+
+def test_overfitting():
+    h = {
+        "loss": decay(0.8, 0.05, 10, rate=0.7),
+        "val_loss": [0.6, 0.45, 0.40, 0.39, 0.41, 0.45, 0.5, 0.56, 0.6, 0.65],
+        "val_accuracy": [
+            0.8,
+            0.85,
+            0.86,
+            0.865,
+            0.864,
+            0.862,
+            0.86,
+            0.858,
+            0.857,
+            0.855,
+        ],
+    }
+    d = diagnose(h)
+    assert d.verdict == "overfitting", str(d)
+    assert d.evidence["val_loss_best_epoch"] == 4
+    assert d.evidence["val_loss_rise"] == pytest.approx(0.65 / 0.39 - 1)
+    assert "not a learning-rate problem" in d.action
+
+
+def test_one_epoch():
+    d = diagnose({"loss": [0.7], "val_loss": [0.6]})
+    assert d.verdict == "good" and d.evidence["epochs"] == 1
+    assert "one epoch" in d.reasons[0]
+    assert diagnose({"loss": [float("nan")]}).verdict == "too_high"
+
+
+def test_no_validation_data_and_other_accuracy_keys():
+    d = diagnose({"loss": decay(1.0, 0.2, 5)})
+    assert d.verdict == "good"
+    assert "val_loss_last" not in d.evidence
+    h = {
+        "loss": decay(1.0, 0.2, 5),
+        "val_sparse_categorical_accuracy": [0.9, 0.7] * 3,
+    }
+    assert diagnose(h).verdict == "too_high"
+
+
+def test_accepts_history_object_and_str():
+    class FakeHistory:
+        def __init__(self):
+            self.history = {"loss": [2.3, 2.29, 2.28]}
+
+    d = diagnose(FakeHistory())
+    assert isinstance(d, Diagnosis) and d.verdict == "too_low"
+    text = str(d)
+    assert text.startswith("Learning rate: too low.") and "Recommended:" in text
+
+
+def test_bad_input():
+    with pytest.raises(TypeError, match="history"):
+        diagnose([1.0, 2.0])
+    with pytest.raises(ValueError, match="'loss'"):
+        diagnose({"val_loss": [1.0]})
+    with pytest.raises(ValueError, match="'loss'"):
+        diagnose({"loss": []})
+
+
+def test_verdict_does_not_depend_on_loss_scale():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        loss = np.array(decay(rng.uniform(0.5, 3), rng.uniform(0.01, 0.4), 6))
+        for scale in (1e-3, 1.0, 1e3):
+            assert (
+                diagnose({"loss": list(scale * loss)}).verdict
+                == diagnose({"loss": list(loss)}).verdict
+            )
+    assert not math.isnan(diagnose({"loss": decay(1, 0.1, 5)}).evidence["loss_last"])
