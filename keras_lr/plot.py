@@ -57,7 +57,9 @@ def plot_range_test(result: Any, ax: Any = None, *, methods: Any = None) -> Any:
     ax.plot(lrs, losses, color="0.75", lw=0.8, label="loss of each step")
     ax.plot(lrs, result.smoothed_losses, color="C0", lw=1.8, label="smoothed loss")
     if getattr(result, "val_lrs", np.zeros(0)).size:
-        ax.plot(result.val_lrs, result.val_losses, "k.--", lw=1, label="validation loss")
+        ax.plot(
+            result.val_lrs, result.val_losses, "k.--", lw=1, label="validation loss"
+        )
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("loss")
@@ -75,11 +77,77 @@ def plot_range_test(result: Any, ax: Any = None, *, methods: Any = None) -> Any:
             continue
         color, marker = _MARKERS.get(method, ("k", "x"))
         i = int(np.argmin(np.abs(np.log(lrs) - np.log(lr))))
-        ax.plot([lr], [result.smoothed_losses[i]], marker=marker, color=color, ms=9,
-                ls="none", label=f"{method}: {lr:.2g}")
+        ax.plot(
+            [lr],
+            [result.smoothed_losses[i]],
+            marker=marker,
+            color=color,
+            ms=9,
+            ls="none",
+            label=f"{method}: {lr:.2g}",
+        )
     if result.diverged and result.divergence_step is not None:
-        ax.axvline(lrs[min(result.divergence_step, lrs.size - 1)], color="0.5",
-                   ls=":", lw=1)
+        ax.axvline(
+            lrs[min(result.divergence_step, lrs.size - 1)], color="0.5", ls=":", lw=1
+        )
     ax.legend(loc="best", fontsize=8)
     ax.set_title("LR range test")
+    return fig
+
+
+__all__ += ["plot_search"]
+
+
+def plot_search(tuner: Any, ax: Any = None) -> Any:
+    """Trial scores of a learning-rate × batch-size search.
+
+    One point per completed trial at (learning rate actually used, global
+    batch size), coloured by the tuner's objective; the best trial is
+    ringed.
+
+    Args:
+        tuner: a KerasTuner `Tuner` that searched an `LRBatchSizeHyperModel`.
+        ax: a matplotlib `Axes`; a new `Figure` when None.
+
+    Returns:
+        The matplotlib `Figure`.
+    """
+    fig, ax = _axes(ax)
+    objective = tuner.oracle.objective
+    rows = []
+    for trial in tuner.oracle.trials.values():
+        metrics = trial.metrics
+        if trial.status != "COMPLETED" or not metrics.exists(objective.name):
+            continue
+        lr = (
+            metrics.get_last_value("learning_rate")
+            if metrics.exists("learning_rate")
+            else None
+        )
+        batch = trial.hyperparameters.values.get("batch_size")
+        if lr is None or batch is None:
+            continue
+        rows.append((float(lr), float(batch), float(trial.score)))
+    ax.set_xscale("log")
+    ax.set_yscale("log", base=2)
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("global batch size")
+    ax.set_title(f"search: {objective.name}")
+    if rows:
+        lrs, batches, scores = (np.array(c) for c in zip(*rows))
+        points = ax.scatter(lrs, batches, c=scores, cmap="viridis", s=40)
+        fig.colorbar(points, ax=ax, label=objective.name)
+        best = int(
+            np.argmax(scores) if objective.direction == "max" else np.argmin(scores)
+        )
+        ax.scatter(
+            [lrs[best]],
+            [batches[best]],
+            s=160,
+            facecolors="none",
+            edgecolors="C3",
+            linewidths=2,
+            label="best",
+        )
+        ax.legend(loc="best", fontsize=8)
     return fig
