@@ -178,7 +178,8 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
         batch_sizes: global batch sizes to search; each a multiple of the
             number of replicas.
         lr_scaling: "linear", "sqrt" or "none"; default: "linear" for SGD,
-            "sqrt" for the Adam family and for other optimizers.
+            "sqrt" for the Adam family and for other optimizers (the
+            optimizer of a compiled model, else `optimizer`).
         lr_range: "auto" or ``(min_lr, max_lr)`` of the *normalised* rate.
         optimizer: "sgd" (momentum 0.9), "adam", "adamw", or a callable
             ``optimizer(learning_rate) -> keras.optimizers.Optimizer``;
@@ -247,6 +248,7 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
                 f"optimizer(learning_rate). Received: optimizer={optimizer!r}"
             )
         self.optimizer = optimizer
+        self._scaling_from_model = lr_scaling is None
         if lr_scaling is None:
             lr_scaling = (
                 _DEFAULT_SCALING.get(optimizer, "sqrt")
@@ -326,6 +328,10 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
                 "given: pass `loss=` (and `metrics=`) to LRBatchSizeHyperModel, "
                 "or compile the model in `build_model`."
             )
+        if self._scaling_from_model and getattr(model, "compiled", False):
+            # The rule follows the optimizer the model was compiled with.
+            name = type(_unwrap(model.optimizer)).__name__.lower()
+            self.lr_scaling = _DEFAULT_SCALING.get(name, "sqrt")
         return model
 
     # -- optimizer ------------------------------------------------------------
