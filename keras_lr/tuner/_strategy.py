@@ -66,3 +66,22 @@ def data_parallel_distribution() -> Any:
     if len(devices) < 2:
         return None
     return keras.distribution.DataParallel(devices=devices)
+
+
+class _NullScope:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def scope(strategy: Any):
+    """`strategy.scope()`, or nothing when None or already in scope."""
+    if strategy is None:
+        return _NullScope()
+    import tensorflow as tf
+
+    if tf.distribute.has_strategy() and tf.distribute.get_strategy() is strategy:
+        return _NullScope()
+    return strategy.scope()

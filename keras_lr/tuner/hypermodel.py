@@ -351,7 +351,7 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
 
     def _compile(self, model: keras.Model, learning_rate: Any) -> None:
         # The optimizer must be created under the strategy that built the model.
-        with _scope(self.distribution_strategy):
+        with _strategy.scope(self.distribution_strategy):
             optimizer = self._make_optimizer(model, learning_rate)
             if getattr(model, "compiled", False):
                 config = dict(model._compile_config.config)
@@ -410,7 +410,7 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
         ]
         _feasibility.check_fits(model, per_replica)
         try:
-            with _scope(self.distribution_strategy):
+            with _strategy.scope(self.distribution_strategy):
                 history = model.fit(*args, **kwargs)
         except Exception as error:
             if not _feasibility.is_out_of_memory(error):
@@ -429,7 +429,7 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
         x = args[0] if args else kwargs.get("x")
         y = args[1] if len(args) > 1 else kwargs.get("y")
         steps = self.range_test_steps
-        with _scope(self.distribution_strategy):
+        with _strategy.scope(self.distribution_strategy):
             result = lr_range_test(
                 model,
                 x,
@@ -447,24 +447,6 @@ def _unwrap(optimizer: Any) -> Any:
     from keras_lr._state import base_optimizer
 
     return base_optimizer(optimizer)
-
-
-class _NullScope:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _scope(strategy: Any):
-    if strategy is None:
-        return _NullScope()
-    import tensorflow as tf
-
-    if tf.distribute.has_strategy() and tf.distribute.get_strategy() is strategy:
-        return _NullScope()
-    return strategy.scope()
 
 
 def _is_dataset(data: Any) -> bool:
