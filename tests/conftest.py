@@ -36,16 +36,10 @@ def small_cnn(
 ) -> keras.Model:
     """A small CNN on 28x28x1, compiled with `optimizer` (default Adam)."""
     keras.utils.set_random_seed(seed)
-    layers = [
-        keras.Input((28, 28, 1)),
-        keras.layers.Conv2D(8, 3, strides=2, dtype=dtype),
-    ]
+    layers = [keras.Input((28, 28, 1)), keras.layers.Conv2D(8, 3, strides=2, dtype=dtype)]
     if batchnorm:
         layers.append(keras.layers.BatchNormalization(dtype=dtype))
-    layers += [
-        keras.layers.Activation("relu", dtype=dtype),
-        keras.layers.Flatten(dtype=dtype),
-    ]
+    layers += [keras.layers.Activation("relu", dtype=dtype), keras.layers.Flatten(dtype=dtype)]
     if dropout:
         layers.append(keras.layers.Dropout(dropout, dtype=dtype))
     layers.append(keras.layers.Dense(10, dtype=dtype))

@@ -31,9 +31,7 @@ _SEARCH = (
 )
 
 
-def load_fashion_mnist_sample() -> tuple[
-    tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]
-]:
+def load_fashion_mnist_sample() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """The embedded sample: ``((x_train, y_train), (x_test, y_test))``.
 
     Images are uint8 of shape ``(n, 28, 28)``; labels uint8 in 0..9.
@@ -69,9 +67,7 @@ def find_fashion_mnist() -> Path | None:
     return None
 
 
-def load_fashion_mnist() -> tuple[
-    tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]
-]:
+def load_fashion_mnist() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """The full Fashion-MNIST from disk (no download).
 
     Looks in ``$KERAS_LR_FASHION_MNIST``, Keras's cache and

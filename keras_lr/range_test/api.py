@@ -225,9 +225,7 @@ def _race(
             if validation_data is not None and np.all(np.isfinite(tail)):
                 session.recorder.recording = False
                 if isinstance(validation_data, tuple):
-                    logs = model.evaluate(
-                        *validation_data[:2], verbose=0, return_dict=True
-                    )
+                    logs = model.evaluate(*validation_data[:2], verbose=0, return_dict=True)
                 else:
                     logs = model.evaluate(validation_data, verbose=0, return_dict=True)
                 session.recorder.recording = True

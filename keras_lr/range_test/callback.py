@@ -89,9 +89,7 @@ class StepLossSession:
         if self._saved is None:
             return
         set_attr(self.model, "_loss_tracker", self._saved["tracker"])
-        set_attr(
-            base_optimizer(self.model.optimizer), "_learning_rate", self._saved["lr"]
-        )
+        set_attr(base_optimizer(self.model.optimizer), "_learning_rate", self._saved["lr"])
         self._saved = None
 
     def clear(self) -> None:
@@ -180,9 +178,7 @@ class LRRangeTest(keras.callbacks.Callback):
             self.num_steps,
             self.smoothing,
             self.diverge_threshold,
-        ) = validate_sweep(
-            start_lr, end_lr, num_steps, mode, smoothing, diverge_threshold
-        )
+        ) = validate_sweep(start_lr, end_lr, num_steps, mode, smoothing, diverge_threshold)
         self.mode = mode
         self.stop_on_divergence = bool(stop_on_divergence)
         self.validation_data = validation_data

@@ -144,7 +144,8 @@ class LRRangeTestResult:
         lrs, losses = suggest.clean_curve(self.lrs, self.losses)
         if lrs.size < 5:
             raise ValueError(
-                "The curve has fewer than 5 finite points: no range can be read off it."
+                "The curve has fewer than 5 finite points: no range can be "
+                "read off it."
             )
         smoothed = suggest.zero_phase_smooth(losses, max(1.0, lrs.size / 25.0))
         max_lr = float(lrs[int(np.argmin(smoothed))] / 3.0)
@@ -223,18 +224,14 @@ class LRRangeTestResult:
         for i, (lr, loss, smooth) in enumerate(
             zip(self.lrs, self.losses, self.smoothed_losses)
         ):
-            writer.writerow(
-                [i, repr(float(lr)), repr(float(loss)), repr(float(smooth))]
-            )
+            writer.writerow([i, repr(float(lr)), repr(float(loss)), repr(float(smooth))])
         text = buffer.getvalue()
         if path is not None:
             Path(path).write_text(text)
         return text
 
     @classmethod
-    def from_csv(
-        cls, path: str | Path, *, smoothing: float = 0.98
-    ) -> LRRangeTestResult:
+    def from_csv(cls, path: str | Path, *, smoothing: float = 0.98) -> LRRangeTestResult:
         """Reads a curve written by `to_csv`."""
         rows = list(csv.DictReader(Path(path).read_text().splitlines()))
         return cls(
