@@ -57,9 +57,7 @@ def plot_range_test(result: Any, ax: Any = None, *, methods: Any = None) -> Any:
     ax.plot(lrs, losses, color="0.75", lw=0.8, label="loss of each step")
     ax.plot(lrs, result.smoothed_losses, color="C0", lw=1.8, label="smoothed loss")
     if getattr(result, "val_lrs", np.zeros(0)).size:
-        ax.plot(
-            result.val_lrs, result.val_losses, "k.--", lw=1, label="validation loss"
-        )
+        ax.plot(result.val_lrs, result.val_losses, "k.--", lw=1, label="validation loss")
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("loss")
@@ -77,19 +75,11 @@ def plot_range_test(result: Any, ax: Any = None, *, methods: Any = None) -> Any:
             continue
         color, marker = _MARKERS.get(method, ("k", "x"))
         i = int(np.argmin(np.abs(np.log(lrs) - np.log(lr))))
-        ax.plot(
-            [lr],
-            [result.smoothed_losses[i]],
-            marker=marker,
-            color=color,
-            ms=9,
-            ls="none",
-            label=f"{method}: {lr:.2g}",
-        )
+        ax.plot([lr], [result.smoothed_losses[i]], marker=marker, color=color, ms=9,
+                ls="none", label=f"{method}: {lr:.2g}")
     if result.diverged and result.divergence_step is not None:
-        ax.axvline(
-            lrs[min(result.divergence_step, lrs.size - 1)], color="0.5", ls=":", lw=1
-        )
+        ax.axvline(lrs[min(result.divergence_step, lrs.size - 1)], color="0.5",
+                   ls=":", lw=1)
     ax.legend(loc="best", fontsize=8)
     ax.set_title("LR range test")
     return fig
