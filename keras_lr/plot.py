@@ -176,3 +176,60 @@ def _schedule_values(schedule: Any, steps: int) -> np.ndarray:
     except Exception:  # a schedule written for scalar steps only
         pass
     return np.array([float(keras.ops.convert_to_numpy(schedule(int(i)))) for i in x])
+
+__all__ += ["plot_search"]
+
+
+def plot_search(tuner: Any, ax: Any = None) -> Any:
+    """Trial scores of a learning-rate × batch-size search.
+
+    One point per completed trial at (learning rate actually used, global
+    batch size), coloured by the tuner's objective; the best trial is
+    ringed.
+
+    Args:
+        tuner: a KerasTuner `Tuner` that searched an `LRBatchSizeHyperModel`.
+        ax: a matplotlib `Axes`; a new `Figure` when None.
+
+    Returns:
+        The matplotlib `Figure`.
+    """
+    fig, ax = _axes(ax)
+    objective = tuner.oracle.objective
+    rows = []
+    for trial in tuner.oracle.trials.values():
+        metrics = trial.metrics
+        if trial.status != "COMPLETED" or not metrics.exists(objective.name):
+            continue
+        lr = (
+            metrics.get_last_value("learning_rate")
+            if metrics.exists("learning_rate")
+            else None
+        )
+        batch = trial.hyperparameters.values.get("batch_size")
+        if lr is None or batch is None:
+            continue
+        rows.append((float(lr), float(batch), float(trial.score)))
+    ax.set_xscale("log")
+    ax.set_yscale("log", base=2)
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("global batch size")
+    ax.set_title(f"search: {objective.name}")
+    if rows:
+        lrs, batches, scores = (np.array(c) for c in zip(*rows))
+        points = ax.scatter(lrs, batches, c=scores, cmap="viridis", s=40)
+        fig.colorbar(points, ax=ax, label=objective.name)
+        best = int(
+            np.argmax(scores) if objective.direction == "max" else np.argmin(scores)
+        )
+        ax.scatter(
+            [lrs[best]],
+            [batches[best]],
+            s=160,
+            facecolors="none",
+            edgecolors="C3",
+            linewidths=2,
+            label="best",
+        )
+        ax.legend(loc="best", fontsize=8)
+    return fig

@@ -1,0 +1,87 @@
+"""Choosing the `tf.distribute` strategy for a search.
+
+The only module of keras_lr that imports TensorFlow, and only inside
+functions, so that ``import keras_lr`` works on JAX or PyTorch without it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+
+def default_strategy() -> Any:
+    """The strategy a search should run under.
+
+    The strategy in scope if there is one; else `MirroredStrategy` over all
+    GPUs when there are several, `OneDeviceStrategy` on a single GPU, and the
+    default strategy otherwise. On JAX and PyTorch there is no
+    `tf.distribute`: None (see `data_parallel_distribution` for JAX).
+
+    Example:
+
+    >>> strategy = default_strategy()
+    >>> num_replicas(strategy) >= 1
+    True
+    """
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    if tf.distribute.has_strategy():
+        return tf.distribute.get_strategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy([d.name for d in gpus])
+    if len(gpus) == 1:
+        return tf.distribute.OneDeviceStrategy(gpus[0].name)
+    return tf.distribute.get_strategy()
+
+
+def num_replicas(strategy: Any) -> int:
+    """Replicas that share one global batch under `strategy` (1 for None)."""
+    if strategy is None:
+        distribution = _jax_distribution()
+        if distribution is not None:
+            return int(distribution.device_mesh.shape[0])
+        return 1
+    return int(strategy.num_replicas_in_sync)
+
+
+def _jax_distribution() -> Any:
+    if keras.backend.backend() != "jax":
+        return None
+    return keras.distribution.distribution()
+
+
+def data_parallel_distribution() -> Any:
+    """On JAX with several devices, a `keras.distribution.DataParallel`.
+
+    Returns None on other backends or on a single device.
+    """
+    if keras.backend.backend() != "jax":
+        return None
+    devices = keras.distribution.list_devices()
+    if len(devices) < 2:
+        return None
+    return keras.distribution.DataParallel(devices=devices)
+
+
+class _NullScope:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def scope(strategy: Any):
+    """`strategy.scope()`, or nothing when None or already in scope."""
+    if strategy is None:
+        return _NullScope()
+    import tensorflow as tf
+
+    if tf.distribute.has_strategy() and tf.distribute.get_strategy() is strategy:
+        return _NullScope()
+    return strategy.scope()

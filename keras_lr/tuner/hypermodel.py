@@ -1,0 +1,492 @@
+"""`LRBatchSizeHyperModel`: search the learning rate and batch size together.
+
+The best learning rate moves with the batch size: for SGD it grows about
+linearly with the batch (Goyal et al. 2017, arXiv:1706.02677), for Adam and
+its variants about with its square root (Malladi et al. 2022,
+arXiv:2205.10287). Searching the rate in *normalised* units,
+
+    lr = lr_normalized * f(B / B_ref),   f(x) = x | sqrt(x) | 1,
+
+lines the optimum up across batch sizes, so that what a trial learns about
+the rate at one batch size carries over to the others and the search needs
+fewer trials than one over the raw log-rate × batch size plane.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import keras
+import keras_tuner
+import numpy as np
+
+from keras_lr import _validate
+from keras_lr.tuner import _feasibility, _strategy
+
+__all__ = ["LRBatchSizeHyperModel"]
+
+_SCALINGS = ("linear", "sqrt", "none")
+_OPTIMIZERS = ("sgd", "adam", "adamw")
+_SCHEDULES = (None, "one_cycle", "warmup_cosine")
+_DEFAULT_SCALING = {"sgd": "linear", "adam": "sqrt", "adamw": "sqrt"}
+_AUTO_STRATEGY = "auto"
+
+
+def scale_factor(batch_size: int, reference_batch_size: int, scaling: str) -> float:
+    """``f(B / B_ref)`` of the scaling rule.
+
+    Example:
+
+    >>> scale_factor(256, 64, "linear"), scale_factor(256, 64, "sqrt")
+    (4.0, 2.0)
+    """
+    ratio = batch_size / reference_batch_size
+    if scaling == "linear":
+        return float(ratio)
+    if scaling == "sqrt":
+        return float(math.sqrt(ratio))
+    return 1.0
+
+
+def _check_batch_sizes(batch_sizes: Any) -> tuple[int, ...]:
+    if isinstance(batch_sizes, numbers.Integral) or not isinstance(
+        batch_sizes, Sequence
+    ):
+        raise TypeError(
+            "Argument `batch_sizes` must be a sequence of positive integers, "
+            f"such as (32, 64, 128). Received: batch_sizes={batch_sizes!r}"
+        )
+    sizes = tuple(batch_sizes)
+    if not sizes:
+        raise ValueError(
+            f"Argument `batch_sizes` must not be empty. Received: batch_sizes={sizes}"
+        )
+    for size in sizes:
+        if _validate._is_bool(size) or not isinstance(size, numbers.Integral):
+            raise TypeError(
+                "Argument `batch_sizes` must hold integers. Received: "
+                f"batch_sizes={sizes!r} (holding {size!r} of type "
+                f"{type(size).__name__})"
+            )
+        if size <= 0:
+            raise ValueError(
+                "Argument `batch_sizes` must hold positive integers. "
+                f"Received: batch_sizes={sizes}"
+            )
+    if len(set(sizes)) != len(sizes):
+        raise ValueError(
+            "Argument `batch_sizes` must not repeat a size. "
+            f"Received: batch_sizes={sizes}"
+        )
+    return tuple(sorted(int(s) for s in sizes))
+
+
+def _check_lr_range(lr_range: Any) -> tuple[float, float] | str:
+    if isinstance(lr_range, str):
+        return _validate.check_choice("lr_range", lr_range, ("auto",))
+    if not isinstance(lr_range, Sequence) or len(lr_range) != 2:
+        raise TypeError(
+            "Argument `lr_range` must be 'auto' or a pair (min_lr, max_lr). "
+            f"Received: lr_range={lr_range!r}"
+        )
+    low = _validate.check_learning_rate("lr_range[0]", lr_range[0])
+    high = _validate.check_learning_rate("lr_range[1]", lr_range[1])
+    _validate.check_positive("lr_range[0]", low)
+    if not high > low:
+        raise ValueError(
+            "Argument `lr_range` must have min_lr < max_lr. "
+            f"Received: lr_range={tuple(lr_range)!r}"
+        )
+    return low, high
+
+
+class _TrialRecord(keras.callbacks.Callback):
+    """Writes the trial's batch and rate into each epoch's logs."""
+
+    def __init__(self, values: dict[str, float]):
+        super().__init__()
+        self.values = values
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs.update(self.values)
+
+
+class _LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
+    """Private fallback: linear warmup from 0 to `lr` over `warmup_steps`.
+
+    Used only while `keras_lr.schedules.Warmup` is not available.
+    """
+
+    def __init__(self, lr: float, warmup_steps: int):
+        self.lr = float(lr)
+        self.warmup_steps = int(warmup_steps)
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32") + 1.0
+        frac = keras.ops.minimum(step / float(self.warmup_steps), 1.0)
+        return self.lr * frac
+
+    def get_config(self):
+        return {"lr": self.lr, "warmup_steps": self.warmup_steps}
+
+
+class LRBatchSizeHyperModel(keras_tuner.HyperModel):
+    """A hypermodel that adds the learning rate and batch size to a search.
+
+    Wraps `build_model(hp)` (a KerasTuner build function or any model
+    factory) and declares two hyperparameters:
+
+    - ``batch_size``: ``hp.Choice`` over `batch_sizes`, the *global* batch
+      (split evenly over the replicas of the strategy);
+    - ``lr_normalized`` (explicit `lr_range`): ``hp.Float`` on a log scale,
+      the rate at the reference batch size ``B_ref = min(batch_sizes)``;
+      the trial trains at ``lr = lr_normalized * f(B / B_ref)``, with ``f``
+      linear (SGD, Goyal et al. 2017, arXiv:1706.02677), square root (Adam
+      family, Malladi et al. 2022, arXiv:2205.10287) or constant;
+    - ``lr_position`` (``lr_range="auto"``): ``hp.Float`` in [0, 1], the
+      log-position of the rate inside the interval that a short LR range
+      test (`keras_lr.lr_range_test`) finds for the trial's batch size.
+      The test runs once per batch size and is cached on the hypermodel.
+
+    Each trial's results (`trial.metrics`) also hold ``global_batch_size``,
+    ``per_replica_batch_size``, ``num_replicas`` and ``learning_rate`` (the
+    actual peak rate used).
+
+    `build_model` may return a compiled model (its optimizer is re-created
+    with the searched rate, keeping its other settings) or an uncompiled one
+    (compiled with `optimizer`, `loss` and `metrics`).
+
+    `fit` re-batches `tf.data.Dataset` inputs to the trial's global batch
+    (KerasTuner's own `fit` would ignore ``batch_size`` for them), passes
+    ``batch_size`` for arrays, appends `callbacks` to the tuner's, applies
+    `schedule`, and adds a linear warmup where the global batch is at least
+    `warmup_batch_size` (Goyal et al. 2017). A batch that runs out of memory
+    fails its trial with `keras_tuner.errors.FailedTrialError` (ruled out
+    before training where the device reports its free memory); the search
+    goes on.
+
+    Pass `distribution_strategy=hypermodel.distribution_strategy` to the
+    tuner so that models are built and trained under the same strategy.
+
+    Args:
+        build_model: ``build_model(hp) -> keras.Model`` (or a callable of no
+            argument returning a model).
+        batch_sizes: global batch sizes to search; each a multiple of the
+            number of replicas.
+        lr_scaling: "linear", "sqrt" or "none"; default: "linear" for SGD,
+            "sqrt" for the Adam family and for other optimizers (the
+            optimizer of a compiled model, else `optimizer`).
+        lr_range: "auto" or ``(min_lr, max_lr)`` of the *normalised* rate.
+        optimizer: "sgd" (momentum 0.9), "adam", "adamw", or a callable
+            ``optimizer(learning_rate) -> keras.optimizers.Optimizer``;
+            for uncompiled models only.
+        schedule: None, "one_cycle" (`keras_lr.schedules.OneCycle`) or
+            "warmup_cosine" (`keras_lr.schedules.WarmupCosineDecay`); the
+            searched rate is their peak.
+        loss: loss for uncompiled models.
+        metrics: metrics for uncompiled models.
+        callbacks: callbacks appended to the tuner's in every trial.
+        distribution_strategy: a `tf.distribute.Strategy`, None, or "auto"
+            (`keras_lr.tuner.default_strategy()`).
+        warmup_batch_size: global batch from which warmup is added
+            (None: never).
+        warmup_fraction: length of that warmup, as a fraction of the
+            trial's steps.
+        range_test_steps: steps of each auto range test.
+        name: the hypermodel's name.
+        tunable: whether its hyperparameters are tuned.
+
+    Example:
+
+    >>> def build(hp):
+    ...     return keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    >>> hm = LRBatchSizeHyperModel(build, batch_sizes=(16, 64), loss="mse",
+    ...     lr_range=(1e-3, 1e-1), optimizer="sgd", distribution_strategy=None)
+    >>> hp = keras_tuner.HyperParameters()
+    >>> model = hm.build(hp)
+    >>> hp.values["batch_size"], hm.learning_rate(hp.values | {"batch_size": 64},
+    ...     lr_normalized=0.01)
+    (16, 0.04)
+    """
+
+    def __init__(
+        self,
+        build_model: Callable[..., Any],
+        *,
+        batch_sizes: Sequence[int] = (32, 64, 128, 256),
+        lr_scaling: str | None = None,
+        lr_range: str | tuple[float, float] = "auto",
+        optimizer: str | Callable[[Any], Any] = "adam",
+        schedule: str | None = None,
+        loss: Any = None,
+        metrics: Any = None,
+        callbacks: Sequence[Any] = (),
+        distribution_strategy: Any = _AUTO_STRATEGY,
+        warmup_batch_size: int | None = 1024,
+        warmup_fraction: float = 0.1,
+        range_test_steps: int = 50,
+        name: str | None = None,
+        tunable: bool = True,
+    ):
+        super().__init__(name=name, tunable=tunable)
+        if not callable(build_model):
+            raise TypeError(
+                "Argument `build_model` must be callable, returning a "
+                f"keras.Model. Received: build_model={build_model!r}"
+            )
+        self.build_model = build_model
+        self.batch_sizes = _check_batch_sizes(batch_sizes)
+        if isinstance(optimizer, str):
+            _validate.check_choice("optimizer", optimizer, _OPTIMIZERS)
+        elif not callable(optimizer):
+            raise TypeError(
+                f"Argument `optimizer` must be one of {_OPTIMIZERS} or a callable "
+                f"optimizer(learning_rate). Received: optimizer={optimizer!r}"
+            )
+        self.optimizer = optimizer
+        self._scaling_from_model = lr_scaling is None
+        if lr_scaling is None:
+            lr_scaling = (
+                _DEFAULT_SCALING.get(optimizer, "sqrt")
+                if isinstance(optimizer, str)
+                else "sqrt"
+            )
+        self.lr_scaling = _validate.check_choice("lr_scaling", lr_scaling, _SCALINGS)
+        self.lr_range = _check_lr_range(lr_range)
+        self.schedule = _validate.check_choice("schedule", schedule, _SCHEDULES)
+        self.loss = loss
+        self.metrics = metrics
+        self.callbacks = list(callbacks)
+        if warmup_batch_size is not None:
+            _validate.check_int("warmup_batch_size", warmup_batch_size, minimum=1)
+        self.warmup_batch_size = warmup_batch_size
+        self.warmup_fraction = _validate.check_in_interval(
+            "warmup_fraction",
+            _validate.check_real("warmup_fraction", warmup_fraction),
+            0.0,
+            1.0,
+            low_closed=False,
+        )
+        self.range_test_steps = _validate.check_int(
+            "range_test_steps", range_test_steps, minimum=10
+        )
+        if distribution_strategy == _AUTO_STRATEGY:
+            distribution_strategy = _strategy.default_strategy()
+        self.distribution_strategy = distribution_strategy
+        self.num_replicas = _strategy.num_replicas(distribution_strategy)
+        bad = [b for b in self.batch_sizes if b % self.num_replicas]
+        if bad:
+            raise ValueError(
+                "Argument `batch_sizes` must hold multiples of the number of "
+                f"replicas ({self.num_replicas}): they are global batch sizes. "
+                f"Received: batch_sizes={self.batch_sizes}"
+            )
+        self.reference_batch_size = self.batch_sizes[0]
+        self._range_cache: dict[int, tuple[float, float]] = {}
+
+    # -- search space ---------------------------------------------------------
+    def declare_hyperparameters(self, hp: keras_tuner.HyperParameters) -> None:
+        hp.Choice("batch_size", list(self.batch_sizes))
+        if self.lr_range == "auto":
+            hp.Float("lr_position", 0.0, 1.0)
+        else:
+            low, high = self.lr_range
+            hp.Float("lr_normalized", low, high, sampling="log")
+
+    def learning_rate(self, values: dict[str, Any], **overrides: float) -> float:
+        """The actual (peak) learning rate of a trial's hyperparameter values."""
+        values = dict(values) | overrides
+        batch = int(values["batch_size"])
+        if "lr_normalized" in values:
+            factor = scale_factor(batch, self.reference_batch_size, self.lr_scaling)
+            return float(values["lr_normalized"]) * factor
+        low, high = self._range_cache[batch]
+        u = float(values["lr_position"])
+        return float(math.exp(math.log(low) + u * (math.log(high) - math.log(low))))
+
+    # -- build ----------------------------------------------------------------
+    def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
+        self.declare_hyperparameters(hp)
+        try:
+            model = self.build_model(hp)
+        except TypeError as error:
+            if "positional argument" not in str(error):
+                raise
+            model = self.build_model()
+        if not isinstance(model, keras.Model):
+            raise TypeError(
+                "`build_model` must return a keras.Model. Received: an object "
+                f"of type {type(model).__name__} ({model!r:.80})"
+            )
+        if not getattr(model, "compiled", False) and self.loss is None:
+            raise ValueError(
+                "`build_model` returned an uncompiled model and no `loss` was "
+                "given: pass `loss=` (and `metrics=`) to LRBatchSizeHyperModel, "
+                "or compile the model in `build_model`."
+            )
+        if self._scaling_from_model and getattr(model, "compiled", False):
+            # The rule follows the optimizer the model was compiled with.
+            name = type(_unwrap(model.optimizer)).__name__.lower()
+            self.lr_scaling = _DEFAULT_SCALING.get(name, "sqrt")
+        return model
+
+    # -- optimizer ------------------------------------------------------------
+    def _make_optimizer(self, model: keras.Model, learning_rate: Any) -> Any:
+        if getattr(model, "compiled", False) and model.optimizer is not None:
+            old = _unwrap(model.optimizer)
+            config = old.get_config()
+            config["learning_rate"] = learning_rate
+            return type(old).from_config(config)
+        if callable(self.optimizer):
+            return self.optimizer(learning_rate)
+        if self.optimizer == "sgd":
+            return keras.optimizers.SGD(learning_rate, momentum=0.9)
+        if self.optimizer == "adamw":
+            return keras.optimizers.AdamW(learning_rate)
+        return keras.optimizers.Adam(learning_rate)
+
+    def _compile(self, model: keras.Model, learning_rate: Any) -> None:
+        # The optimizer must be created under the strategy that built the model.
+        with _strategy.scope(self.distribution_strategy):
+            optimizer = self._make_optimizer(model, learning_rate)
+            if getattr(model, "compiled", False):
+                config = dict(model._compile_config.config)
+                config["optimizer"] = optimizer
+            else:
+                config = {"optimizer": optimizer, "loss": self.loss}
+                config["metrics"] = self.metrics
+            model.compile(**config)
+
+    def _schedule(self, lr: float, batch: int, total_steps: int) -> tuple[Any, int]:
+        warmup = 0
+        if self.schedule == "one_cycle":
+            from keras_lr.schedules import OneCycle
+
+            return OneCycle(max_lr=lr, total_steps=total_steps), warmup
+        if self.schedule == "warmup_cosine":
+            from keras_lr.schedules import WarmupCosineDecay
+
+            warmup = max(1, int(self.warmup_fraction * total_steps))
+            return WarmupCosineDecay(lr, total_steps, warmup), warmup
+        if self.warmup_batch_size is not None and batch >= self.warmup_batch_size:
+            warmup = max(1, int(self.warmup_fraction * total_steps))
+            try:
+                from keras_lr.schedules import Warmup
+            except ImportError:
+                return _LinearWarmup(lr, warmup), warmup
+            return Warmup(lr, warmup), warmup
+        return lr, warmup
+
+    # -- fit ------------------------------------------------------------------
+    def fit(
+        self, hp: keras_tuner.HyperParameters, model: keras.Model, *args, **kwargs
+    ) -> Any:
+        batch = int(hp.get("batch_size"))
+        per_replica = batch // self.num_replicas
+        args, kwargs = _rebatch(args, kwargs, batch)
+        if self.lr_range == "auto" and batch not in self._range_cache:
+            self._range_cache[batch] = self._auto_range(model, batch, args, kwargs)
+        lr = self.learning_rate(hp.values)
+        epochs = int(kwargs.get("epochs", 1)) - int(kwargs.get("initial_epoch", 0))
+        steps = kwargs.get("steps_per_epoch") or _steps_per_epoch(args, kwargs, batch)
+        total = max(1, epochs * int(steps)) if steps else max(1, epochs * 100)
+        learning_rate, warmup = self._schedule(lr, batch, total)
+        self._compile(model, learning_rate)
+        record = {
+            "global_batch_size": float(batch),
+            "per_replica_batch_size": float(per_replica),
+            "num_replicas": float(self.num_replicas),
+            "learning_rate": float(lr),
+            "warmup_steps": float(warmup),
+        }
+        kwargs["callbacks"] = [
+            *kwargs.get("callbacks", []),
+            *self.callbacks,
+            _TrialRecord(record),
+        ]
+        _feasibility.check_fits(model, per_replica)
+        try:
+            with _strategy.scope(self.distribution_strategy):
+                history = model.fit(*args, **kwargs)
+        except Exception as error:
+            if not _feasibility.is_out_of_memory(error):
+                raise
+            _feasibility.release_memory()
+            raise _feasibility.failed_trial(
+                f"Global batch {batch} ({per_replica} per replica) ran out of "
+                f"memory: the trial is marked infeasible. ({type(error).__name__})"
+            ) from error
+        return history
+
+    def _auto_range(self, model: keras.Model, batch: int, args, kwargs):
+        from keras_lr import lr_range_test
+
+        self._compile(model, 1e-3)
+        x = args[0] if args else kwargs.get("x")
+        y = args[1] if len(args) > 1 else kwargs.get("y")
+        steps = self.range_test_steps
+        with _strategy.scope(self.distribution_strategy):
+            result = lr_range_test(
+                model,
+                x,
+                y,
+                batch_size=batch if y is not None else None,
+                num_steps=steps,
+                verbose=0,
+            )
+        low, high = result.suggest_range()
+        # One decade is the region where the loss falls; search 3x either side.
+        return low / 3.0, high * 3.0
+
+
+def _unwrap(optimizer: Any) -> Any:
+    from keras_lr._state import base_optimizer
+
+    return base_optimizer(optimizer)
+
+
+def _is_dataset(data: Any) -> bool:
+    return type(data).__module__.startswith("tensorflow") and hasattr(data, "rebatch")
+
+
+def _rebatch(args: tuple, kwargs: dict, batch: int) -> tuple[tuple, dict]:
+    args = list(args)
+    kwargs = dict(kwargs)
+    x = args[0] if args else kwargs.get("x")
+    if _is_dataset(x):
+        x = x.rebatch(batch)
+        if args:
+            args[0] = x
+        else:
+            kwargs["x"] = x
+        kwargs.pop("batch_size", None)
+    elif isinstance(x, keras.utils.PyDataset):
+        raise TypeError(
+            "A keras.utils.PyDataset fixes its own batch size, so the batch "
+            "size cannot be searched: pass arrays or a tf.data.Dataset."
+        )
+    else:
+        kwargs["batch_size"] = batch
+    val = kwargs.get("validation_data")
+    if _is_dataset(val):
+        kwargs["validation_data"] = val.rebatch(batch)
+    return tuple(args), kwargs
+
+
+def _steps_per_epoch(args, kwargs, batch: int) -> int | None:
+    x = args[0] if args else kwargs.get("x")
+    if _is_dataset(x):
+        n = int(x.cardinality())
+        return n if n > 0 else None
+    try:
+        first = keras.tree.flatten(x)[0]
+        n = int(np.shape(first)[0])
+    except (TypeError, IndexError, ValueError):
+        return None
+    split = float(kwargs.get("validation_split", 0.0) or 0.0)
+    n = int(n * (1.0 - split))
+    return max(1, math.ceil(n / batch))

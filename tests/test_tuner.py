@@ -1,0 +1,326 @@
+"""Tests of keras_lr.tuner: real KerasTuner searches, under MirroredStrategy.
+
+The searches over two logical CPU devices run in subprocesses
+(`tests/_tuner_worker.py`), since logical devices must be configured before
+TensorFlow initialises.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+pytestmark = [
+    pytest.mark.tensorflow_only,
+    pytest.mark.skipif(
+        keras.backend.backend() != "tensorflow", reason="needs tf.distribute"
+    ),
+]
+
+keras_tuner = pytest.importorskip("keras_tuner")
+
+from keras_lr import tuner  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = ROOT / "tests" / "_tuner_worker.py"
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["KERAS_BACKEND"] = "tensorflow"
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    env.update(extra)
+    return env
+
+
+def _run_worker(args: list[str], timeout: float = 240, **extra: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(WORKER), *args],
+        env=_env(**extra),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def _check_trial(trial: dict, summary: dict) -> None:
+    hp, metrics = trial["hp"], trial["metrics"]
+    batch = hp["batch_size"]
+    assert batch in (32, 64, 128)
+    assert 1e-3 <= hp["lr_normalized"] <= 1e-1
+    assert metrics["global_batch_size"] == batch
+    assert metrics["num_replicas"] == 2
+    assert metrics["per_replica_batch_size"] == batch // 2
+    # SGD: linear scaling from the smallest batch.
+    expected = hp["lr_normalized"] * batch / summary["ref_batch"]
+    assert metrics["learning_rate"] == pytest.approx(expected, rel=1e-9)
+    assert summary["scaling"] == "linear"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["random", "bayesian", "hyperband"])
+def test_search_under_mirrored_strategy(name, tmp_path):
+    out = tmp_path / "out.json"
+    _run_worker([name, str(tmp_path / "search"), str(out), "3"])
+    summary = json.loads(out.read_text())
+    done = [t for t in summary["trials"] if t["status"] == "COMPLETED"]
+    assert len(done) >= 3
+    for trial in done:
+        _check_trial(trial, summary)
+    runs = summary["runs"]
+    assert runs, "no model was trained"
+    for run in runs:
+        # Trained under the 2-replica MirroredStrategy, with mirrored weights.
+        assert run["strategy"] == "MirroredStrategy" and run["replicas"] == 2
+        assert run["mirrored_variable"]
+        # The user's compiled optimizer was re-created with its settings kept.
+        assert run["optimizer"] == "SGD"
+        assert run["momentum"] == pytest.approx(0.8)
+        assert run["nesterov"] is True
+    if name != "hyperband":
+        # One epoch over the dataset, re-batched to the global batch
+        # (the dataset came batched by 7).
+        steps = sorted(r["steps"] for r in runs)
+        expected = sorted(
+            math.ceil(summary["n_train"] / t["hp"]["batch_size"]) for t in done
+        )
+        assert steps == expected
+        lrs = sorted(r["lr"] for r in runs)
+        assert lrs == pytest.approx(
+            sorted(t["metrics"]["learning_rate"] for t in done), rel=1e-6
+        )
+
+
+def _completed(directory: Path) -> dict[str, dict]:
+    result = {}
+    for path in directory.glob("search/trial_*/trial.json"):
+        data = json.loads(path.read_text())
+        if data["status"] == "COMPLETED":
+            result[data["trial_id"]] = data["hyperparameters"]["values"]
+    return result
+
+
+@pytest.mark.slow
+def test_killed_search_resumes_without_repeating_trials(tmp_path):
+    directory = tmp_path / "search"
+    out = tmp_path / "out.json"
+    args = [sys.executable, str(WORKER), "random", str(directory), str(out), "4"]
+    proc = subprocess.Popen(
+        args, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and len(_completed(directory)) < 2:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        proc.kill()
+    finally:
+        proc.wait()
+    before = _completed(directory)
+    assert 2 <= len(before) < 4, "the search was not killed mid-way"
+    _run_worker(["random", str(directory), str(out), "4"])
+    summary = json.loads(out.read_text())
+    after = _completed(directory)
+    assert len(after) == 4
+    for trial_id, values in before.items():
+        assert after[trial_id] == values
+    # The second process trained only the trials that had not completed.
+    assert len(summary["runs"]) <= 4 - len(before)
+    assert len(summary["runs"]) >= 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_distributed_tuning_chief_and_two_workers(tmp_path):
+    port = str(_free_port())
+    directory = str(tmp_path / "search")
+    common = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": port}
+    procs = []
+    for tuner_id in ("chief", "tuner0", "tuner1"):
+        out = tmp_path / f"{tuner_id}.json"
+        procs.append((tuner_id, out, subprocess.Popen(
+            [sys.executable, str(WORKER), "random", directory, str(out), "4"],
+            env=_env(KERASTUNER_TUNER_ID=tuner_id, **common),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )))  # fmt: skip
+        if tuner_id == "chief":
+            time.sleep(3)
+    try:
+        for tuner_id, _, proc in procs[1:]:
+            _, err = proc.communicate(timeout=240)
+            assert proc.returncode == 0, f"{tuner_id}: {err[-3000:]}"
+    finally:
+        for _, _, proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    trained = []
+    for _, out, _ in procs[1:]:
+        summary = json.loads(out.read_text())
+        trained.append(len(summary["runs"]))
+        for run in summary["runs"]:
+            assert run["replicas"] == 2
+    # Both workers trained trials, together exactly the oracle's four.
+    assert all(n >= 1 for n in trained)
+    assert sum(trained) == 4
+
+
+# -- in-process: a search without strategy, the image classifier, the plot ----
+
+
+@pytest.fixture(scope="module")
+def small_data(fashion_sample):
+    (x, y), (xt, yt) = fashion_sample
+    return (x[:256, ::2, ::2], y[:256]), (xt[:64, ::2, ::2], yt[:64])
+
+
+def test_image_classifier_search_auto_range_and_plot(small_data, tmp_path):
+    (x, y), val = small_data
+    hm = tuner.ImageClassifierHyperModel(
+        (14, 14, 1), 10, widths=(4,), depths=(1,), stages=2,
+        batch_sizes=(32, 64), lr_range="auto", range_test_steps=20,
+        distribution_strategy=None,
+    )  # fmt: skip
+    search = keras_tuner.RandomSearch(
+        hm, objective="val_loss", max_trials=3, directory=str(tmp_path), seed=0
+    )
+    search.search(x, y, validation_data=val, epochs=1, verbose=0)
+    trials = [t for t in search.oracle.trials.values() if t.status == "COMPLETED"]
+    assert len(trials) == 3
+    assert set(hm._range_cache) == {t.hyperparameters["batch_size"] for t in trials}
+    for trial in trials:
+        values = trial.hyperparameters.values
+        low, high = hm._range_cache[values["batch_size"]]
+        assert 0 < low < high
+        lr = trial.metrics.get_last_value("learning_rate")
+        u = values["lr_position"]
+        assert lr == pytest.approx(low * (high / low) ** u, rel=1e-9)
+        assert trial.metrics.get_last_value("num_replicas") == 1
+        assert set(values) >= {"width", "blocks", "augment", "batch_size"}
+    fig = tuner.plot_search(search)
+    ax = fig.axes[0]
+    offsets = ax.collections[0].get_offsets()
+    assert len(offsets) == 3
+    assert sorted(np.asarray(offsets)[:, 1].tolist()) == sorted(
+        float(t.hyperparameters["batch_size"]) for t in trials
+    )
+
+
+def test_scaling_rules_and_normalised_rate():
+    build = lambda hp: keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])  # noqa: E731
+    for optimizer, rule, factor in (("sgd", "linear", 4.0), ("adam", "sqrt", 2.0)):
+        hm = tuner.LRBatchSizeHyperModel(
+            build, batch_sizes=(256, 64), lr_range=(1e-4, 1e-1), loss="mse",
+            optimizer=optimizer, distribution_strategy=None,
+        )  # fmt: skip
+        assert hm.lr_scaling == rule and hm.reference_batch_size == 64
+        lr = hm.learning_rate({"batch_size": 256, "lr_normalized": 0.01})
+        assert lr == pytest.approx(0.01 * factor)
+    hm = tuner.LRBatchSizeHyperModel(
+        build, batch_sizes=(8, 64), lr_range=(1e-4, 1e-1), lr_scaling="none",
+        loss="mse", distribution_strategy=None,
+    )  # fmt: skip
+    assert hm.learning_rate({"batch_size": 64, "lr_normalized": 0.01}) == 0.01
+
+
+def test_oom_fails_the_trial_only(small_data):
+    (x, y), _ = small_data
+
+    def build(hp):
+        return keras.Sequential([keras.Input((14, 14, 1)), keras.layers.Flatten(),
+                                 keras.layers.Dense(10)])  # fmt: skip
+
+    hm = tuner.LRBatchSizeHyperModel(
+        build, batch_sizes=(32,), lr_range=(1e-3, 1e-2), loss="mse",
+        distribution_strategy=None,
+        callbacks=[_RaiseOOM()],
+    )  # fmt: skip
+    hp = keras_tuner.HyperParameters()
+    model = hm.build(hp)
+    with pytest.raises(keras_tuner.errors.FailedTrialError, match="out of memory"):
+        hm.fit(hp, model, x, keras.utils.to_categorical(y, 10), epochs=1, verbose=0)
+    assert tuner.is_out_of_memory(RuntimeError("OOM when allocating tensor"))
+    assert not tuner.is_out_of_memory(RuntimeError("shape mismatch"))
+
+
+class _RaiseOOM(keras.callbacks.Callback):
+    def on_train_batch_begin(self, batch, logs=None):
+        raise RuntimeError(
+            "RESOURCE_EXHAUSTED: OOM when allocating tensor with shape[32,10]"
+        )
+
+
+# -- bad input ---------------------------------------------------------------
+
+
+def _dense(hp=None):
+    return keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"batch_sizes": ()}, ValueError, r"`batch_sizes` must not be empty"),
+        ({"batch_sizes": (32, 0)}, ValueError, r"positive integers.*\(32, 0\)"),
+        ({"batch_sizes": (32, -8)}, ValueError, r"positive integers"),
+        ({"batch_sizes": 32}, TypeError, r"sequence of positive integers"),
+        ({"batch_sizes": (32.0,)}, TypeError, r"must hold integers"),
+        ({"lr_range": (0.1, 0.01)}, ValueError, r"min_lr < max_lr"),
+        ({"lr_range": (0.1, 0.1)}, ValueError, r"min_lr < max_lr"),
+        ({"lr_range": (0.0, 0.1)}, ValueError, r"`lr_range\[0\]` must be > 0"),
+        ({"lr_range": "wide"}, ValueError, r"`lr_range` must be one of"),
+        ({"lr_scaling": "cubic"}, ValueError, r"`lr_scaling` must be one of"),
+        ({"optimizer": "rmsprop"}, ValueError, r"`optimizer` must be one of"),
+        ({"schedule": "step"}, ValueError, r"`schedule` must be one of"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    kwargs = {"loss": "mse", "distribution_strategy": None, **kwargs}
+    with pytest.raises(error, match=match):
+        tuner.LRBatchSizeHyperModel(_dense, **kwargs)
+
+
+def test_build_model_must_return_a_model():
+    hm = tuner.LRBatchSizeHyperModel(
+        lambda hp: "not a model", loss="mse", lr_range=(1e-3, 1e-1),
+        distribution_strategy=None,
+    )  # fmt: skip
+    with pytest.raises(TypeError, match=r"must return a keras\.Model.*str"):
+        hm.build(keras_tuner.HyperParameters())
+
+
+def test_uncompiled_model_needs_a_loss():
+    hm = tuner.LRBatchSizeHyperModel(
+        _dense, lr_range=(1e-3, 1e-1), distribution_strategy=None
+    )
+    with pytest.raises(ValueError, match="uncompiled model and no `loss`"):
+        hm.build(keras_tuner.HyperParameters())
+
+
+def test_batch_sizes_must_divide_over_replicas():
+    class TwoReplicas:
+        num_replicas_in_sync = 2
+
+    with pytest.raises(ValueError, match="multiples of the number of replicas"):
+        tuner.LRBatchSizeHyperModel(
+            _dense, batch_sizes=(32, 33), loss="mse", lr_range=(1e-3, 1e-1),
+            distribution_strategy=TwoReplicas(),
+        )  # fmt: skip
