@@ -4,6 +4,8 @@
 # outside the source tree. Usage: bash scripts/check_dist.sh [python]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Only the built distributions may be seen: no source tree on the path.
+unset PYTHONPATH PYTHONHOME
 PY=${1:-${PYTHON:-.venv/bin/python}}
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 TF_CPP_MIN_LOG_LEVEL=3 MPLBACKEND=Agg
 WORK=$(mktemp -d)
@@ -56,4 +58,12 @@ print("import ok:", keras_lr.__version__, "suggestion", f"{r.suggestion():.3g}")
 PYEOF
 "$WORK/venv/bin/keras-lr" demo --steps 20 --quiet --output "$WORK/demo.png"
 test -s "$WORK/demo.png"
+
+echo "== the sdist installs too (same venv, dependencies already there)"
+"$WORK/venv/bin/pip" install -q --force-reinstall --no-deps "$sdist"
+"$WORK/venv/bin/python" -c "
+import keras_lr.data as d, keras_lr
+assert 'site-packages' in keras_lr.__file__
+(x, y), _ = d.load_fashion_mnist_sample()
+print('sdist install ok:', keras_lr.__version__, x.shape)"
 echo "== dist check passed in $(( $(date +%s) - start )) s"
