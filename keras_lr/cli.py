@@ -190,7 +190,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `keras-lr` and `python -m keras_lr`."""
+    """Entry point of `keras-lr` and `python -m keras_lr`.
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status.
+
+    Example:
+
+    >>> import contextlib, io
+    >>> with contextlib.redirect_stdout(io.StringIO()) as out:
+    ...     with contextlib.suppress(SystemExit):
+    ...         main(["--help"])
+    >>> "demo" in out.getvalue() and "find" in out.getvalue()
+    True
+    """
     args = _parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if args.command == "demo":

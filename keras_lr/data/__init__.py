@@ -58,7 +58,14 @@ def _read_idx(path: Path) -> np.ndarray:
 
 
 def find_fashion_mnist() -> Path | None:
-    """The folder holding Fashion-MNIST's IDX files, or None."""
+    """The folder holding Fashion-MNIST's IDX files, or None.
+
+    Example:
+
+    >>> folder = find_fashion_mnist()
+    >>> folder is None or (folder / "train-labels-idx1-ubyte.gz").exists()
+    True
+    """
     for entry in _SEARCH:
         value = os.environ.get(entry) if entry.isupper() else entry
         if not value:
@@ -77,8 +84,18 @@ def load_fashion_mnist() -> tuple[
     Looks in ``$KERAS_LR_FASHION_MNIST``, Keras's cache and
     ``/usr/share/datasets/fashion-mnist`` (Debian's dataset-fashion-mnist).
 
+    Returns:
+        ``((x_train, y_train), (x_test, y_test))``, uint8, images of shape
+        ``(n, 28, 28)``.
+
     Raises:
         FileNotFoundError: when none holds the files.
+
+    Example:
+
+    >>> if find_fashion_mnist() is not None:
+    ...     (x, y), (xt, yt) = load_fashion_mnist()
+    ...     assert x.shape == (60000, 28, 28) and yt.shape == (10000,)
     """
     folder = find_fashion_mnist()
     if folder is None:

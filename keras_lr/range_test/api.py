@@ -154,6 +154,13 @@ class LRSearch:
         scores: each candidate's race score (mean loss over the last third
             of its race, or its validation loss).
         steps: training steps spent in all (range test plus race).
+
+    Example:
+
+    >>> curve = LRRangeTestResult(np.geomspace(1e-4, 1.0, 30), np.linspace(2, 1, 30))
+    >>> search = LRSearch(0.1, curve, candidates=[0.03, 0.1], scores=[1.2, 1.1])
+    >>> search.learning_rate == search.candidates[int(np.argmin(search.scores))]
+    True
     """
 
     learning_rate: float

@@ -23,7 +23,20 @@ MIN_POINTS = 20
 
 
 class RangeTestWarning(UserWarning):
-    """A range-test curve that should not be trusted as it is."""
+    """A range-test curve that should not be trusted as it is.
+
+    `LRRangeTestResult.suggestion` emits one for each finding of
+    `LRRangeTestResult.diagnostics`; silence it with ``warn=False``.
+
+    Example:
+
+    >>> flat = LRRangeTestResult(np.geomspace(1e-6, 1.0, 50), np.full(50, 2.3))
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = flat.suggestion()
+    >>> [issubclass(w.category, RangeTestWarning) for w in caught]
+    [True, True]
+    """
 
 
 @dataclass
