@@ -28,7 +28,7 @@ class Task:
 
     def grid_lrs(self) -> np.ndarray:
         low, high = self.grid
-        return 10.0 ** np.linspace(low, high, int(round((high - low) * 3)) + 1)
+        return 10.0 ** np.linspace(low, high, round((high - low) * 3) + 1)
 
 
 def load(data: str, n_train: int = 6400, n_val: int = 2000):

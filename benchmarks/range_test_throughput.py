@@ -26,17 +26,16 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-import keras_lr  # noqa: E402
-from keras_lr.data import load_fashion_mnist_sample  # noqa: E402
+import keras_lr
+from keras_lr.data import load_fashion_mnist_sample
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -163,7 +162,7 @@ def main(argv=None) -> int:
     per_step = {k: (med[(k, n2)] - med[(k, n1)]) / (n2 - n1) for k in kinds}
     fixed = {k: med[(k, n1)] - n1 * per_step[k] for k in kinds}
     lines = [
-        f"| run | steps/s (marginal) | ratio to plain fit | fixed cost per call (s) |",
+        "| run | steps/s (marginal) | ratio to plain fit | fixed cost per call (s) |",
         "|---|---|---|---|",
     ]
     for k in kinds:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import sys
 import time
@@ -29,11 +28,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _tasks  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import _tasks
+import keras
+import numpy as np
 
-import keras_lr  # noqa: E402
+import keras_lr
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RULES = ("valley", "steep", "minimum", "steepest", "default")

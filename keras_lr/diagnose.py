@@ -108,6 +108,13 @@ class Diagnosis:
         evidence: the figures the verdict was drawn from.
         action: what to change.
         reasons: one sentence per finding that led to the verdict.
+
+    Example:
+
+    >>> d = Diagnosis("too_high", {"loss_jumps": 3}, "lower the rate about 10×")
+    >>> print(d)
+    Learning rate: too high.
+    Recommended: lower the rate about 10×.
     """
 
     verdict: str

@@ -177,6 +177,7 @@ def _schedule_values(schedule: Any, steps: int) -> np.ndarray:
         pass
     return np.array([float(keras.ops.convert_to_numpy(schedule(int(i)))) for i in x])
 
+
 __all__ += ["plot_search"]
 
 
@@ -193,6 +194,15 @@ def plot_search(tuner: Any, ax: Any = None) -> Any:
 
     Returns:
         The matplotlib `Figure`.
+
+    Example (a search run with `keras_lr.tuner`; see
+    ``examples/tune_fashion_mnist.py``)::
+
+        fig = plot_search(tuner)
+        fig.savefig("search.png")
+
+    >>> callable(plot_search)
+    True
     """
     fig, ax = _axes(ax)
     objective = tuner.oracle.objective

@@ -241,6 +241,29 @@ def test_scaling_rules_and_normalised_rate():
     assert hm.learning_rate({"batch_size": 64, "lr_normalized": 0.01}) == 0.01
 
 
+def test_schedules_and_large_batch_warmup():
+    from keras_lr import schedules
+
+    build = lambda hp: keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])  # noqa: E731
+    kwargs = {"lr_range": (1e-4, 1e-1), "loss": "mse", "distribution_strategy": None}
+    hm = tuner.LRBatchSizeHyperModel(build, schedule="one_cycle", **kwargs)
+    sched, warmup = hm._schedule(0.1, 64, 200)
+    assert isinstance(sched, schedules.OneCycle) and warmup == 0
+    # PyTorch convention: the peak is at step pct_start * total_steps - 1.
+    assert float(sched(59)) == pytest.approx(0.1, rel=1e-5)
+    hm = tuner.LRBatchSizeHyperModel(build, schedule="warmup_cosine", **kwargs)
+    sched, warmup = hm._schedule(0.1, 64, 200)
+    assert isinstance(sched, schedules.WarmupCosineDecay) and warmup == 20
+    assert float(sched(20)) == pytest.approx(0.1, rel=1e-5)
+    hm = tuner.LRBatchSizeHyperModel(
+        build, batch_sizes=(256, 2048), warmup_batch_size=1024, **kwargs
+    )
+    assert hm._schedule(0.1, 256, 100) == (0.1, 0)  # small batch: a float rate
+    sched, warmup = hm._schedule(0.1, 2048, 100)
+    assert isinstance(sched, schedules.Warmup) and warmup == 10
+    assert float(sched(0)) < 0.02 and float(sched(10)) == pytest.approx(0.1)
+
+
 def test_oom_fails_the_trial_only(small_data):
     (x, y), _ = small_data
 

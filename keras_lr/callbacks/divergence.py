@@ -33,7 +33,13 @@ _ACTIONS = ("rollback", "stop", "raise")
 
 
 class DivergenceError(RuntimeError):
-    """Raised by `DivergenceDetector(action="raise")` when training diverges."""
+    """Raised by `DivergenceDetector(action="raise")` when training diverges.
+
+    Example:
+
+    >>> issubclass(DivergenceError, RuntimeError)
+    True
+    """
 
 
 class _WeightsSnapshot(TrainingState):

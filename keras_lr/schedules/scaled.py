@@ -176,7 +176,17 @@ def track_scaled(optimizer: Any) -> list[Scaled]:
 
 
 def untrack_scaled(optimizer: Any) -> None:
-    """Undoes `track_scaled`: the optimizer's variable list is standard again."""
+    """Undoes `track_scaled`: the optimizer's variable list is standard again.
+
+    Example:
+
+    >>> opt = keras.optimizers.SGD(Scaled(0.1))
+    >>> n = len(opt.variables)
+    >>> _ = track_scaled(opt)
+    >>> untrack_scaled(opt)
+    >>> len(opt.variables) == n
+    True
+    """
     opt = base_optimizer(optimizer)
     ids = _tracked_ids(opt)
     if not ids:

@@ -59,6 +59,11 @@ def data_parallel_distribution() -> Any:
     """On JAX with several devices, a `keras.distribution.DataParallel`.
 
     Returns None on other backends or on a single device.
+
+    Example:
+
+    >>> data_parallel_distribution() is None  # TensorFlow, or one device
+    True
     """
     if keras.backend.backend() != "jax":
         return None

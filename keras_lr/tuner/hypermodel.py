@@ -24,6 +24,7 @@ import keras_tuner
 import numpy as np
 
 from keras_lr import _validate
+from keras_lr.schedules import OneCycle, Warmup, WarmupCosineDecay
 from keras_lr.tuner import _feasibility, _strategy
 
 __all__ = ["LRBatchSizeHyperModel"]
@@ -113,25 +114,6 @@ class _TrialRecord(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs.update(self.values)
-
-
-class _LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
-    """Private fallback: linear warmup from 0 to `lr` over `warmup_steps`.
-
-    Used only while `keras_lr.schedules.Warmup` is not available.
-    """
-
-    def __init__(self, lr: float, warmup_steps: int):
-        self.lr = float(lr)
-        self.warmup_steps = int(warmup_steps)
-
-    def __call__(self, step):
-        step = keras.ops.cast(step, "float32") + 1.0
-        frac = keras.ops.minimum(step / float(self.warmup_steps), 1.0)
-        return self.lr * frac
-
-    def get_config(self):
-        return {"lr": self.lr, "warmup_steps": self.warmup_steps}
 
 
 class LRBatchSizeHyperModel(keras_tuner.HyperModel):
@@ -364,20 +346,12 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
     def _schedule(self, lr: float, batch: int, total_steps: int) -> tuple[Any, int]:
         warmup = 0
         if self.schedule == "one_cycle":
-            from keras_lr.schedules import OneCycle
-
             return OneCycle(max_lr=lr, total_steps=total_steps), warmup
         if self.schedule == "warmup_cosine":
-            from keras_lr.schedules import WarmupCosineDecay
-
             warmup = max(1, int(self.warmup_fraction * total_steps))
             return WarmupCosineDecay(lr, total_steps, warmup), warmup
         if self.warmup_batch_size is not None and batch >= self.warmup_batch_size:
             warmup = max(1, int(self.warmup_fraction * total_steps))
-            try:
-                from keras_lr.schedules import Warmup
-            except ImportError:
-                return _LinearWarmup(lr, warmup), warmup
             return Warmup(lr, warmup), warmup
         return lr, warmup
 
