@@ -245,25 +245,28 @@ def default(lrs: Any, losses: Any) -> float:
     """keras_lr's curve rule.
 
     1. Cut the curve at its first non-finite loss; smooth it with a centred
-       Gaussian of width ``n / 25`` points (no lag, unlike an EMA).
+       Gaussian of width ``n / 25`` points (no lag, unlike an EMA, whose lag
+       moves every feature of the curve to higher rates).
     2. Find the smoothed minimum ``i_min`` and the start of the descent
        ``i_0``, after the last point still within 10% of the fall from the
        starting level to the minimum.
-    3. Return the geometric mean of the rate at the steepest point of the
-       descent, ``argmin_i ds/dlog(lr)`` on ``[i_0, i_min]``, and a tenth of
-       the rate at the minimum: ``sqrt(lr_steep * lr_min / 10)``, clipped to
-       ``[lr_{i_0}, lr_{i_min}]``.
+    3. Return the geometric middle of the fast descent: the geometric mean
+       of the rate at its steepest point, ``argmin_i ds/dlog(lr)`` on
+       ``[i_0, i_min]``, and the rate at the minimum,
+       ``sqrt(lr_steep * lr_min)``.
 
-    The two halves are fastai's "steep" and "minimum/10" read off a curve
-    without lag; their geometric mean keeps either one's failure (a noisy
-    steepest point, a minimum pushed up by a long plateau) from dominating.
+    Both ends are read off a curve without lag: the steepest point is where
+    the rate starts to pay off, the minimum where it stops; their middle is
+    the rule of thumb "between the steepest point and the minimum" (Smith
+    2017, arXiv:1506.01186; Howard & Gugger 2020, arXiv:2002.04688) made
+    precise.
 
     Example:
 
     >>> lrs = np.geomspace(1e-6, 10.0, 100)
     >>> x = np.log10(lrs)
     >>> losses = 2.3 - 2.0 / (1 + np.exp(-3 * (x + 3))) + np.exp(3 * (x + 1.5))
-    >>> 3e-4 < default(lrs, losses) < 3e-3
+    >>> 1e-3 < default(lrs, losses) < 1e-2
     True
     """
     lrs, losses = clean_curve(lrs, losses)
@@ -274,17 +277,17 @@ def default(lrs: Any, losses: Any) -> float:
     seg = slice(i_start, i_min + 1)
     slope = np.gradient(smoothed[seg], np.log(lrs[seg]))
     lr_steep = float(lrs[seg][int(np.argmin(slope))])
-    lr = float(np.sqrt(lr_steep * lrs[i_min] / 10.0))
-    return float(np.clip(lr, lrs[i_start], lrs[i_min]))
+    return float(np.sqrt(lr_steep * lrs[i_min]))
 
 
 def candidates(lrs: Any, losses: Any, *, num: int = 4) -> list[float]:
     """Rates worth racing, read off a curve: a half-decade ladder.
 
-    The ladder runs down from a third of the rate at the smoothed minimum in
-    steps of ``sqrt(10)``, and always contains the `default` rule's rate.
-    Rates below the start of the descent are dropped unless fewer than two
-    would remain.
+    The ladder brackets the rate at the (zero-phase smoothed) minimum: it
+    starts half a decade above it and steps down by ``sqrt(10)``; the
+    `default` rule's rate takes the place of its nearest rung. The sweep's
+    minimum is where the loss fell fastest *during a sweep*; sustained
+    training may want more or less, which the race decides.
 
     Args:
         lrs: learning rates of the sweep.
@@ -300,22 +303,18 @@ def candidates(lrs: Any, losses: Any, *, num: int = 4) -> list[float]:
     >>> x = np.log10(lrs)
     >>> losses = 2.3 - 2.0 / (1 + np.exp(-3 * (x + 3))) + np.exp(3 * (x + 1.5))
     >>> [f"{lr:.1e}" for lr in candidates(lrs, losses)]
-    ['2.1e-04', '7.8e-04', '2.1e-03']
+    ['6.6e-04', '2.5e-03', '6.6e-03', '2.1e-02']
     """
     lrs, losses = clean_curve(lrs, losses)
     _need(lrs, 5, "candidates")
-    i_start, i_min, _ = _descent(lrs, losses)
-    top = float(lrs[i_min]) / np.sqrt(10.0)
+    _, i_min, _ = _descent(lrs, losses)
+    top = float(lrs[i_min]) * np.sqrt(10.0)
     ladder = [top / 10 ** (k / 2) for k in range(num)]
-    floor = float(lrs[i_start])
-    kept = [lr for lr in ladder if lr >= floor]
-    if len(kept) < 2:
-        kept = ladder[:2]
     rule = default(lrs, losses)
     # Put the curve rule's own rate in place of its nearest rung.
-    nearest = int(np.argmin([abs(np.log(lr / rule)) for lr in kept]))
-    kept[nearest] = rule
-    return sorted(set(kept))
+    nearest = int(np.argmin([abs(np.log(lr / rule)) for lr in ladder]))
+    ladder[nearest] = rule
+    return sorted(set(ladder))
 
 
 #: Every rule by name, as `LRRangeTestResult.suggestion` takes them.

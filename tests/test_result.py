@@ -18,7 +18,7 @@ def test_suggestions_and_range_on_a_good_curve():
         lr = result.suggestion()
     low, high = result.suggest_range()
     assert low < lr < high and high / low == pytest.approx(10.0)
-    assert high < LRS[np.argmin(GOOD)]
+    assert high == pytest.approx(LRS[np.argmin(GOOD)], rel=0.3)
     for method in ("valley", "steep", "minimum", "steepest"):
         assert 1e-6 < result.suggestion(method) < 10.0
     with pytest.raises(ValueError, match="`method` must be one of"):

@@ -108,4 +108,6 @@ def test_candidates_are_a_ladder_holding_the_default():
     cands = suggest.candidates(LRS, losses, num=4)
     assert cands == sorted(cands) and 2 <= len(cands) <= 4
     assert any(c == pytest.approx(suggest.default(LRS, losses)) for c in cands)
-    assert max(cands) < LRS[np.argmin(losses)]
+    # The ladder brackets the rate at the curve's minimum, half-decade rungs.
+    assert min(cands) < LRS[np.argmin(losses)] < max(cands)
+    assert max(cands) / min(cands) == pytest.approx(10**1.5, rel=0.3)

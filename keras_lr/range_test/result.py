@@ -151,10 +151,11 @@ class LRRangeTestResult:
     def suggest_range(self) -> tuple[float, float]:
         """A ``(min_lr, max_lr)`` pair for cyclical and 1cycle schedules.
 
-        ``max_lr`` is a third of the rate at the lowest (zero-phase smoothed)
-        loss, the top of the region where the loss still falls steadily;
-        ``min_lr`` is a tenth of it (Smith 2017 and 2018 use ranges of
-        about one decade, arXiv:1506.01186, arXiv:1803.09820).
+        ``max_lr`` is the rate at the lowest point of the zero-phase
+        smoothed curve, the top of the region where the loss still falls
+        (Smith 2017 and 2018 take the cycle's top there,
+        arXiv:1506.01186, arXiv:1803.09820); ``min_lr`` is a tenth of it.
+        `suggestion()` lies between the two.
         """
         lrs, losses = suggest.clean_curve(self.lrs, self.losses)
         if lrs.size < 5:
@@ -162,8 +163,7 @@ class LRRangeTestResult:
                 "The curve has fewer than 5 finite points: no range can be read off it."
             )
         smoothed = suggest.zero_phase_smooth(losses, max(1.0, lrs.size / 25.0))
-        max_lr = float(lrs[int(np.argmin(smoothed))] / 3.0)
-        max_lr = max(max_lr, self.suggestion(warn=False))
+        max_lr = float(lrs[int(np.argmin(smoothed))])
         return max_lr / 10.0, max_lr
 
     def _warn(self) -> None:
