@@ -13,9 +13,14 @@ numbers and the comparison measures the search, not training noise.
 
 - plain: KerasTuner `RandomSearch` / `BayesianOptimization` over
   ``hp.Choice(batch_size) × hp.Float(learning_rate, 1e-3, 8.192, log)``;
-- ours: `LRBatchSizeHyperModel(optimizer="sgd", lr_range=(1e-3, 1.024))`,
-  whose rate is searched in normalised units ``lr / (B / 32)`` (linear
-  scaling, Goyal et al. 2017, arXiv:1706.02677), under the same oracles.
+- ours, fixed range: `LRBatchSizeHyperModel(optimizer="sgd",
+  lr_range=(1e-3, 1.024))`, whose rate is searched in normalised units
+  ``lr / (B / 32)`` (linear scaling, Goyal et al. 2017, arXiv:1706.02677),
+  under the same oracles;
+- ours, auto range (the hypermodel's default, ``lr_range="auto"``): a real
+  range test of the real model per batch size sets each batch's interval
+  (its steps are counted in the search's cost), and the tuner searches the
+  position inside it.
 
 Reported: over the seeds, the median number of trials (and of training
 steps, ``epochs · ceil(n / B)`` per trial) until the best score so far is
@@ -55,12 +60,16 @@ def data():
     return (prep(x[i]), y[i].astype("int32")), (prep(xt[j]), yt[j].astype("int32"))
 
 
-def train(lr, batch, train_data, val_data) -> float:
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([
+def mlp(hp=None) -> keras.Model:
+    return keras.Sequential([
         keras.Input((196,)), keras.layers.Dense(64, activation="relu"),
         keras.layers.Dense(10),
     ])  # fmt: skip
+
+
+def train(lr, batch, train_data, val_data) -> float:
+    keras.utils.set_random_seed(0)
+    model = mlp()
     model.compile(
         keras.optimizers.SGD(lr, momentum=0.9),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -99,12 +108,29 @@ def tiny(hp):
     return keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
 
 
-def run(kind, oracle_name, seed, table, max_trials):
-    if kind == "ours":
+def auto_ranges(train_data) -> tuple[dict, int]:
+    """Each batch size's interval from the hypermodel's own range test."""
+    hm = LRBatchSizeHyperModel(
+        mlp, batch_sizes=BATCHES, optimizer="sgd", lr_range="auto",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        distribution_strategy=None,
+    )  # fmt: skip
+    ranges = {}
+    for batch in BATCHES:
+        keras.utils.set_random_seed(0)
+        ranges[batch] = hm._auto_range(mlp(), batch, train_data, {})
+    return ranges, len(BATCHES) * hm.range_test_steps
+
+
+def run(kind, oracle_name, seed, table, max_trials, ranges=None):
+    if kind.startswith("ours"):
+        lr_range = "auto" if kind == "ours-auto" else (1e-3, 1.024)
         hm = LRBatchSizeHyperModel(
-            tiny, batch_sizes=BATCHES, optimizer="sgd", lr_range=(1e-3, 1.024),
+            tiny, batch_sizes=BATCHES, optimizer="sgd", lr_range=lr_range,
             loss="mse", distribution_strategy=None,
         )  # fmt: skip
+        if ranges is not None:
+            hm._range_cache.update(ranges)
         hypermodel, rate_of = hm, hm.learning_rate
     else:
         hypermodel, rate_of = plain_build, lambda v: v["learning_rate"]
@@ -124,8 +150,8 @@ def run(kind, oracle_name, seed, table, max_trials):
     return tuner.history
 
 
-def to_target(history, target, max_trials):
-    best, steps = -1.0, 0
+def to_target(history, target, max_trials, steps=0):
+    best = -1.0
     for i, (acc, s) in enumerate(history, 1):
         best, steps = max(best, acc), steps + s
         if best >= target:
@@ -152,25 +178,33 @@ def main() -> None:
     print("|---" * (len(RATES) + 1) + "|")
     for b in BATCHES:
         print(f"| {b} | " + " | ".join(f"{table[(r, b)]:.1f}" for r in RATES) + " |")
+    ranges, range_steps = auto_ranges(train_data)
+    print("\nauto ranges (range test per batch, "
+          f"{range_steps} steps in all): " + ", ".join(
+              f"{b}: {lo:.3g}-{hi:.3g}" for b, (lo, hi) in ranges.items()))  # fmt: skip
     print("\n| search | trials to target (median) | per seed | steps (median) |")
     print("|---|---|---|---|")
     medians = {}
     for oracle_name in ("random", "bayesian"):
-        for kind in ("plain", "ours"):
+        for kind in ("plain", "ours", "ours-auto"):
+            auto = kind == "ours-auto"
             results = [
-                to_target(run(kind, oracle_name, seed, table, args.max_trials),
-                          target, args.max_trials)
+                to_target(
+                    run(kind, oracle_name, seed, table, args.max_trials,
+                        ranges if auto else None),
+                    target, args.max_trials, range_steps if auto else 0)
                 for seed in range(args.seeds)
             ]  # fmt: skip
             trials = [r[0] for r in results]
             steps = [r[1] for r in results]
             medians[(kind, oracle_name)] = float(np.median(trials))
             print(f"| {kind} {oracle_name} | {np.median(trials):.1f} | {trials} | "
-                  f"{np.median(steps):.0f} |")  # fmt: skip
+                  f"{np.median(steps):.0f} |", flush=True)  # fmt: skip
     plain = min(medians[("plain", "random")], medians[("plain", "bayesian")])
-    ours = min(medians[("ours", "random")], medians[("ours", "bayesian")])
-    print(f"\nbest plain / best ours (median trials): {plain:.1f} / {ours:.1f} = "
-          f"{plain / ours:.2f}x (goal: >= 3x)")  # fmt: skip
+    for kind in ("ours", "ours-auto"):
+        ours = min(medians[(kind, "random")], medians[(kind, "bayesian")])
+        print(f"best plain / best {kind} (median trials): {plain:.1f} / {ours:.1f} "
+              f"= {plain / ours:.2f}x (goal: >= 3x)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ __all__ = [
     "clean_curve",
     "default",
     "minimum",
+    "race_winner",
     "steep",
     "steepest",
     "valley",
@@ -315,6 +316,68 @@ def candidates(lrs: Any, losses: Any, *, num: int = 4) -> list[float]:
     nearest = int(np.argmin([abs(np.log(lr / rule)) for lr in ladder]))
     ladder[nearest] = rule
     return sorted(set(ladder))
+
+
+def race_winner(lrs: Any, scores: Any) -> float:
+    """The rate a race points to: parabolic interpolation around its best.
+
+    With candidates a half decade apart, taking the best one outright
+    quantises the answer to that ladder and lets one noisy score decide.
+    Instead, fit a parabola in ``log(lr)`` through the best candidate and
+    its two neighbours and return its vertex,
+
+    ``x* = x_1 - ((x_1 - x_0)^2 (s_1 - s_2) - (x_1 - x_2)^2 (s_1 - s_0)) /
+    (2 ((x_1 - x_0)(s_1 - s_2) - (x_1 - x_2)(s_1 - s_0)))``
+
+    (the step of successive parabolic interpolation, Brent 1973, ch. 5),
+    clipped to the neighbours' interval. A best candidate at either end of
+    the ladder is returned as it is: there is nothing to interpolate
+    against. Non-finite scores (a candidate that diverged) count as worst.
+
+    Args:
+        lrs: the candidates' rates, increasing.
+        scores: each candidate's score, lower is better.
+
+    Returns:
+        A learning rate.
+
+    Raises:
+        ValueError: empty or mismatched inputs, or no finite score.
+
+    Example:
+
+    >>> lrs = [1e-3, 1e-2, 1e-1]
+    >>> f"{race_winner(lrs, [0.9, 0.5, 0.7]):.2e}"
+    '1.47e-02'
+    >>> race_winner(lrs, [0.9, 0.7, 0.5])  # best at the end: itself
+    0.1
+    """
+    lrs = np.asarray(lrs, dtype="float64").reshape(-1)
+    scores = np.asarray(scores, dtype="float64").reshape(-1)
+    if lrs.size == 0 or lrs.shape != scores.shape:
+        raise ValueError(
+            "Arguments `lrs` and `scores` must be non-empty and of the same "
+            f"length. Received: {lrs.size} rates and {scores.size} scores"
+        )
+    if not np.all(np.isfinite(lrs)) or np.any(lrs <= 0) or np.any(np.diff(lrs) <= 0):
+        raise ValueError(
+            f"Argument `lrs` must be positive and increasing. Received: {lrs}"
+        )
+    if not np.any(np.isfinite(scores)):
+        raise ValueError(f"No finite score in the race. Received: scores={scores}")
+    scores = np.where(np.isfinite(scores), scores, np.inf)
+    i = int(np.argmin(scores))
+    if i == 0 or i == lrs.size - 1 or not np.all(np.isfinite(scores[i - 1 : i + 2])):
+        return float(lrs[i])
+    x0, x1, x2 = np.log(lrs[i - 1 : i + 2])
+    s0, s1, s2 = scores[i - 1 : i + 2]
+    p = (x1 - x0) * (s1 - s2)
+    q = (x1 - x2) * (s1 - s0)
+    denominator = 2.0 * (p - q)
+    if denominator == 0.0:
+        return float(lrs[i])
+    vertex = x1 - ((x1 - x0) * p - (x1 - x2) * q) / denominator
+    return float(np.exp(np.clip(vertex, x0, x2)))
 
 
 #: Every rule by name, as `LRRangeTestResult.suggestion` takes them.

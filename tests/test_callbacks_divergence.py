@@ -132,6 +132,67 @@ def test_nan_batch_mid_epoch_rollback(fashion_sample, caplog):
 
 
 @pytest.mark.multibackend
+def test_transient_cut_is_undone_after_healthy_steps(fashion_sample, caplog):
+    (x, y), _ = fashion_sample
+    x, y = np.concatenate([x, x]), np.concatenate([y, y])
+    x[30 * BATCH : 31 * BATCH] = np.nan  # batch 30 of 92, after the grace period
+    model = small_cnn(keras.optimizers.SGD(0.05, momentum=0.9))
+    rate = np.array(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    det = DivergenceDetector(check_every=4, snapshot_every=4, restore_rate_after=16)
+    with caplog.at_level(logging.WARNING, logger="keras_lr"):
+        model.fit(
+            x, y, batch_size=BATCH, epochs=1, shuffle=False, callbacks=[det], verbose=0
+        )
+    assert [e["action"] for e in det.events] == ["rollback"]
+    cut = det.events[0]
+    np.testing.assert_allclose(cut["learning_rate_after"], 0.025, rtol=1e-6)
+    assert len(det.rate_restorations) == 1
+    restored = det.rate_restorations[0]
+    assert restored["step"] >= cut["step"] + 16 and restored["healthy_steps"] >= 16
+    # Back to the rate before the event, bitwise.
+    after = np.array(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    assert after.tobytes() == rate.tobytes()
+    assert finite(model)
+    assert "learning rate restored to 0.05" in caplog.text
+
+
+@pytest.mark.multibackend
+def test_cut_stays_when_the_rate_diverges_again_soon(fashion_sample):
+    (x, y), _ = fashion_sample
+    x, y = np.concatenate([x, x]), np.concatenate([y, y])
+    x[30 * BATCH : 31 * BATCH] = np.nan
+    x[58 * BATCH : 59 * BATCH] = np.nan  # soon after the first cut is undone
+    model = small_cnn(keras.optimizers.SGD(0.05, momentum=0.9))
+    det = DivergenceDetector(
+        check_every=4, snapshot_every=4, restore_rate_after=16, verbose=0
+    )
+    model.fit(
+        x, y, batch_size=BATCH, epochs=1, shuffle=False, callbacks=[det], verbose=0
+    )
+    assert [e["action"] for e in det.events] == ["rollback", "rollback"]
+    # The first cut is undone at step 48; the second divergence comes within
+    # 16 steps of that: its cut is kept, and not undone again.
+    assert [r["step"] for r in det.rate_restorations] == [48]
+    assert det.events[1]["step"] - 48 < 16
+    np.testing.assert_allclose(float(model.optimizer.learning_rate), 0.025, rtol=1e-6)
+    # None keeps every cut.
+    model = small_cnn(keras.optimizers.SGD(0.05, momentum=0.9))
+    keep = DivergenceDetector(
+        check_every=4, snapshot_every=4, restore_rate_after=None, verbose=0
+    )
+    model.fit(
+        x[: 40 * BATCH],
+        y[: 40 * BATCH],
+        batch_size=BATCH,
+        epochs=2,
+        shuffle=False,
+        callbacks=[keep],
+        verbose=0,
+    )
+    assert keep.rate_restorations == []
+
+
+@pytest.mark.multibackend
 def test_rate_spike_rollback(data):
     x, y, *_ = data
     model = small_cnn(keras.optimizers.SGD(0.05, momentum=0.9))
@@ -346,6 +407,8 @@ def test_snapshot_leaves_out_metrics(data):
         ({"window": 5}, ValueError, "window"),
         ({"check_every": 0}, ValueError, "check_every"),
         ({"smoothing": 1.0}, ValueError, "smoothing"),
+        ({"restore_rate_after": 0}, ValueError, "restore_rate_after"),
+        ({"restore_rate_after": "later"}, TypeError, "restore_rate_after"),
     ],
 )
 def test_bad_arguments(kwargs, error, match):

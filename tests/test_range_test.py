@@ -8,6 +8,7 @@ import pytest
 from conftest import BACKEND, all_state, assert_bitwise_equal, small_cnn
 
 import keras_lr
+from keras_lr import suggest
 from keras_lr.range_test._sweep import sweep_lrs
 
 pytestmark = pytest.mark.multibackend
@@ -332,10 +333,12 @@ def test_find_best_learning_rate_restores_and_picks_a_candidate(fashion_sample):
         verbose=0,
         return_details=True,
     )
-    assert search.learning_rate in search.candidates
-    assert search.scores[search.candidates.index(search.learning_rate)] == min(
-        search.scores
-    )
+    # The winner is the race's parabolic refinement around its best score.
+    assert search.learning_rate == suggest.race_winner(search.candidates, search.scores)
+    best = int(np.argmin(search.scores))
+    low = search.candidates[max(best - 1, 0)]
+    high = search.candidates[min(best + 1, len(search.candidates) - 1)]
+    assert low <= search.learning_rate <= high
     assert search.steps == len(search.range_test) + 15 * len(search.candidates)
     assert_bitwise_equal(before, all_state(model))
     curve_only = keras_lr.find_best_learning_rate(
@@ -351,6 +354,51 @@ def test_find_best_learning_rate_restores_and_picks_a_candidate(fashion_sample):
         curve_only.range_test
     )
     assert curve_only.learning_rate == curve_only.range_test.suggestion(warn=False)
+
+
+def test_find_best_scores_the_race_on_a_random_holdout(fashion_sample):
+    (x, y), _ = fashion_sample
+    x, y = x[:640], y[:640]
+    model = small_cnn(keras.optimizers.Adam(1e-3))
+    model.fit(x[:64], y[:64], batch_size=32, verbose=0)
+    before = all_state(model)
+    kwargs = dict(batch_size=32, num_steps=20, race_steps=6, verbose=0, seed=3)
+    keras.utils.set_random_seed(0)  # the sweep's batch order
+    auto = keras_lr.find_best_learning_rate(
+        model, (x, y), holdout=0.25, return_details=True, **kwargs
+    )
+    assert_bitwise_equal(before, all_state(model))
+    # The contract: a `holdout` fraction drawn with `seed`, kept out of the
+    # sweep and the race, scores each candidate at the end of its race.
+    index = np.random.default_rng(3).permutation(640)
+    held, kept = np.sort(index[:160]), np.sort(index[160:])
+    keras.utils.set_random_seed(0)
+    explicit = keras_lr.find_best_learning_rate(
+        model,
+        (x[kept], y[kept]),
+        validation_data=(x[held], y[held]),
+        return_details=True,
+        **kwargs,
+    )
+    assert explicit.candidates == auto.candidates
+    assert explicit.scores == auto.scores
+    assert explicit.learning_rate == auto.learning_rate
+    # Without a holdout the race is scored on its own training loss.
+    plain = keras_lr.find_best_learning_rate(
+        model, (x, y), holdout=0.0, return_details=True, **kwargs
+    )
+    assert plain.scores != auto.scores
+    assert_bitwise_equal(before, all_state(model))
+
+
+@pytest.mark.parametrize("holdout", [-0.1, 1.0])
+def test_find_best_rejects_a_bad_holdout(fashion_sample, holdout):
+    (x, y), _ = fashion_sample
+    model = small_cnn(keras.optimizers.Adam(1e-3))
+    with pytest.raises(ValueError, match="`holdout` must be in"):
+        keras_lr.find_best_learning_rate(model, (x, y), holdout=holdout, verbose=0)
+    with pytest.raises(TypeError, match="`holdout` must be a number"):
+        keras_lr.find_best_learning_rate(model, (x, y), holdout="0.1", verbose=0)
 
 
 # Bad input -----------------------------------------------------------------

@@ -111,3 +111,47 @@ def test_candidates_are_a_ladder_holding_the_default():
     # The ladder brackets the rate at the curve's minimum, half-decade rungs.
     assert min(cands) < LRS[np.argmin(losses)] < max(cands)
     assert max(cands) / min(cands) == pytest.approx(10**1.5, rel=0.3)
+
+
+def test_race_winner_is_the_vertex_of_a_numpy_parabola():
+    lrs = np.array([1e-4, 10**-3.5, 1e-3, 10**-2.5])
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        scores = rng.uniform(0.5, 1.0, size=4)
+        i = int(np.argmin(scores))
+        got = suggest.race_winner(lrs, scores)
+        if i in (0, 3):
+            assert got == lrs[i]
+            continue
+        x = np.log(lrs[i - 1 : i + 2])
+        a, b, _ = np.polyfit(x, scores[i - 1 : i + 2], 2)
+        expected = np.exp(np.clip(-b / (2 * a), x[0], x[2]))
+        assert got == pytest.approx(expected, rel=1e-9)
+        assert lrs[i - 1] <= got <= lrs[i + 1]
+
+
+def test_race_winner_recovers_the_minimum_of_a_quadratic():
+    lrs = np.geomspace(1e-4, 1e-1, 4)
+    true = 3e-3
+    scores = (np.log(lrs) - np.log(true)) ** 2
+    assert suggest.race_winner(lrs, scores) == pytest.approx(true, rel=1e-9)
+
+
+def test_race_winner_treats_divergence_as_worst():
+    lrs = [1e-3, 1e-2, 1e-1, 1.0]
+    # A NaN neighbour: no interpolation, the best finite candidate itself.
+    assert suggest.race_winner(lrs, [0.8, 0.5, np.nan, np.inf]) == 1e-2
+    assert suggest.race_winner(lrs, [np.inf, 0.6, 0.5, 0.7]) < 1e-1 * 1.0001
+    # Ties: flat scores have no vertex; the best (first) candidate is kept.
+    assert suggest.race_winner(lrs, [0.5, 0.5, 0.5, 0.5]) == 1e-3
+
+
+def test_race_winner_rejects_bad_input():
+    with pytest.raises(ValueError, match="same length"):
+        suggest.race_winner([1e-3, 1e-2], [0.5])
+    with pytest.raises(ValueError, match="same length"):
+        suggest.race_winner([], [])
+    with pytest.raises(ValueError, match="increasing"):
+        suggest.race_winner([1e-2, 1e-3], [0.5, 0.4])
+    with pytest.raises(ValueError, match="No finite score"):
+        suggest.race_winner([1e-3, 1e-2], [np.nan, np.inf])

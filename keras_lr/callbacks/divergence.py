@@ -118,7 +118,14 @@ class DivergenceDetector(keras.callbacks.Callback):
 
     The default `factor` is 0.5: a transient fault (a NaN batch, a few
     steps at a wrong rate) needs no lower rate at all, and a 10x cut after a
-    single glitch would slow the whole rest of the run. A divergence before
+    single glitch would slow the whole rest of the run. For the same reason
+    a cut by `factor` is undone once training has run healthy for
+    `restore_rate_after` steps at the lowered rate: the rate goes back to
+    what it was before the event (each restoration is appended to
+    `rate_restorations` and logged). A cut is not undone when another
+    rollback or restoration happened in the `restore_rate_after` steps
+    before it: a rate that diverges again soon after coming back is part of
+    the problem, and stays lowered. A divergence before
     training has ever run healthily at this rate (before the first snapshot
     after the start, or again before a new snapshot) shows that the rate
     itself is wrong: then `repeat_factor` (0.1) applies, the usual distance
@@ -146,6 +153,10 @@ class DivergenceDetector(keras.callbacks.Callback):
             snapshot after the start, or again before a new snapshot was
             taken (the same snapshot is restored twice), in (0, 1).
         max_recoveries: rollbacks allowed in one `fit`, >= 0.
+        restore_rate_after: healthy steps after a rollback by `factor`
+            before the rate goes back up to its value before the event;
+            ``"auto"`` (default): four snapshot intervals
+            (``4 * snapshot_every``); None keeps every cut.
         min_lr: optional floor of the rate (a float); a rollback that would
             go below it stops training instead.
         smoothing: EMA factor of the smoothed loss, in [0, 1).
@@ -187,6 +198,7 @@ class DivergenceDetector(keras.callbacks.Callback):
         min_lr: float | None = None,
         *,
         repeat_factor: float = 0.1,
+        restore_rate_after: int | str | None = "auto",
         smoothing: float = 0.95,
         best_ratio: float | None = 3.0,
         spike_ratio: float | None = 10.0,
@@ -219,6 +231,11 @@ class DivergenceDetector(keras.callbacks.Callback):
         self.max_recoveries = _validate.check_int(
             "max_recoveries", max_recoveries, minimum=0
         )
+        if restore_rate_after is not None and restore_rate_after != "auto":
+            restore_rate_after = _validate.check_int(
+                "restore_rate_after", restore_rate_after, minimum=1
+            )
+        self.restore_rate_after = restore_rate_after
         if min_lr is not None:
             min_lr = _validate.check_learning_rate("min_lr", min_lr)
             _validate.check_non_negative("min_lr", min_lr)
@@ -251,6 +268,7 @@ class DivergenceDetector(keras.callbacks.Callback):
         self.val_spike_ratio = _ratio("val_spike_ratio", val_spike_ratio)
         self.verbose = int(verbose)
         self.events: list[dict[str, Any]] = []
+        self.rate_restorations: list[dict[str, Any]] = []
         self.recoveries = 0
         self.snapshot_nbytes = 0
         self._recorder: RingLossRecorder | None = None
@@ -288,7 +306,15 @@ class DivergenceDetector(keras.callbacks.Callback):
         self._spe = spe
         self._every = self.check_every or max(32, spe)
         self._snap_every = self.snapshot_every or 2 * self._every
+        self._restore_after = (
+            4 * self._snap_every
+            if self.restore_rate_after == "auto"
+            else self.restore_rate_after
+        )
+        self._pending_restore: dict[str, Any] | None = None
+        self._last_rate_change: int | None = None
         self.events = []
+        self.rate_restorations = []
         self.recoveries = 0
         self._epoch_events = 0
         self._consumed = 0
@@ -443,6 +469,53 @@ class DivergenceDetector(keras.callbacks.Callback):
             )
         if event is not None:
             self._handle(event, source="loss", total=total)
+        elif (
+            self._pending_restore is not None
+            and self._watch.healthy
+            and total >= self._pending_restore["at"]
+        ):
+            self._restore_rate(total)
+
+    def _restore_rate(self, step: int) -> None:
+        """Undoes a transient cut: the rate goes back to its value before it."""
+        pending, self._pending_restore = self._pending_restore, None
+        model = self.model  # on JAX, attaches the current state
+        variable = self._scale_var
+        now = np.asarray(keras.ops.convert_to_numpy(variable.value))
+        if np.array_equal(now, pending["after"]):
+            variable.assign(pending["before"])
+        else:
+            # Something else changed the rate since the cut: undo the cut only.
+            ratio = float(pending["before"]) / float(pending["after"])
+            _rate.scale_rate(model.optimizer, ratio)
+        self._retrace_if_needed()
+        self._last_rate_change = step
+        record = {
+            "epoch": int(getattr(self, "_epoch", 0)),
+            "step": int(step),
+            "learning_rate": _rate.current_rate(model.optimizer),
+            "healthy_steps": int(step - pending["cut_step"]),
+        }
+        self.rate_restorations.append(record)
+        text = (
+            f"DivergenceDetector: {record['healthy_steps']} healthy steps since the "
+            f"rollback at step {pending['cut_step']}: learning rate restored to "
+            f"{record['learning_rate']:.3g} at step {step}."
+        )
+        if self.verbose:
+            logger.warning(text)
+        else:
+            logger.info(text)
+
+    def _retrace_if_needed(self) -> None:
+        optimizer = self.model.optimizer
+        if keras.backend.backend() == "jax" and not _rate.is_tracked(
+            optimizer, self._scale_var
+        ):
+            # TODO: `keras_lr.schedules.track_scaled(optimizer)` will make
+            # the schedule's factor part of the optimizer state; until
+            # then the compiled step holds it as a constant.
+            self.model.make_train_function(force=True)
 
     def _handle(
         self, event: DivergenceEvent, *, source: str, total: int | None = None
@@ -500,16 +573,26 @@ class DivergenceDetector(keras.callbacks.Callback):
         if action == "rollback":
             self.recoveries += 1
             self._last_restored = self._snapshot
-            _rate.scale_rate(optimizer, factor)
-            if keras.backend.backend() == "jax" and not _rate.is_tracked(
-                optimizer, self._scale_var
-            ):
-                # TODO: `keras_lr.schedules.track_scaled(optimizer)` will make
-                # the schedule's factor part of the optimizer state; until
-                # then the compiled step holds it as a constant.
-                model.make_train_function(force=True)
-            record["learning_rate_after"] = _rate.current_rate(optimizer)
             step = self._consumed if total is None else total
+            before = np.array(keras.ops.convert_to_numpy(self._scale_var.value))
+            _rate.scale_rate(optimizer, factor)
+            self._retrace_if_needed()
+            record["learning_rate_after"] = _rate.current_rate(optimizer)
+            quiet = self._pending_restore is None and (
+                self._last_rate_change is None
+                or step - self._last_rate_change >= (self._restore_after or 0)
+            )
+            self._pending_restore = None
+            if self._restore_after is not None and not systematic and quiet:
+                self._pending_restore = {
+                    "at": step + self._restore_after,
+                    "cut_step": step,
+                    "before": before,
+                    "after": np.array(
+                        keras.ops.convert_to_numpy(self._scale_var.value)
+                    ),
+                }
+            self._last_rate_change = step
             self._watch.rebase(step)
             self._val_watch.reset()
         else:

@@ -170,6 +170,34 @@ class LRSearch:
     steps: int = 0
 
 
+def _take(a: Any, index: np.ndarray) -> Any:
+    """Rows `index` of an array, or of every array in a list, tuple or dict."""
+    if isinstance(a, dict):
+        return {k: _take(v, index) for k, v in a.items()}
+    if isinstance(a, (list, tuple)):
+        return type(a)(_take(v, index) for v in a)
+    return np.asarray(a)[index]
+
+
+#: The most samples held out of a race to score it (a cost bound).
+MAX_HOLDOUT_SAMPLES = 2048
+
+
+def _split_holdout(
+    x: Any, y: Any, holdout: float, seed: int
+) -> tuple[Any, Any, tuple | None]:
+    """A random slice of array data, kept out of the search to score the race."""
+    if holdout == 0.0 or y is None or not _is_array_like(x):
+        return x, y, None
+    n = num_samples(x)
+    k = min(round(holdout * n), MAX_HOLDOUT_SAMPLES)
+    if k < 1 or n - k < 1:
+        return x, y, None
+    index = np.random.default_rng(seed).permutation(n)
+    held, kept = np.sort(index[:k]), np.sort(index[k:])
+    return _take(x, kept), _take(y, kept), (_take(x, held), _take(y, held))
+
+
 def _race_arguments(
     x: Any, y: Any, batch_size: int | None, steps: int, seed: int
 ) -> dict:
@@ -181,17 +209,9 @@ def _race_arguments(
         index = rng.permutation(n)
         need = steps * batch_size
         index = np.resize(index, need) if need > n else index[:need]
-
-        def take(a):
-            if isinstance(a, dict):
-                return {k: take(v) for k, v in a.items()}
-            if isinstance(a, (list, tuple)):
-                return type(a)(take(v) for v in a)
-            return np.asarray(a)[index]
-
         return {
-            "x": take(x),
-            "y": None if y is None else take(y),
+            "x": _take(x, index),
+            "y": None if y is None else _take(y, index),
             "batch_size": batch_size,
             "epochs": 1,
             "shuffle": False,
@@ -258,6 +278,7 @@ def find_best_learning_rate(
     race: bool = True,
     race_steps: int | None = None,
     num_candidates: int = 4,
+    holdout: float = 0.1,
     return_details: bool = False,
     seed: int = 0,
     **kwargs: Any,
@@ -270,9 +291,16 @@ def find_best_learning_rate(
        loss minimum, holding the curve rule's own suggestion).
     3. A short race: from the same starting state, the model trains for
        `race_steps` steps (default: the range test's `num_steps`) at each
-       candidate, on the same batches; the rate with the lowest mean loss
-       over the last third of its race wins (or the lowest validation loss
-       when `validation_data` is given). The model is restored after each.
+       candidate, on the same batches, and each is scored by its loss, at
+       the end of its race, on data it was not trained on: `validation_data`
+       when given, else a random `holdout` fraction of array data (at most
+       2,048 samples, drawn with `seed`) kept out of the sweep and the race.
+       Data that cannot be split (a dataset, a generator) with no
+       `validation_data` is scored by the mean training loss over the last
+       third of the race. The model is restored after each candidate.
+    4. The winner: a parabola in ``log(lr)`` through the best candidate and
+       its neighbours, and its vertex (`keras_lr.suggest.race_winner`), so
+       that the answer is not tied to the ladder's half-decade steps.
 
     With ``race=False`` it returns the curve rule's suggestion alone. The
     model is left bitwise as it was.
@@ -283,6 +311,9 @@ def find_best_learning_rate(
         race: race the candidates (default) or use the curve alone.
         race_steps: steps per candidate.
         num_candidates: candidates to race.
+        holdout: fraction of array data held out to score the race, in
+            [0, 1); 0 scores the race on its training loss. Ignored when
+            `validation_data` is given.
         return_details: return an `LRSearch` instead of the float.
         seed: seed of the race's batch order.
         **kwargs: passed to `lr_range_test` (`batch_size`, `start_lr`, ...).
@@ -301,7 +332,13 @@ def find_best_learning_rate(
     True
     """
     _check_compiled(model)
+    holdout = _validate.check_in_interval(
+        "holdout", _validate.check_real("holdout", holdout), 0.0, 1.0
+    )
     x, y = split_data(data)
+    scoring_data = kwargs.get("validation_data")
+    if race and scoring_data is None:
+        x, y, scoring_data = _split_holdout(x, y, holdout, seed)
     result = lr_range_test(model, x, y, **kwargs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RangeTestWarning)
@@ -324,10 +361,13 @@ def find_best_learning_rate(
         kwargs.get("batch_size"),
         lrs,
         race_steps,
-        kwargs.get("validation_data"),
+        scoring_data,
         seed,
     )
-    best = lrs[int(np.argmin(scores))] if np.isfinite(np.min(scores)) else curve_lr
+    if np.any(np.isfinite(scores)):
+        best = suggest.race_winner(lrs, scores)
+    else:
+        best = curve_lr
     search = LRSearch(
         float(best), result, list(lrs), scores, steps + race_steps * len(lrs)
     )
