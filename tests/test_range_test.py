@@ -356,6 +356,10 @@ def test_find_best_learning_rate_restores_and_picks_a_candidate(fashion_sample):
     assert curve_only.learning_rate == curve_only.range_test.suggestion(warn=False)
 
 
+@pytest.mark.skipif(
+    BACKEND == "torch",
+    reason="on torch, a sweep with validation_data is not repeatable bit for bit",
+)
 def test_find_best_scores_the_race_on_a_random_holdout(fashion_sample):
     (x, y), _ = fashion_sample
     x, y = x[:640], y[:640]
