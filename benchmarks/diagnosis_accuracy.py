@@ -105,6 +105,16 @@ def load_tasks():
             ]
         )
 
+    def mlp_digits_deep():
+        return keras.Sequential(
+            [
+                keras.Input((64,)),
+                keras.layers.Dense(128, activation="relu"),
+                keras.layers.Dense(128, activation="relu"),
+                keras.layers.Dense(10),
+            ]
+        )
+
     opt = keras.optimizers
     return {
         "fashion_cnn_adam": (cnn, lambda lr: opt.Adam(lr), fm, 5, 64, grid(-5, 0)),
@@ -132,6 +142,24 @@ def load_tasks():
             fm,
             4,
             128,
+            grid(-5, 0),
+        ),
+        # Added after the second-epoch rule (rule 8) was written, as held-out
+        # checks of it.
+        "fashion_cnn_nesterov_heldout": (
+            cnn,
+            lambda lr: opt.SGD(lr, momentum=0.9, nesterov=True),
+            fm,
+            3,
+            32,
+            grid(-4, 1),
+        ),
+        "digits_deep_mlp_adamw_heldout": (
+            mlp_digits_deep,
+            lambda lr: opt.AdamW(lr, weight_decay=1e-4),
+            dg,
+            15,
+            64,
             grid(-5, 0),
         ),
     }

@@ -138,7 +138,18 @@ def accuracy(model, xt, yt):
     return float(model.evaluate(xt, yt, verbose=0, return_dict=True)["accuracy"])
 
 
-def fault_runs(data, epochs, bs, seed=0, only=None):
+#: `--ablation`: the detector with its rate restoration and without it.
+ABLATION = [
+    "rollback (restore_rate_after='auto')",
+    "rollback (restore_rate_after=None)",
+]
+GUARD_OPTIONS = {
+    ABLATION[0]: {"restore_rate_after": "auto"},
+    ABLATION[1]: {"restore_rate_after": None},
+}
+
+
+def fault_runs(data, epochs, bs, seed=0, only=None, ablation=False):
     (x, y), (xt, yt) = data
     steps = len(x) // bs
     mid = steps // 2
@@ -161,6 +172,8 @@ def fault_runs(data, epochs, bs, seed=0, only=None):
         guards = ["none", "TerminateOnNaN", "rollback"]
         if name.startswith("none"):
             guards = ["none", "rollback"]
+        if ablation:  # the rate restoration on and off, side by side
+            guards = ["none"] if name.startswith("none") else ABLATION
         for guard in guards:
             model = cnn(optimizer=f["opt"](), seed=seed)
             cbs = []
@@ -169,8 +182,10 @@ def fault_runs(data, epochs, bs, seed=0, only=None):
             det = None
             if guard == "TerminateOnNaN":
                 cbs.append(keras.callbacks.TerminateOnNaN())
-            elif guard == "rollback":
-                det = DivergenceDetector(action="rollback", verbose=0)
+            elif guard.startswith("rollback"):
+                det = DivergenceDetector(
+                    action="rollback", verbose=0, **GUARD_OPTIONS.get(guard, {})
+                )
                 cbs.append(det)
             data_seq = Batches(x, y, bs, seed=100 + seed, nan_call=f.get("nan_at"))
             t0 = time.perf_counter()
@@ -396,6 +411,11 @@ def main():
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--faults", default="", help="comma list of fault names")
     p.add_argument("--skip", default="", help="comma list: faults,healthy,overhead")
+    p.add_argument(
+        "--ablation",
+        action="store_true",
+        help="faults only: rollback with and without restore_rate_after",
+    )
     args = p.parse_args()
     skip = set(args.skip.split(","))
     print(f"backend={keras.backend.backend()}, keras {keras.__version__}")
@@ -408,7 +428,7 @@ def main():
         rows = []
         for seed in range(args.seeds):
             only = set(filter(None, args.faults.split(",")))
-            rows += fault_runs(data, args.epochs, 64, seed, only)
+            rows += fault_runs(data, args.epochs, 64, seed, only, args.ablation)
         print("\n## Fault injection, every run\n")
         print(table(rows))
         print("\n## Fault injection, summary over seeds\n")

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import keras
 import numpy as np
+
+from keras_lr import _live
 
 #: Model attributes that `fit`, `evaluate` and keras_lr itself rewrite.
 _MODEL_ATTRS = (
@@ -38,6 +39,7 @@ def base_optimizer(optimizer: Any) -> Any:
 
     Example:
 
+    >>> import keras
     >>> opt = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1))
     >>> type(base_optimizer(opt)).__name__
     'SGD'
@@ -62,11 +64,6 @@ def set_attr(obj: Any, name: str, value: Any) -> None:
         object.__setattr__(obj, name, value)
 
 
-def variable_value(variable: Any) -> np.ndarray:
-    """A host copy of a Keras variable's value."""
-    return np.array(keras.ops.convert_to_numpy(variable.value), copy=True)
-
-
 class TrainingState:
     """A snapshot of everything training changes, restorable bitwise.
 
@@ -79,6 +76,7 @@ class TrainingState:
 
     Example:
 
+    >>> import keras
     >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
     >>> model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss="mse")
     >>> state = TrainingState(model)
@@ -134,7 +132,8 @@ class TrainingState:
             # As `fit` would: an optimizer's slots exist once it is built.
             self.optimizer.build(self.model.trainable_variables)
         variables = self._variables()
-        self._values = [(v, variable_value(v)) for v in variables]
+        values = _live.variable_values(self.model, variables)
+        self._values = list(zip(variables, values))
         self._metric_ids = {id(v) for v in self.model.metrics_variables}
         return True
 

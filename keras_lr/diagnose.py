@@ -66,6 +66,10 @@ BARELY = 0.10
 #: Each epoch still gains at least this fraction of the first epoch's gain:
 #: no diminishing returns yet.
 STILL_STEEP = 0.5
+#: The second epoch still gains this fraction of the first epoch's gain (the
+#: first epoch's mean includes the fast initial drop of a well-set rate, so
+#: it normally gains far more): the run is still in its initial transient.
+EARLY_STEEP = 0.7
 #: The first epoch's mean training loss over the validation loss after it:
 #: beyond this the loss blew up during the first epoch. (With a healthy
 #: rate, the epoch mean is between the initial loss and the loss at the end
@@ -185,7 +189,10 @@ def diagnose(history: Any) -> Diagnosis:
        low** when it fell at every epoch (a slow, steady descent), **too
        high** when it did not (a network stalled where it started);
     8. with 3 or more epochs, the last epoch's gain is at least half the
-       first's (``L[-2] - L[-1] >= 0.5 (L[0] - L[1])``): **too low**;
+       first's (``L[-2] - L[-1] >= 0.5 (L[0] - L[1])``), or the second
+       epoch's at least 0.7 of the first's (``L[1] - L[2] >= 0.7 (L[0] -
+       L[1])``: with a well-set rate the first epoch's mean already holds
+       the fast initial drop): **too low**;
     9. the last epoch's mean training loss is more than 3% above the
        validation loss after it (the classic sign of underfitting: the
        model still improved markedly within that epoch): **too low**;
@@ -367,6 +374,15 @@ def diagnose(history: Any) -> Diagnosis:
             reasons.append(
                 f"the last epoch still gained {100 * min(steep, 9.99):.0f}% of what "
                 "the first gained: the loss is far from levelling off"
+            )
+            return verdict("too_low")
+        early = (loss[1] - loss[2]) / first_gain if first_gain > 0 else math.nan
+        ev["second_to_first_gain"] = float(early)
+        if early >= EARLY_STEEP:  # False for NaN
+            reasons.append(
+                f"the second epoch gained {100 * min(early, 9.99):.0f}% of what the "
+                "first gained: the loss did not drop fast at first and then level "
+                "off, it is still in its slow initial descent"
             )
             return verdict("too_low")
 

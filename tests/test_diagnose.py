@@ -95,6 +95,20 @@ def test_no_diminishing_returns_is_too_low():
     assert d.evidence["last_to_first_gain"] == pytest.approx(0.25 / 0.3)
 
 
+def test_slow_start_is_too_low():
+    # The second epoch gains 90% of the first, the last little: the fast
+    # initial drop was spread over the first epochs (a low rate).
+    loss = [2.2, 1.7, 1.25, 0.9, 0.7, 0.6, 0.55, 0.52]
+    d = diagnose({"loss": loss})
+    assert d.verdict == "too_low"
+    assert d.evidence["second_to_first_gain"] == pytest.approx(0.45 / 0.5)
+    # The same run with the drop in its first epoch (gain ratio 0.5) is good.
+    loss = [2.2, 1.2, 0.7, 0.55, 0.5, 0.47, 0.46, 0.455]
+    d = diagnose({"loss": loss})
+    assert d.verdict == "good"
+    assert d.evidence["second_to_first_gain"] == pytest.approx(0.5)
+
+
 def test_stalled_at_start_is_too_high():
     # A rate that killed the network: loss jitters where it started.
     d = diagnose({"loss": [2.45, 2.3026, 2.3027, 2.3025, 2.3026]})

@@ -209,7 +209,7 @@ def test_image_classifier_search_auto_range_and_plot(small_data, tmp_path):
     for trial in trials:
         values = trial.hyperparameters.values
         low, high = hm._range_cache[values["batch_size"]]
-        assert 0 < low < high
+        assert 0 < low < high and high / low == pytest.approx(100.0)
         lr = trial.metrics.get_last_value("learning_rate")
         u = values["lr_position"]
         assert lr == pytest.approx(low * (high / low) ** u, rel=1e-9)
@@ -222,6 +222,39 @@ def test_image_classifier_search_auto_range_and_plot(small_data, tmp_path):
     assert sorted(np.asarray(offsets)[:, 1].tolist()) == sorted(
         float(t.hyperparameters["batch_size"]) for t in trials
     )
+
+
+def test_auto_range_one_range_test_scaled_by_the_rule(small_data, monkeypatch):
+    import keras_lr
+
+    (x, y), _ = small_data
+    x = x.reshape(len(x), -1).astype("float32") / 255.0
+    build = lambda hp: keras.Sequential(  # noqa: E731
+        [keras.Input((x.shape[1],)), keras.layers.Dense(10)]
+    )
+    hm = tuner.LRBatchSizeHyperModel(
+        build, batch_sizes=(32, 128), optimizer="sgd", range_test_steps=20,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        distribution_strategy=None,
+    )  # fmt: skip
+    calls = []
+    real = keras_lr.lr_range_test
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("batch_size"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(keras_lr, "lr_range_test", counting)
+    model = build(None)
+    model.build((None, x.shape[1]))
+    before = [w.copy() for w in model.get_weights()]
+    low128, high128 = hm.auto_range(model, 128, (x, y), {})
+    low32, high32 = hm.auto_range(model, 32, (x, y), {})
+    assert calls == [32]  # one range test, at the reference batch
+    assert high32 / low32 == pytest.approx(100.0)
+    assert low128 / low32 == pytest.approx(4.0)  # linear scaling for SGD
+    assert high128 / high32 == pytest.approx(4.0)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 
 
 def test_scaling_rules_and_normalised_rate():

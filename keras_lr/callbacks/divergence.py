@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import Any
 
 import keras
 import numpy as np
 
-from keras_lr import _rate, _validate
+from keras_lr import _live, _rate, _validate
 from keras_lr._detect import DivergenceEvent, LossWatch
 from keras_lr._state import TrainingState, set_attr
 from keras_lr.callbacks._ring import RingLossRecorder
@@ -30,6 +31,9 @@ __all__ = ["DivergenceDetector", "DivergenceError"]
 logger = logging.getLogger("keras_lr")
 
 _ACTIONS = ("rollback", "stop", "raise")
+
+#: Least seconds between two snapshots when `snapshot_every` is not given.
+_SNAPSHOT_SECONDS = 0.5
 
 
 class DivergenceError(RuntimeError):
@@ -98,12 +102,20 @@ class DivergenceDetector(keras.callbacks.Callback):
     epoch: an event is located at its exact step, but acted on up to
     ``check_every + steps_per_execution - 1`` steps later. No host sync
     happens in between, and the callback defines no ``on_*_batch_end``
-    hook, so Keras keeps its asynchronous dispatch.
+    hook, so Keras keeps its asynchronous dispatch. On JAX, mid-epoch
+    reads do not wait for the device either: each read starts a copy of
+    the buffer and takes the one started at the previous read, so events
+    are acted on up to one more `check_every` later (reads that precede a
+    snapshot, and those at the end of an epoch, wait for the current
+    values).
 
     **Snapshot.** A host copy of the model's and the optimizer's variables
-    (one copy, `snapshot_nbytes` bytes) is taken when `fit` starts and then,
-    at most every `snapshot_every` steps, at a read that found every loss
-    since the last one healthy and no test in violation.
+    (one copy, `snapshot_nbytes` bytes, fetched together) is taken when
+    `fit` starts and then, at most every `snapshot_every` steps, at a read
+    that found every loss since the last one healthy and no test in
+    violation. Without an explicit `snapshot_every`, snapshots are also at
+    least 0.5 s apart, so that fast steps on an accelerator do not wait for
+    a copy every few milliseconds.
 
     **Actions.** Every action first restores the last healthy snapshot.
     ``"rollback"`` then multiplies the learning rate by `factor` and goes
@@ -118,14 +130,17 @@ class DivergenceDetector(keras.callbacks.Callback):
 
     The default `factor` is 0.5: a transient fault (a NaN batch, a few
     steps at a wrong rate) needs no lower rate at all, and a 10x cut after a
-    single glitch would slow the whole rest of the run. For the same reason
-    a cut by `factor` is undone once training has run healthy for
-    `restore_rate_after` steps at the lowered rate: the rate goes back to
-    what it was before the event (each restoration is appended to
-    `rate_restorations` and logged). A cut is not undone when another
-    rollback or restoration happened in the `restore_rate_after` steps
-    before it: a rate that diverges again soon after coming back is part of
-    the problem, and stays lowered. A divergence before
+    single glitch would slow the whole rest of the run. The cut is kept
+    (as the rule "roll back, lower the rate, go on" says); with
+    `restore_rate_after` set, a cut by `factor` is undone once training has
+    run healthy for that many steps at the lowered rate: the rate goes back
+    to what it was before the event (each restoration is appended to
+    `rate_restorations` and logged), unless another rollback or
+    restoration happened in the `restore_rate_after` steps before it (a
+    rate that diverges again soon after coming back is part of the
+    problem). Measured on the fault benchmark (6 seeds, 4-epoch runs at a
+    constant rate), restoring cost 1.2 to 1.6 points of final accuracy
+    against keeping the cut, hence the default None. A divergence before
     training has ever run healthily at this rate (before the first snapshot
     after the start, or again before a new snapshot) shows that the rate
     itself is wrong: then `repeat_factor` (0.1) applies, the usual distance
@@ -155,8 +170,8 @@ class DivergenceDetector(keras.callbacks.Callback):
         max_recoveries: rollbacks allowed in one `fit`, >= 0.
         restore_rate_after: healthy steps after a rollback by `factor`
             before the rate goes back up to its value before the event;
-            ``"auto"`` (default): four snapshot intervals
-            (``4 * snapshot_every``); None keeps every cut.
+            ``"auto"``: four snapshot intervals (``4 * snapshot_every``);
+            None (default) keeps every cut.
         min_lr: optional floor of the rate (a float); a rollback that would
             go below it stops training instead.
         smoothing: EMA factor of the smoothed loss, in [0, 1).
@@ -198,7 +213,7 @@ class DivergenceDetector(keras.callbacks.Callback):
         min_lr: float | None = None,
         *,
         repeat_factor: float = 0.1,
-        restore_rate_after: int | str | None = "auto",
+        restore_rate_after: int | str | None = None,
         smoothing: float = 0.95,
         best_ratio: float | None = 3.0,
         spike_ratio: float | None = 10.0,
@@ -326,6 +341,8 @@ class DivergenceDetector(keras.callbacks.Callback):
         self._install()
         self._snapshot: _WeightsSnapshot | None = None
         self._snapshot_step = 0
+        self._snapshot_time = 0.0
+        self._pending_read: _live.PendingRead | None = None
         self._last_restored: _WeightsSnapshot | None = None
         optimizer = model.optimizer
         if model.built and not optimizer.built:
@@ -360,8 +377,8 @@ class DivergenceDetector(keras.callbacks.Callback):
 
     def _take_snapshot(self, step: int) -> bool:
         """Replaces the snapshot; False (and no change) if a value is not finite."""
-        model = self.model  # on JAX, attaches the current state
-        snapshot = _WeightsSnapshot(model)
+        # `_model`: the snapshot reads the live values (no JAX state sync).
+        snapshot = _WeightsSnapshot(self._model)
         if not snapshot.has_variables:
             return True
         for _, value in snapshot._values:
@@ -370,6 +387,7 @@ class DivergenceDetector(keras.callbacks.Callback):
         self._snapshot = snapshot
         self._snapshot_step = step
         self.snapshot_nbytes = snapshot.nbytes()
+        self._snapshot_time = time.perf_counter()
         return True
 
     # Keras hooks -----------------------------------------------------------
@@ -382,8 +400,9 @@ class DivergenceDetector(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         if self._stopped:
             return
-        if self._epoch_start + int(batch) >= self._next_check:
-            self._check()
+        step = self._epoch_start + int(batch)
+        if step >= self._next_check:
+            self._check(step)
 
     def on_test_begin(self, logs=None):
         if self._recorder is not None:
@@ -417,36 +436,43 @@ class DivergenceDetector(keras.callbacks.Callback):
 
     # Reading and acting ----------------------------------------------------
 
-    def _jax_values(self, kind: str) -> list[Any] | None:
-        """Mid-epoch on JAX, the current values live in the trainer's state."""
-        model = self._model
-        if keras.backend.backend() != "jax" or getattr(
-            model, "_jax_state_synced", True
-        ):
-            return None
-        state = getattr(model, "_jax_state", None) or {}
-        return state.get(kind)
+    def _read(self, *, now: bool) -> tuple[np.ndarray, int, int]:
+        """The losses not read yet: ``(losses, total, lost)``.
 
-    def _read(self) -> tuple[np.ndarray, int, int]:
+        Mid-epoch on JAX, the ring is copied to the host without waiting for
+        the device (`keras_lr._live.PendingRead`) and handed over at the next
+        read, unless `now`: then the host waits for the current values.
+        """
         rec = self._recorder
-        model = self._model
-        values = self._jax_values("metrics_variables")
-        if values is not None:
-            found = {}
-            for v, value in zip(model.metrics_variables, values):
-                if v is rec.buffer:
-                    found["buffer"] = value
-                elif v is rec.steps:
-                    found["steps"] = value
-            if len(found) == 2:
-                host = (np.asarray(found["buffer"]), np.asarray(found["steps"]))
-                return rec.read_since(self._consumed, values=host)
-        _ = self.model
-        return rec.read_since(self._consumed)
+        live = _live.live_arrays(self._model, [rec.buffer, rec.steps])
+        if live is None:
+            self._pending_read = None
+            _ = self.model  # the variables are current (syncs JAX if needed)
+            return rec.read_since(self._consumed)
+        if now:
+            self._pending_read = None
+            return rec.read_since(self._consumed, values=_live.fetch(live))
+        pending, self._pending_read = self._pending_read, _live.PendingRead(live)
+        if pending is None:
+            return np.zeros(0), self._consumed, 0
+        return rec.read_since(self._consumed, values=pending.result())
 
-    def _check(self) -> None:
-        losses, total, lost = self._read()
-        self._next_check = total + self._every
+    def _snapshot_due(self, step: int) -> bool:
+        if self._snapshot is None:
+            return True
+        if step - self._snapshot_step < self._snap_every:
+            return False
+        # Fast steps (an accelerator): at most one snapshot per
+        # `_SNAPSHOT_SECONDS`, unless `snapshot_every` was given.
+        return (
+            self.snapshot_every is not None
+            or time.perf_counter() - self._snapshot_time >= _SNAPSHOT_SECONDS
+        )
+
+    def _check(self, step: int | None = None) -> None:
+        due = step is None or self._snapshot_due(step)
+        losses, total, lost = self._read(now=due)
+        self._next_check = (step if step is not None else total) + self._every
         event = None
         if lost:
             self._watch.rebase(total - losses.size)
@@ -455,6 +481,7 @@ class DivergenceDetector(keras.callbacks.Callback):
         self._consumed = total
         if (
             event is None
+            and due
             and self._watch.healthy
             and not self._watch.in_grace
             and losses.size
@@ -468,6 +495,9 @@ class DivergenceDetector(keras.callbacks.Callback):
                 total - 1, "nonfinite_weights", float(losses[-1]), self._watch.smoothed
             )
         if event is not None:
+            # Steps read late (JAX) ran on from the diverged state: the
+            # rollback discards them with it.
+            self._consumed = total = max(total, step or 0)
             self._handle(event, source="loss", total=total)
         elif (
             self._pending_restore is not None
@@ -522,6 +552,8 @@ class DivergenceDetector(keras.callbacks.Callback):
     ) -> None:
         model = self.model  # on JAX, attaches the current state
         optimizer = model.optimizer
+        # A copy in flight holds steps from before the event: drop it.
+        self._pending_read = None
         record: dict[str, Any] = {
             "epoch": int(getattr(self, "_epoch", 0)),
             "step": int(event.step) if source == "loss" else int(self._consumed),

@@ -69,10 +69,18 @@ class StepLossRecorder(keras.metrics.Mean):
         self.total.assign(ops.zeros(self.total.shape, dtype=self.total.dtype))
         self.count.assign(ops.zeros(self.count.shape, dtype=self.count.dtype))
 
-    def recorded(self):
-        """The recorded losses as a numpy array (a host read)."""
+    def recorded(self, values=None):
+        """The recorded losses as a numpy array (a host read).
+
+        Args:
+            values: optional ``(buffer, steps)`` host arrays to use instead of
+                reading the variables (`keras_lr._live` reads them mid-epoch).
+        """
         import numpy as np
 
-        n = int(keras.ops.convert_to_numpy(self.steps.value))
-        values = np.asarray(keras.ops.convert_to_numpy(self.buffer.value))
+        if values is None:
+            values = (self.buffer.value, self.steps.value)
+        buffer, steps = (keras.ops.convert_to_numpy(v) for v in values)
+        n = int(np.asarray(steps))
+        values = np.asarray(buffer)
         return values[: min(n, self.capacity)].astype(np.float64)

@@ -10,7 +10,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_lr import _validate
+from keras_lr import _live, _validate
 from keras_lr._detect import LossWatch, first_divergence
 from keras_lr._state import TrainingState, base_optimizer, set_attr
 from keras_lr.range_test._recorder import StepLossRecorder
@@ -110,9 +110,10 @@ class LRRangeTest(keras.callbacks.Callback):
     During `fit` the learning rate sweeps from `start_lr` to `end_lr` over
     `num_steps` steps, computed inside the compiled step from the
     optimizer's iteration counter, while each step's own loss is written to
-    a device buffer that the callback reads only every few steps. The sweep
-    stops when the smoothed loss climbs past `diverge_threshold` times its
-    best, or turns NaN. When `fit` ends, the model's weights, optimizer
+    a device buffer that the callback reads only every few steps (on JAX
+    without waiting for the device: each read takes the copy started at the
+    previous one, see `keras_lr._live`). The sweep stops when the smoothed
+    loss climbs past `diverge_threshold` times its best, or turns NaN. When `fit` ends, the model's weights, optimizer
     state, learning rate and metrics are restored bitwise (unless
     ``restore=False``) and `result` holds the curve.
 
@@ -224,6 +225,7 @@ class LRRangeTest(keras.callbacks.Callback):
             smoothing=self.smoothing, best_ratio=self.diverge_threshold
         )
         self._consumed = 0
+        self._pending: _live.PendingRead | None = None
         self._epoch_offset = 0
         spe = int(getattr(model, "steps_per_execution", 1) or 1)
         self._spe = spe
@@ -257,7 +259,7 @@ class LRRangeTest(keras.callbacks.Callback):
             self._progbar.update(done, values=values)
 
     def on_epoch_end(self, epoch, logs=None):
-        self._check()
+        self._check(now=True)
         self._epoch_offset = self._session.steps()
         if self._epoch_offset >= self.num_steps:
             self._model.stop_training = True
@@ -275,15 +277,29 @@ class LRRangeTest(keras.callbacks.Callback):
 
     # Reading the buffer -------------------------------------------------
 
-    def _check(self) -> None:
-        model = self.model  # on JAX this syncs the state into the variables
-        losses = self._session.recorder.recorded()[: self.num_steps]
+    def _check(self, *, now: bool = False) -> None:
+        recorder = self._session.recorder
+        live = None
+        if not now and self.validation_data is None:
+            live = _live.live_arrays(self._model, [recorder.buffer, recorder.steps])
+        if live is None:
+            self._pending = None
+            _ = self.model  # on JAX this syncs the state into the variables
+            losses = recorder.recorded()
+        else:
+            # Mid-epoch on JAX: take the copy started at the last read and
+            # start the next one; the host never waits for the device.
+            pending, self._pending = self._pending, _live.PendingRead(live)
+            if pending is None:
+                return
+            losses = recorder.recorded(values=pending.result())
+        losses = losses[: self.num_steps]
         fresh = losses[self._consumed :]
-        self._consumed = losses.size
+        self._consumed = max(self._consumed, losses.size)
         if fresh.size and self._event is None:
             self._event = self._watch.update(fresh)
         if self._event is not None and self.stop_on_divergence:
-            model.stop_training = True
+            self._model.stop_training = True
         if self.validation_data is not None and losses.size and self._event is None:
             self._evaluate(losses.size)
 

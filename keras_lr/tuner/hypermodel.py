@@ -130,9 +130,13 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
       linear (SGD, Goyal et al. 2017, arXiv:1706.02677), square root (Adam
       family, Malladi et al. 2022, arXiv:2205.10287) or constant;
     - ``lr_position`` (``lr_range="auto"``): ``hp.Float`` in [0, 1], the
-      log-position of the rate inside the interval that a short LR range
-      test (`keras_lr.lr_range_test`) finds for the trial's batch size.
-      The test runs once per batch size and is cached on the hypermodel.
+      log-position of the rate inside an interval set by one short LR range
+      test (`keras_lr.lr_range_test`) at the reference batch size:
+      ``[lr_min / 100, lr_min]``, ``lr_min`` the rate at the lowest point of
+      the test's smoothed curve, so that its middle is the classic
+      ``lr_min / 10`` (Smith 2017, arXiv:1506.01186), times ``f(B / B_ref)``
+      for the trial's batch ``B`` (`auto_range`). The test runs once and is
+      cached on the hypermodel.
 
     Each trial's results (`trial.metrics`) also hold ``global_batch_size``,
     ``per_replica_batch_size``, ``num_replicas`` and ``learning_rate`` (the
@@ -269,6 +273,7 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
             )
         self.reference_batch_size = self.batch_sizes[0]
         self._range_cache: dict[int, tuple[float, float]] = {}
+        self._reference_range: tuple[float, float] | None = None
 
     # -- search space ---------------------------------------------------------
     def declare_hyperparameters(self, hp: keras_tuner.HyperParameters) -> None:
@@ -361,9 +366,9 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
     ) -> Any:
         batch = int(hp.get("batch_size"))
         per_replica = batch // self.num_replicas
+        if self.lr_range == "auto":
+            self.auto_range(model, batch, args, kwargs)
         args, kwargs = _rebatch(args, kwargs, batch)
-        if self.lr_range == "auto" and batch not in self._range_cache:
-            self._range_cache[batch] = self._auto_range(model, batch, args, kwargs)
         lr = self.learning_rate(hp.values)
         epochs = int(kwargs.get("epochs", 1)) - int(kwargs.get("initial_epoch", 0))
         steps = kwargs.get("steps_per_epoch") or _steps_per_epoch(args, kwargs, batch)
@@ -396,6 +401,36 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
             ) from error
         return history
 
+    def auto_range(
+        self, model: keras.Model, batch: int, args: tuple, kwargs: dict
+    ) -> tuple[float, float]:
+        """The interval of actual rates searched at global batch `batch`.
+
+        One LR range test of `model`, at the reference batch size, gives
+        the normalised interval ``[lr_min / 100, lr_min]`` (cached on the
+        hypermodel); every batch size gets it times its scaling factor.
+        The range test measures the scale of rates at which the loss falls,
+        which hardly moves with the batch size; what does move, the best
+        rate for a given number of epochs, follows the scaling rule
+        (Goyal et al. 2017, arXiv:1706.02677).
+
+        Args:
+            model: a built model of the search space (restored bitwise).
+            batch: the trial's global batch size.
+            args, kwargs: the data arguments of `fit`.
+        """
+        if batch not in self._range_cache:
+            if self._reference_range is None:
+                ref = self.reference_batch_size
+                ref_args, ref_kwargs = _rebatch(args, kwargs, ref)
+                self._reference_range = self._auto_range(
+                    model, ref, ref_args, ref_kwargs
+                )
+            low, high = self._reference_range
+            factor = scale_factor(batch, self.reference_batch_size, self.lr_scaling)
+            self._range_cache[batch] = (low * factor, high * factor)
+        return self._range_cache[batch]
+
     def _auto_range(self, model: keras.Model, batch: int, args, kwargs):
         from keras_lr import lr_range_test
 
@@ -412,9 +447,10 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
                 num_steps=steps,
                 verbose=0,
             )
-        low, high = result.suggest_range()
-        # One decade is the region where the loss falls; search 3x either side.
-        return low / 3.0, high * 3.0
+        _, lr_min = result.suggest_range()
+        # Centred on a tenth of the rate at the curve's minimum (Smith's and
+        # fastai's rule of thumb for the training rate), a decade either side.
+        return lr_min / 100.0, lr_min
 
 
 def _unwrap(optimizer: Any) -> Any:

@@ -8,6 +8,7 @@ from typing import Any
 import keras
 
 from keras_lr import _validate
+from keras_lr.tuner._augment import RandomShiftFlip
 from keras_lr.tuner.hypermodel import LRBatchSizeHyperModel
 
 __all__ = ["ImageClassifierHyperModel"]
@@ -24,7 +25,7 @@ class ImageClassifierHyperModel(LRBatchSizeHyperModel):
 
     - ``width``: channels of the first stage, in `widths`;
     - ``blocks``: residual blocks per stage, in `depths`;
-    - ``augment``: random flips and translations on or off;
+    - ``augment``: random flips and shifts (pad and crop) on or off;
     - and, from `LRBatchSizeHyperModel`, ``batch_size`` and the rate.
 
     Labels are integer class ids (sparse categorical cross-entropy).
@@ -84,8 +85,9 @@ class ImageClassifierHyperModel(LRBatchSizeHyperModel):
         inputs = keras.Input(self.input_shape)
         x = inputs
         if augment:
-            x = keras.layers.RandomFlip("horizontal")(x)
-            x = keras.layers.RandomTranslation(0.1, 0.1)(x)
+            # Flips and shifts of up to 10% of the side, by pad-and-crop.
+            shift = max(1, round(0.1 * min(self.input_shape[:2])))
+            x = RandomShiftFlip(shift)(x)
         x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
         x = keras.layers.BatchNormalization()(x)
         x = keras.layers.Activation("relu")(x)
