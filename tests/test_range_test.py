@@ -10,6 +10,7 @@ from conftest import BACKEND, all_state, assert_bitwise_equal, small_cnn
 import keras_lr
 from keras_lr import suggest
 from keras_lr.range_test._sweep import sweep_lrs
+from keras_lr.range_test.api import default_race_steps
 
 pytestmark = pytest.mark.multibackend
 
@@ -403,6 +404,51 @@ def test_find_best_rejects_a_bad_holdout(fashion_sample, holdout):
         keras_lr.find_best_learning_rate(model, (x, y), holdout=holdout, verbose=0)
     with pytest.raises(TypeError, match="`holdout` must be a number"):
         keras_lr.find_best_learning_rate(model, (x, y), holdout="0.1", verbose=0)
+
+
+@pytest.mark.filterwarnings("ignore::keras_lr.RangeTestWarning")
+def test_find_best_default_race_shares_twice_the_sweep(fashion_sample):
+    (x, y), _ = fashion_sample
+    model = small_cnn(keras.optimizers.Adam(1e-3))
+    # The default race shares 2 * num_steps steps among the candidates, so
+    # the whole search costs at most 3 * num_steps training steps.
+    assert default_race_steps(100, 4) == 50
+    assert default_race_steps(30, 3) == 20
+    assert default_race_steps(10, 40) == 1
+    for num_candidates in (4, 3):
+        search = keras_lr.find_best_learning_rate(
+            model,
+            (x[:640], y[:640]),
+            batch_size=32,
+            num_steps=30,
+            num_candidates=num_candidates,
+            verbose=0,
+            return_details=True,
+        )
+        race_steps = 60 // num_candidates
+        assert len(search.candidates) == num_candidates
+        assert search.steps == len(search.range_test) + race_steps * num_candidates
+        assert search.steps <= 3 * 30
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "error"),
+    [
+        ("race_steps", 0, ValueError),
+        ("race_steps", 2.5, TypeError),
+        ("num_candidates", 0, ValueError),
+        ("num_candidates", True, TypeError),
+    ],
+)
+def test_find_best_rejects_bad_race_arguments(fashion_sample, name, value, error):
+    (x, y), _ = fashion_sample
+    model = small_cnn(keras.optimizers.Adam(1e-3))
+    model.fit(x[:64], y[:64], batch_size=32, verbose=0)
+    before = all_state(model)
+    # Rejected before the range test runs: the model is not touched.
+    with pytest.raises(error, match=f"`{name}` must"):
+        keras_lr.find_best_learning_rate(model, (x, y), verbose=0, **{name: value})
+    assert_bitwise_equal(before, all_state(model))
 
 
 # Bad input -----------------------------------------------------------------

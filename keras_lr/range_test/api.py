@@ -271,6 +271,26 @@ def _race(
     return scores
 
 
+#: The race's default budget, in multiples of the range test's `num_steps`,
+#: shared among the candidates: the whole search then costs at most
+#: ``(1 + RACE_BUDGET) * num_steps`` training steps for any `num_candidates`
+#: up to ``RACE_BUDGET * num_steps`` (each candidate races at least one step).
+RACE_BUDGET = 2
+
+
+def default_race_steps(num_steps: int, num_candidates: int) -> int:
+    """Steps per candidate when `race_steps` is not given.
+
+    The race shares ``RACE_BUDGET * num_steps`` steps evenly among the
+    candidates: 50 steps each for the default 100-step range test and four
+    candidates.
+
+    >>> default_race_steps(100, 4), default_race_steps(40, 4), default_race_steps(10, 8)
+    (50, 20, 2)
+    """
+    return max(1, (RACE_BUDGET * int(num_steps)) // int(num_candidates))
+
+
 def find_best_learning_rate(
     model: keras.Model,
     data: Any,
@@ -290,17 +310,23 @@ def find_best_learning_rate(
        (`keras_lr.suggest.candidates`: a half-decade ladder below the
        loss minimum, holding the curve rule's own suggestion).
     3. A short race: from the same starting state, the model trains for
-       `race_steps` steps (default: the range test's `num_steps`) at each
-       candidate, on the same batches, and each is scored by its loss, at
-       the end of its race, on data it was not trained on: `validation_data`
-       when given, else a random `holdout` fraction of array data (at most
-       2,048 samples, drawn with `seed`) kept out of the sweep and the race.
+       `race_steps` steps at each candidate, on the same batches, and each
+       is scored by its loss, at the end of its race, on data it was not
+       trained on: `validation_data` when given, else a random `holdout`
+       fraction of array data (at most 2,048 samples, drawn with `seed`)
+       kept out of the sweep and the race.
        Data that cannot be split (a dataset, a generator) with no
        `validation_data` is scored by the mean training loss over the last
        third of the race. The model is restored after each candidate.
     4. The winner: a parabola in ``log(lr)`` through the best candidate and
        its neighbours, and its vertex (`keras_lr.suggest.race_winner`), so
        that the answer is not tied to the ladder's half-decade steps.
+
+    By default the race shares twice the range test's `num_steps` among the
+    candidates (`default_race_steps`: 50 steps each for the default 100-step
+    test and four candidates), so the whole search costs at most three
+    times `num_steps` training steps, plus scoring the candidates' forward
+    passes on the held-out data.
 
     With ``race=False`` it returns the curve rule's suggestion alone. The
     model is left bitwise as it was.
@@ -309,8 +335,9 @@ def find_best_learning_rate(
         model: a compiled Keras model.
         data: ``(x, y)`` arrays, or a dataset / generator / PyDataset.
         race: race the candidates (default) or use the curve alone.
-        race_steps: steps per candidate.
-        num_candidates: candidates to race.
+        race_steps: steps per candidate, >= 1. Default:
+            ``2 * num_steps // num_candidates`` (at least 1).
+        num_candidates: candidates to race, >= 1.
         holdout: fraction of array data held out to score the race, in
             [0, 1); 0 scores the race on its training loss. Ignored when
             `validation_data` is given.
@@ -327,14 +354,21 @@ def find_best_learning_rate(
     >>> model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
     >>> x = np.random.default_rng(0).normal(size=(512, 4)).astype("float32")
     >>> y = x @ np.ones((4, 1), dtype="float32")
-    >>> lr = find_best_learning_rate(model, (x, y), num_steps=40, verbose=0)
-    >>> 1e-3 < lr < 1.0
+    >>> search = find_best_learning_rate(
+    ...     model, (x, y), num_steps=40, verbose=0, return_details=True
+    ... )
+    >>> 1e-3 < search.learning_rate < 1.0
+    True
+    >>> search.steps <= 3 * 40  # a 40-step sweep, 4 candidates x 20 steps
     True
     """
     _check_compiled(model)
     holdout = _validate.check_in_interval(
         "holdout", _validate.check_real("holdout", holdout), 0.0, 1.0
     )
+    num_candidates = _validate.check_int("num_candidates", num_candidates, minimum=1)
+    if race_steps is not None:
+        race_steps = _validate.check_int("race_steps", race_steps, minimum=1)
     x, y = split_data(data)
     scoring_data = kwargs.get("validation_data")
     if race and scoring_data is None:
@@ -349,10 +383,10 @@ def find_best_learning_rate(
     if not race:
         search = LRSearch(curve_lr, result, steps=steps)
         return search if return_details else curve_lr
-    num_candidates = _validate.check_int("num_candidates", num_candidates, minimum=1)
-    race_steps = _validate.check_int(
-        "race_steps", race_steps or result.params.get("num_steps", 100), minimum=1
-    )
+    if race_steps is None:
+        race_steps = default_race_steps(
+            result.params.get("num_steps", 100), num_candidates
+        )
     lrs = suggest.candidates(result.lrs, result.losses, num=num_candidates)
     scores = _race(
         model,
