@@ -34,6 +34,36 @@ import numpy as np  # noqa: E402
 RUNS = ROOT / "benchmarks" / "results" / "diagnosis_runs.json"
 
 
+#: When each task was added. The rules were revised between rounds; each
+#: round's tasks were trained (and scored) only after the revision before
+#: them was fixed, so their first score was a held-out check of it.
+ROUNDS = {
+    "fashion_cnn_adam": "0 (development)",
+    "fashion_mlp_sgd_momentum": "0 (development)",
+    "digits_mlp_sgd": "0 (development)",
+    "fashion_cnn_dropout_rmsprop": "0 (development)",
+    "digits_mlp_adam_heldout": "1",
+    "fashion_cnn_nesterov_heldout": "2",
+    "digits_deep_mlp_adamw_heldout": "2",
+    "fashion_cnn_bn_sgd_heldout": "3",
+    "digits_cnn_adamax_heldout": "3",
+    "fashion_mlp_nadam_b256_heldout": "3",
+    "digits_tanh_mlp_rmsprop_heldout": "3",
+    "fashion_cnn_dropout_adam_heldout2": "4",
+    "digits_mlp_adagrad_heldout2": "4",
+    "fashion_deep_mlp_sgd_heldout2": "4",
+    "digits_deep_mlp_lion_heldout2": "4",
+    "fashion_cnn_adamw_b128_heldout3": "5",
+    "digits_deep_mlp_momentum_heldout3": "5",
+    "fashion_mlp_rmsprop_heldout3": "5",
+    "digits_cnn_nadam_heldout3": "5",
+    "fashion_cnn_sgd_b256_heldout4": "6",
+    "digits_mlp_nadam_b128_heldout4": "6",
+    "fashion_cnn_bn_adam_heldout4": "6",
+    "digits_deep_mlp_rmsprop_momentum_heldout4": "6",
+}
+
+
 def grid(lo_exp: int, hi_exp: int) -> list[float]:
     """Rates 10**(k/3) from 10**lo_exp to 10**hi_exp inclusive."""
     return [float(10 ** (k / 3)) for k in range(3 * lo_exp, 3 * hi_exp + 1)]
@@ -115,6 +145,52 @@ def load_tasks():
             ]
         )
 
+    def cnn_bn():
+        return keras.Sequential(
+            [
+                keras.Input((28, 28, 1)),
+                keras.layers.Conv2D(16, 3, strides=2, use_bias=False),
+                keras.layers.BatchNormalization(),
+                keras.layers.ReLU(),
+                keras.layers.Conv2D(32, 3, strides=2, use_bias=False),
+                keras.layers.BatchNormalization(),
+                keras.layers.ReLU(),
+                keras.layers.GlobalAveragePooling2D(),
+                keras.layers.Dense(10),
+            ]
+        )
+
+    def cnn_digits():
+        return keras.Sequential(
+            [
+                keras.Input((64,)),
+                keras.layers.Reshape((8, 8, 1)),
+                keras.layers.Conv2D(16, 3, activation="relu"),
+                keras.layers.Flatten(),
+                keras.layers.Dense(10),
+            ]
+        )
+
+    def mlp_fm_deep():
+        return keras.Sequential(
+            [
+                keras.Input((28, 28, 1)),
+                keras.layers.Flatten(),
+                keras.layers.Dense(256, activation="relu"),
+                keras.layers.Dense(128, activation="relu"),
+                keras.layers.Dense(10),
+            ]
+        )
+
+    def mlp_digits_tanh():
+        return keras.Sequential(
+            [
+                keras.Input((64,)),
+                keras.layers.Dense(32, activation="tanh"),
+                keras.layers.Dense(10),
+            ]
+        )
+
     opt = keras.optimizers
     return {
         "fashion_cnn_adam": (cnn, lambda lr: opt.Adam(lr), fm, 5, 64, grid(-5, 0)),
@@ -161,6 +237,140 @@ def load_tasks():
             15,
             64,
             grid(-5, 0),
+        ),
+        # Added (and trained) before the third revision of the rules, and not
+        # looked at until it was done: held-out checks of that revision.
+        "fashion_cnn_bn_sgd_heldout": (
+            cnn_bn,
+            lambda lr: opt.SGD(lr),
+            fm,
+            4,
+            64,
+            grid(-4, 1),
+        ),
+        "digits_cnn_adamax_heldout": (
+            cnn_digits,
+            lambda lr: opt.Adamax(lr),
+            dg,
+            12,
+            32,
+            grid(-5, 0),
+        ),
+        "fashion_mlp_nadam_b256_heldout": (
+            mlp_fm_deep,
+            lambda lr: opt.Nadam(lr),
+            fm,
+            6,
+            256,
+            grid(-5, 0),
+        ),
+        "digits_tanh_mlp_rmsprop_heldout": (
+            mlp_digits_tanh,
+            lambda lr: opt.RMSprop(lr),
+            dg,
+            15,
+            32,
+            grid(-5, 0),
+        ),
+        # Trained after the third revision was fixed, never looked at before
+        # it was: the held-out check of that revision.
+        "fashion_cnn_dropout_adam_heldout2": (
+            cnn_dropout,
+            lambda lr: opt.Adam(lr),
+            fm,
+            3,
+            32,
+            grid(-5, 0),
+        ),
+        "digits_mlp_adagrad_heldout2": (
+            mlp_digits,
+            lambda lr: opt.Adagrad(lr),
+            dg,
+            20,
+            64,
+            grid(-4, 1),
+        ),
+        "fashion_deep_mlp_sgd_heldout2": (
+            mlp_fm_deep,
+            lambda lr: opt.SGD(lr),
+            fm,
+            5,
+            32,
+            grid(-4, 1),
+        ),
+        "digits_deep_mlp_lion_heldout2": (
+            mlp_digits_deep,
+            lambda lr: opt.Lion(lr),
+            dg,
+            10,
+            32,
+            grid(-6, -1),
+        ),
+        # Trained after the fifth revision was fixed: its held-out check.
+        "fashion_cnn_adamw_b128_heldout3": (
+            cnn,
+            lambda lr: opt.AdamW(lr, weight_decay=1e-3),
+            fm,
+            4,
+            128,
+            grid(-5, 0),
+        ),
+        "digits_deep_mlp_momentum_heldout3": (
+            mlp_digits_deep,
+            lambda lr: opt.SGD(lr, momentum=0.9),
+            dg,
+            10,
+            64,
+            grid(-4, 1),
+        ),
+        "fashion_mlp_rmsprop_heldout3": (
+            mlp_fm,
+            lambda lr: opt.RMSprop(lr),
+            fm,
+            4,
+            32,
+            grid(-5, 0),
+        ),
+        "digits_cnn_nadam_heldout3": (
+            cnn_digits,
+            lambda lr: opt.Nadam(lr),
+            dg,
+            8,
+            16,
+            grid(-5, 0),
+        ),
+        # Trained after the sixth revision was fixed: its held-out check.
+        "fashion_cnn_sgd_b256_heldout4": (
+            cnn,
+            lambda lr: opt.SGD(lr),
+            fm,
+            5,
+            256,
+            grid(-3, 2),
+        ),
+        "digits_mlp_nadam_b128_heldout4": (
+            mlp_digits,
+            lambda lr: opt.Nadam(lr),
+            dg,
+            25,
+            128,
+            grid(-5, 0),
+        ),
+        "fashion_cnn_bn_adam_heldout4": (
+            cnn_bn,
+            lambda lr: opt.Adam(lr),
+            fm,
+            3,
+            64,
+            grid(-5, 0),
+        ),
+        "digits_deep_mlp_rmsprop_momentum_heldout4": (
+            mlp_digits_deep,
+            lambda lr: opt.RMSprop(lr, momentum=0.9),
+            dg,
+            12,
+            32,
+            grid(-6, -1),
         ),
     }
 
@@ -228,6 +438,7 @@ def score(runs: dict) -> None:
 
     rows, agree, total, high_on_good = [], 0, 0, 0
     confusion: Counter = Counter()
+    by_round: dict[str, list[int]] = {}
     for name, task_runs in runs.items():
         labels = label(task_runs)
         task_agree = 0
@@ -243,12 +454,18 @@ def score(runs: dict) -> None:
                 f"verdict={d.verdict:11s} {'' if ok else '<-- differs'}"
             )
         rows.append((name, len(task_runs), task_agree))
+        tally = by_round.setdefault(ROUNDS.get(name, "?"), [0, 0])
+        tally[0] += task_agree
+        tally[1] += len(task_runs)
         agree += task_agree
         total += len(task_runs)
     print("\n| task | runs | agree | agreement |\n|---|---|---|---|")
     for name, n, a in rows:
         print(f"| {name} | {n} | {a} | {100 * a / n:.0f}% |")
     print(f"| **all** | {total} | {agree} | **{100 * agree / total:.1f}%** |")
+    print("\n| round added | runs | agree | agreement |\n|---|---|---|---|")
+    for name, (a, n) in sorted(by_round.items()):
+        print(f"| {name} | {n} | {a} | {100 * a / n:.0f}% |")
     print(f"\n`too_high` verdicts on runs the grid marks good: {high_on_good}")
     print("\n| label \\ verdict | good | too_high | too_low | overfitting |")
     print("|---|---|---|---|---|")

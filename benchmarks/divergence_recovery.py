@@ -291,18 +291,29 @@ def timed(fn, acc):
     return wrapper
 
 
-def overhead(data, repeats, spe, epochs, bs):
+class _SyncSnapshots(DivergenceDetector):
+    """The detector with every snapshot read at once (as before async JAX
+    snapshots): the `--compare-sync` baseline."""
+
+    def _has_live_state(self):
+        return False
+
+
+def overhead(data, repeats, spe, epochs, bs, compare_sync=False):
     """Median over interleaved (ABBA) repeats of detector time / plain time.
 
     Two ratios: whole `fit` calls (tracing, set-up and all), and the steady
-    state (epochs after the first).
+    state (epochs after the first). With `compare_sync`, a third run per
+    repeat uses synchronous snapshots (`_SyncSnapshots`).
     """
     (x, y), _ = data
     fit_ratios, epoch_ratios, fits, nbytes, state = [], [], {}, 0, 0
+    sync_fit_ratios, sync_epoch_ratios = [], []
     hook_shares = []
+    modes = ["plain", "detector"] + (["detector_sync"] if compare_sync else [])
     for r in range(repeats + 1):
         times, epoch_times = {}, {}
-        for mode in ("plain", "detector") if r % 2 == 0 else ("detector", "plain"):
+        for mode in modes if r % 2 == 0 else modes[::-1]:
             model = cnn()
             model.compile(
                 optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
@@ -311,7 +322,10 @@ def overhead(data, repeats, spe, epochs, bs):
                 steps_per_execution=spe,
             )
             timer = EpochTimer()
-            det = DivergenceDetector(verbose=0) if mode == "detector" else None
+            det = {"detector": DivergenceDetector, "detector_sync": _SyncSnapshots}.get(
+                mode
+            )
+            det = det(verbose=0) if det is not None else None
             hook_time = [0.0]
             if det is not None:
                 for hook in ("on_train_begin", "on_train_batch_begin", "on_epoch_end"):
@@ -321,7 +335,7 @@ def overhead(data, repeats, spe, epochs, bs):
             model.fit(x, y, batch_size=bs, epochs=epochs, callbacks=cbs, verbose=0)
             times[mode] = time.perf_counter() - t0
             epoch_times[mode] = sum(timer.times[1:])
-            if det is not None:
+            if mode == "detector":
                 hook_shares.append(hook_time[0] / times[mode])
                 nbytes = det.snapshot_nbytes
                 state = sum(
@@ -334,7 +348,20 @@ def overhead(data, repeats, spe, epochs, bs):
             fits.setdefault(mode, []).append(times[mode])
         fit_ratios.append(times["detector"] / times["plain"])
         epoch_ratios.append(epoch_times["detector"] / epoch_times["plain"])
+        if compare_sync:
+            sync_fit_ratios.append(times["detector_sync"] / times["plain"])
+            sync_epoch_ratios.append(
+                epoch_times["detector_sync"] / epoch_times["plain"]
+            )
         print(times, epoch_times, flush=True)
+    sync = {}
+    if compare_sync:
+        sync = {
+            "sync snapshots: overhead, whole fit (%)": 100
+            * (statistics.median(sync_fit_ratios) - 1),
+            "sync snapshots: overhead, epochs 2+ (%)": 100
+            * (statistics.median(sync_epoch_ratios) - 1),
+        }
     return {
         "backend": keras.backend.backend(),
         "steps_per_execution": spe,
@@ -346,6 +373,7 @@ def overhead(data, repeats, spe, epochs, bs):
         * (min(fits["detector"]) / min(fits["plain"]) - 1),
         "time in the detector's hooks (% of its fit)": 100
         * statistics.median(hook_shares),
+        **sync,
         "snapshot bytes": nbytes,
         "weights + optimizer bytes": state,
     }
@@ -405,6 +433,11 @@ def table(rows):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--gpu", action="store_true", help="overhead only, spe=16")
+    p.add_argument(
+        "--compare-sync",
+        action="store_true",
+        help="with --gpu: also time synchronous snapshots (the earlier way)",
+    )
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--train", type=int, default=12000)
     p.add_argument("--repeats", type=int, default=8)
@@ -421,7 +454,14 @@ def main():
     print(f"backend={keras.backend.backend()}, keras {keras.__version__}")
     data = fashion(args.train, 5000)
     if args.gpu:
-        res = overhead(data, args.repeats, spe=16, epochs=args.epochs, bs=64)
+        res = overhead(
+            data,
+            args.repeats,
+            spe=16,
+            epochs=args.epochs,
+            bs=64,
+            compare_sync=args.compare_sync,
+        )
         print(table([res]))
         return
     if "faults" not in skip:

@@ -171,6 +171,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--max-trials", type=int, default=40)
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="index of the first search seed (a replication takes the next ones)",
+    )
     args = parser.parse_args()
     train_data, val_data = data()
     start = time.perf_counter()
@@ -209,7 +215,7 @@ def main() -> None:
                     run(kind, oracle_name, seed, table, args.max_trials,
                         ranges if auto else None),
                     target, args.max_trials, range_steps if auto else 0)
-                for seed in SEEDS[: args.seeds]
+                for seed in SEEDS[args.first_seed : args.first_seed + args.seeds]
             ]  # fmt: skip
             trials = [r[0] for r in results]
             steps = [r[1] for r in results]

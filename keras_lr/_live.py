@@ -8,7 +8,8 @@ makes the next execution gather them all again, and its reads wait for the
 device. The helpers here read the live arrays directly instead:
 
 - `live_arrays` finds the live values of some variables (None where the
-  variables themselves hold them: other backends, or between epochs);
+  variables themselves hold them: other backends, or between epochs), and
+  `LiveIndex` keeps where they are for repeated reads;
 - `fetch` copies arrays to the host, starting all transfers together;
 - `PendingRead` starts a device-to-host copy now and hands it over at the
   next read, so that the host never waits for the device mid-epoch: the
@@ -35,7 +36,8 @@ def live_arrays(model: Any, variables: Sequence[Any]) -> list[Any] | None:
     """The live values of `variables` in the JAX trainer's state, or None.
 
     None means the variables themselves are current (not JAX, outside
-    `fit`, or a callback has just synced the state).
+    `fit`, or a callback has just synced the state). A callback that reads
+    the same variables at every check keeps a `LiveIndex` instead.
 
     Example:
 
@@ -43,11 +45,10 @@ def live_arrays(model: Any, variables: Sequence[Any]) -> list[Any] | None:
     >>> live_arrays(model, model.weights) is None  # outside `fit`
     True
     """
-    if not _is_jax() or getattr(model, "_jax_state_synced", True):
-        return None
-    state = getattr(model, "_jax_state", None)
-    if not state:
-        return None
+    return LiveIndex(model, variables).arrays()
+
+
+def _state_groups(model: Any) -> list[tuple[str, Sequence[Any]]]:
     groups = [
         ("trainable_variables", model.trainable_variables),
         ("non_trainable_variables", model.non_trainable_variables),
@@ -56,17 +57,64 @@ def live_arrays(model: Any, variables: Sequence[Any]) -> list[Any] | None:
     optimizer = getattr(model, "optimizer", None)
     if optimizer is not None:
         groups.append(("optimizer_variables", optimizer.variables))
-    lookup: dict[int, Any] = {}
-    for key, group in groups:
-        values = state.get(key)
-        if values is None or len(values) != len(group):
-            continue
-        for variable, value in zip(group, values):
-            lookup[id(variable)] = value
-    try:
-        return [lookup[id(v)] for v in variables]
-    except KeyError:
-        return None
+    return groups
+
+
+class LiveIndex:
+    """Where some variables' live values sit in the JAX trainer's state.
+
+    Finding them walks every variable of the model and its optimizer (about
+    0.15 ms for a hundred variables); the positions found are kept, and
+    checked against the state's group sizes at every read, so that a read
+    in the middle of `fit` costs a few list lookups.
+
+    Args:
+        model: the model being trained.
+        variables: the variables to read.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> LiveIndex(model, model.weights).arrays() is None  # outside `fit`
+    True
+    """
+
+    def __init__(self, model: Any, variables: Sequence[Any]):
+        self._model = model
+        self._variables = list(variables)
+        self._positions: list[tuple[str, int]] | None = None
+        self._sizes: dict[str, int] = {}
+
+    def _locate(self, state: dict[str, Any]) -> None:
+        self._positions, self._sizes = None, {}
+        where: dict[int, tuple[str, int]] = {}
+        for key, group in _state_groups(self._model):
+            values = state.get(key)
+            if values is None or len(values) != len(group):
+                continue
+            self._sizes[key] = len(values)
+            for i, variable in enumerate(group):
+                where[id(variable)] = (key, i)
+        try:
+            self._positions = [where[id(v)] for v in self._variables]
+        except KeyError:
+            self._positions = None
+
+    def arrays(self) -> list[Any] | None:
+        """The live values, or None where the variables are current."""
+        model = self._model
+        if not _is_jax() or getattr(model, "_jax_state_synced", True):
+            return None
+        state = getattr(model, "_jax_state", None)
+        if not state:
+            return None
+        if self._positions is None or any(
+            len(state.get(key) or ()) != size for key, size in self._sizes.items()
+        ):
+            self._locate(state)
+            if self._positions is None:
+                return None
+        return [state[key][i] for key, i in self._positions]
 
 
 def fetch(arrays: Sequence[Any]) -> list[np.ndarray]:

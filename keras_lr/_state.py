@@ -87,7 +87,7 @@ class TrainingState:
     True
     """
 
-    def __init__(self, model: Any):
+    def __init__(self, model: Any, *, capture: bool = True):
         self.model = model
         self.optimizer = getattr(model, "optimizer", None)
         self._attrs = {name: vars(model).get(name, _MISSING) for name in _MODEL_ATTRS}
@@ -96,7 +96,18 @@ class TrainingState:
             self._lr_object = base_optimizer(self.optimizer)._learning_rate
         self._values: list[tuple[Any, np.ndarray]] | None = None
         self._metric_ids: set[int] = set()
-        self.capture_variables()
+        if capture:
+            self.capture_variables()
+
+    def variables(self) -> list[Any]:
+        """The variables this state captures (each once)."""
+        return self._variables()
+
+    def set_values(self, variables: list[Any], values: list[np.ndarray]) -> None:
+        """Takes host values of `variables` read elsewhere (an asynchronous
+        read of `variables()`), instead of `capture_variables()`."""
+        self._values = list(zip(variables, values))
+        self._metric_ids = {id(v) for v in self.model.metrics_variables}
 
     @property
     def has_variables(self) -> bool:

@@ -49,6 +49,16 @@ _ACC_KEYS = (
 #: With a fixed rate the epoch means of the training loss fall (nearly)
 #: monotonically; a mean this far above the best one before it is a jump up.
 REBOUND = 0.10
+#: A run has fitted its training data when its training accuracy reached
+#: this (or, without an accuracy, its training loss fell to `FITTED_LOSS`
+#: of the first epoch's). Jumps after that are the late instability of a
+#: rate that has done its work (adaptive optimizers take large steps once
+#: the gradients are tiny): a decay schedule settles them, a 10x lower rate
+#: would not have fitted faster. Only a jump that gives back
+#: `FITTED_GIVE_BACK` of the progress (a real blow-up) still counts.
+FITTED_ACCURACY = 0.99
+FITTED_LOSS = 0.02
+FITTED_GIVE_BACK = 0.5
 #: A jump of the training loss must give back at least this fraction of
 #: the progress made before it (``L_e - best >= 0.1 (L_0 - best)``).
 MATERIAL = 0.10
@@ -60,6 +70,10 @@ SETTLED = 0.05
 #: least `_DROP_MIN`), beyond which it is erratic or falling.
 VAL_GIVE_BACK = 0.05
 _DROP_MIN = 0.01
+#: Validation accuracy ending this far below its best is a cost (the band
+#: within which runs count as equally good): erratic or falling validation
+#: accuracy (rule 5) and overfitting (rule 6) need it.
+VAL_COST = 0.02
 #: A run whose training loss moved less than this fraction of its first
 #: epoch's value has barely moved.
 BARELY = 0.10
@@ -75,9 +89,21 @@ EARLY_STEEP = 0.7
 #: rate, the epoch mean is between the initial loss and the loss at the end
 #: of the epoch, and in practice under 2x the latter.)
 BLOW_UP = 3.0
+#: With accuracies, the loss ratio above must also exceed this multiple of
+#: the first epoch's error rate over the validation error after it.
+BLOW_UP_OVER_ERROR = 1.5
 #: After the first epoch the training loss improved by less than this
 #: fraction: the network has stopped learning.
 STALLED = 0.01
+#: A network that predicts the same distribution for every input scores
+#: accuracy ``a = 1/C`` and loss ``L >= ln C`` on C balanced classes, so
+#: ``a exp(L) <= 1``. A run whose training accuracy ends under
+#: `DEAD_ACCURACY`, with ``a exp(L) < DEAD_CONSTANT`` (margin for unbalanced
+#: classes), and rose less than `DEAD_RISE` since the first epoch predicts
+#: no better than a constant.
+DEAD_ACCURACY = 0.5
+DEAD_CONSTANT = 1.5
+DEAD_RISE = 0.02
 #: The last epoch's mean training loss above the validation loss after it,
 #: by more than this fraction: the model improved markedly within the epoch
 #: itself, i.e. it is underfitting, early in its descent. (Dropout and other
@@ -111,7 +137,8 @@ class Diagnosis:
             ``"overfitting"``.
         evidence: the figures the verdict was drawn from.
         action: what to change.
-        reasons: one sentence per finding that led to the verdict.
+        reasons: one sentence per finding; the last one gave the verdict,
+            any before it are notes (a late jump, over-confidence).
 
     Example:
 
@@ -164,6 +191,13 @@ def _give_back(values: np.ndarray) -> float:
     return float(drops[drops >= _DROP_MIN].sum())
 
 
+def _fitted(loss: np.ndarray, accuracy: np.ndarray | None) -> bool:
+    """Whether the run fitted its training data (see `FITTED_ACCURACY`)."""
+    if accuracy is not None and np.any(np.isfinite(accuracy)):
+        return bool(np.nanmax(accuracy) >= FITTED_ACCURACY)
+    return bool(loss.min() <= FITTED_LOSS * loss[0])
+
+
 def diagnose(history: Any) -> Diagnosis:
     """Diagnoses the learning rate from a training history.
 
@@ -171,7 +205,10 @@ def diagnose(history: Any) -> Diagnosis:
 
     1. a non-finite training or validation loss: **too high**;
     2. the first epoch's mean training loss is over 3x the validation loss
-       after it (it blew up on the way): **too high**;
+       after it (it blew up on the way) and, with accuracies, over 1.5x the
+       first epoch's error rate over the validation error after it (a fast
+       healthy descent lowers both alike; a blow-up inflates the unbounded
+       loss far more): **too high**;
     3. the training loss rose overall (``L_last > L_first``), or an epoch's
        mean came back more than 10% above the best before it (giving back
        at least 10% of the progress made) and the last epoch is still over
@@ -181,13 +218,21 @@ def diagnose(history: Any) -> Diagnosis:
        epoch gained over 10x the later epochs' mean change (the network
        stopped learning): **too high**;
     5. validation accuracy gave back 5 points or more in drops between
-       epochs (erratic or falling) and ends a point or more below its best:
-       **too high**;
+       epochs (erratic or falling) and ends 2 points or more below its
+       best: **too high**;
     6. the validation loss rose 10% above its minimum while the training
-       loss fell 5% more since that epoch: **overfitting**;
+       loss fell 5% more since that epoch, and validation accuracy (when
+       logged) ends 2 points or more below its best: **overfitting** (a
+       rising validation loss with the accuracy held is over-confidence,
+       reported among the reasons);
     7. the training loss moved less than 10% of its first value: **too
        low** when it fell at every epoch (a slow, steady descent), **too
-       high** when it did not (a network stalled where it started);
+       high** when it did not (a network stalled where it started); and
+       with a training accuracy logged, a run that ends under 50% accuracy,
+       no more than 2 points above its first epoch, with ``a exp(L) < 1.5``
+       (a constant prediction over C balanced classes scores ``a = 1/C``
+       with ``L >= ln C``): **too high** (it predicts no better than a
+       constant: the rate killed it);
     8. with 3 or more epochs, the last epoch's gain is at least half the
        first's (``L[-2] - L[-1] >= 0.5 (L[0] - L[1])``), or the second
        epoch's at least 0.7 of the first's (``L[1] - L[2] >= 0.7 (L[0] -
@@ -197,6 +242,13 @@ def diagnose(history: Any) -> Diagnosis:
        validation loss after it (the classic sign of underfitting: the
        model still improved markedly within that epoch): **too low**;
     10. otherwise **good**.
+
+    A run that fitted its training data (training accuracy 99% or more, or
+    without an accuracy a training loss down to 2% of the first epoch's)
+    was not held back by its rate: rules 2 and 5 do not apply to it, and
+    rule 3 counts only jumps that give back half the progress. Its later
+    jumps are reported among the reasons of a ``good`` verdict (a decay
+    schedule settles them).
 
     Args:
         history: a `keras.callbacks.History` or its ``history`` dict, with
@@ -261,11 +313,24 @@ def diagnose(history: Any) -> Diagnosis:
         )
         return verdict("good")
 
+    # A run that fitted its training data was not crippled by its rate:
+    # rules 2, 3 (small jumps) and 5 do not hold it against the rate.
+    fitted = _fitted(loss, _series(h, acc_key) if acc_key else None)
+    ev["fitted_training_data"] = fitted
+
     # 2. Blown up in the first epoch, then stalled or crawling back.
-    if val_loss is not None:
+    if val_loss is not None and not fitted:
         blow_up = loss[0] / max(abs(val_loss[0]), 1e-12)
         ev["first_epoch_blow_up"] = float(blow_up)
-        if blow_up > BLOW_UP:
+        # A fast descent also puts the epoch's mean far above the loss at
+        # its end; the error rate, bounded, then falls about as much. A
+        # blow-up inflates the (unbounded) loss far more than the error.
+        acc = _series(h, acc_key) if acc_key else None
+        error_fall = math.nan
+        if acc is not None and val_acc is not None:
+            error_fall = (1.0 - acc[0]) / max(1.0 - val_acc[0], 1e-3)
+            ev["first_epoch_error_fall"] = float(error_fall)
+        if blow_up > BLOW_UP and not blow_up <= BLOW_UP_OVER_ERROR * error_fall:
             reasons.append(
                 f"the first epoch's mean training loss ({loss[0]:.4g}) is "
                 f"{blow_up:.1f}x the validation loss after it: the loss blew up "
@@ -281,6 +346,9 @@ def diagnose(history: Any) -> Diagnosis:
     progress = np.maximum(loss[0] - running_best, 1e-12)
     given_back = (loss[1:] - running_best) / progress
     rebound = np.where(given_back >= MATERIAL, rebound, 0.0)
+    late_jump = fitted and bool(rebound.max() > REBOUND)
+    if fitted:
+        rebound = np.where(given_back >= FITTED_GIVE_BACK, rebound, 0.0)
     ev["max_rebound"] = float(rebound.max())
     if loss[-1] > loss[0]:
         reasons.append(
@@ -323,7 +391,7 @@ def diagnose(history: Any) -> Diagnosis:
         ev["val_accuracy_give_back"] = give_back
         below_best = float(val_acc.max() - val_acc[-1])
         ev["val_accuracy_below_best"] = below_best
-        if give_back >= VAL_GIVE_BACK and below_best >= _DROP_MIN:
+        if give_back >= VAL_GIVE_BACK and below_best >= VAL_COST and not fitted:
             reasons.append(
                 f"validation accuracy dropped by {100 * give_back:.1f} points in "
                 "total between epochs: it is erratic or falling"
@@ -337,7 +405,18 @@ def diagnose(history: Any) -> Diagnosis:
         train_fall = (loss[k] - loss[-1]) / max(abs(loss[k]), 1e-12)
         ev["val_loss_rise"] = float(rise)
         ev["val_loss_best_epoch"] = k + 1
-        if k < epochs - 1 and rise > OVERFIT_RISE and train_fall > _TRAIN_STILL_FALLING:
+        acc_held = val_acc is not None and val_acc.max() - val_acc[-1] < VAL_COST
+        rising = (
+            k < epochs - 1 and rise > OVERFIT_RISE and train_fall > _TRAIN_STILL_FALLING
+        )
+        if rising and acc_held:
+            reasons.append(
+                f"validation loss rose {100 * rise:.0f}% from its minimum at epoch "
+                f"{k + 1} while validation accuracy held within "
+                f"{100 * VAL_COST:.0f} points of its best: the predictions grow "
+                "over-confident (watch it; stop early on val_accuracy)"
+            )
+        if rising and not acc_held:
             reasons.append(
                 f"validation loss rose {100 * rise:.0f}% from its minimum at epoch "
                 f"{k + 1} while the training loss fell another "
@@ -363,6 +442,24 @@ def diagnose(history: Any) -> Diagnosis:
             "the network stalled where it started"
         )
         return verdict("too_high")
+
+    # 7b. Predicting no better than a constant, after a blow-up.
+    acc = _series(h, acc_key) if acc_key else None
+    if acc is not None and np.all(np.isfinite(acc[[0, -1]])):
+        constant = float(acc[-1] * math.exp(min(loss[-1], 50.0)))
+        ev["accuracy_times_exp_loss"] = constant
+        if (
+            acc[-1] < DEAD_ACCURACY
+            and constant < DEAD_CONSTANT
+            and acc[-1] - acc[0] < DEAD_RISE
+        ):
+            reasons.append(
+                f"training accuracy ends at {100 * acc[-1]:.1f}% with a loss of "
+                f"{loss[-1]:.3g}, what a constant prediction scores, and has not "
+                "risen: the network predicts no better than a constant (a rate "
+                "so high that it killed it)"
+            )
+            return verdict("too_high")
 
     # 8. No diminishing returns yet.
     if epochs >= 3:
@@ -398,5 +495,11 @@ def diagnose(history: Any) -> Diagnosis:
             )
             return verdict("too_low")
 
-    reasons.append("the loss fell and levelled off without jumps")
+    if late_jump:
+        reasons.append(
+            "the training loss jumped back up after the model had fitted its "
+            "training data: late instability that a decay schedule settles"
+        )
+    else:
+        reasons.append("the loss fell and levelled off without jumps")
     return verdict("good")

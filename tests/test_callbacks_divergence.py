@@ -132,6 +132,48 @@ def test_nan_batch_mid_epoch_rollback(fashion_sample, caplog):
 
 
 @pytest.mark.multibackend
+def test_snapshots_spaced_in_time_roll_back_to_a_healthy_step(
+    fashion_sample, monkeypatch
+):
+    # Without `snapshot_every`, snapshots are spaced in time; on JAX they are
+    # copied asynchronously and kept only once the losses up to their step
+    # have been read healthy. Spacing 0 s: one at every check.
+    from keras_lr.callbacks import divergence
+
+    monkeypatch.setattr(divergence, "_SNAPSHOT_SECONDS", 0.0)
+    commits = []
+    commit = DivergenceDetector._commit_snapshot
+
+    def counting(self, step):
+        commits.append(step)
+        return commit(self, step)
+
+    monkeypatch.setattr(DivergenceDetector, "_commit_snapshot", counting)
+    (x, y), _ = fashion_sample
+    x, y = np.concatenate([x, x]), np.concatenate([y, y])
+    x[60 * BATCH : 61 * BATCH] = np.nan  # batch 60 of 92
+    model = small_cnn(keras.optimizers.SGD(0.05, momentum=0.9))
+    det = DivergenceDetector(check_every=4)
+    model.fit(
+        x, y, batch_size=BATCH, epochs=1, shuffle=False, callbacks=[det], verbose=0
+    )
+    assert finite(model)
+    assert [e["action"] for e in det.events] == ["rollback"]
+    event = det.events[0]
+    # Some kernels turn a NaN input into NaN weights and a finite loss: the
+    # next snapshot finds them.
+    assert event["reason"] in ("nonfinite", "nonfinite_weights")
+    assert 60 <= event["step"] < 72
+    # A snapshot taken mid-epoch, before the NaN batch was trained on.
+    assert 30 <= event["restored_step"] <= 60
+    if BACKEND == "jax":
+        assert commits and max(commits) <= 60 < max(commits) + 8
+        assert event["restored_step"] in commits
+    else:
+        assert commits == []
+
+
+@pytest.mark.multibackend
 def test_transient_cut_is_undone_after_healthy_steps(fashion_sample, caplog):
     (x, y), _ = fashion_sample
     x, y = np.concatenate([x, x]), np.concatenate([y, y])

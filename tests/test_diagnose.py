@@ -136,6 +136,33 @@ def test_first_epoch_blow_up_is_too_high():
     assert diagnose(h).verdict == "good"
 
 
+def test_fast_first_epoch_is_not_a_blow_up():
+    # A small, easy set learnt within the first epoch: the epoch's mean loss
+    # is 3.3x the validation loss after it, and its error rate 3.6x the
+    # validation error: both fell alike, nothing blew up.
+    h = {
+        "loss": [0.7335, 0.132, 0.088, 0.069, 0.054, 0.041],
+        "val_loss": [0.2238, 0.1615, 0.1562, 0.1462, 0.1381, 0.1328],
+        "accuracy": [0.8054, 0.9615, 0.9777, 0.9831, 0.985, 0.987],
+        "val_accuracy": [0.9457, 0.9538, 0.9557, 0.9577, 0.96, 0.962],
+    }
+    d = diagnose(h)
+    assert d.evidence["first_epoch_blow_up"] == pytest.approx(0.7335 / 0.2238)
+    assert d.evidence["first_epoch_error_fall"] == pytest.approx(
+        (1 - 0.8054) / (1 - 0.9457)
+    )
+    assert d.verdict != "too_high", str(d)
+    # A blow-up: the loss ratio is far above the error ratio.
+    h = {
+        "loss": [2.8, 0.74, 0.7, 0.68, 0.67],
+        "val_loss": [0.85, 0.75, 0.72, 0.71, 0.70],
+        "accuracy": [0.6, 0.73, 0.74, 0.745, 0.75],
+        "val_accuracy": [0.70, 0.72, 0.73, 0.735, 0.74],
+    }
+    d = diagnose(h)
+    assert d.verdict == "too_high" and "blew up" in d.reasons[-1]
+
+
 def test_training_loss_above_validation_is_too_low():
     loss = [1.9, 1.01, 0.77, 0.694, 0.65]
     val = [1.33, 0.827, 0.719, 0.664, 0.629]
@@ -151,24 +178,58 @@ def test_overfitting():
     h = {
         "loss": decay(0.8, 0.05, 10, rate=0.7),
         "val_loss": [0.6, 0.45, 0.40, 0.39, 0.41, 0.45, 0.5, 0.56, 0.6, 0.65],
-        "val_accuracy": [
-            0.8,
-            0.85,
-            0.86,
-            0.865,
-            0.864,
-            0.862,
-            0.86,
-            0.858,
-            0.857,
-            0.855,
-        ],
+        "val_accuracy": [0.8, 0.85, 0.86, 0.865, 0.86, 0.855, 0.85, 0.85, 0.845, 0.84],
     }
     d = diagnose(h)
     assert d.verdict == "overfitting", str(d)
     assert d.evidence["val_loss_best_epoch"] == 4
     assert d.evidence["val_loss_rise"] == pytest.approx(0.65 / 0.39 - 1)
     assert "not a learning-rate problem" in d.action
+    # The same losses with the accuracy held within 2 points of its best:
+    # over-confidence, noted, not a verdict of its own.
+    h["val_accuracy"] = [0.8, 0.85, 0.86, 0.865, 0.864, 0.862, 0.86, 0.858, 0.857, 0.85]
+    d = diagnose(h)
+    assert d.verdict == "good", str(d)
+    assert "over-confident" in d.reasons[0]
+    # Without accuracies the rising validation loss decides.
+    del h["val_accuracy"]
+    assert diagnose(h).verdict == "overfitting"
+
+
+def test_late_jumps_after_fitting_the_training_data_are_good():
+    # Adaptive optimizers late in a run: the loss climbs back from near zero
+    # once the model has fitted its training data (accuracy 100%).
+    loss = [0.91, 0.23, 0.12, 0.064, 0.032, 0.018, 0.011, 0.008]
+    loss += [0.01, 0.035, 0.07, 0.118]
+    acc = [0.73, 0.92, 0.96, 0.98, 0.99, 0.994, 0.998, 1.0, 0.998, 0.99, 0.98, 0.962]
+    val_acc = [0.90, 0.93, 0.95, 0.96, 0.965, 0.97, 0.972, 0.974, 0.97, 0.96]
+    val_acc += [0.955, 0.962]
+    d = diagnose({"loss": loss, "accuracy": acc, "val_accuracy": val_acc})
+    assert d.verdict == "good", str(d)
+    assert d.evidence["fitted_training_data"] is True
+    assert d.evidence["max_rebound"] == 0.0
+    assert "fitted its training data" in d.reasons[-1]
+    # The same losses from a model that never fitted its data: too high.
+    acc = [a * 0.9 for a in acc]
+    d = diagnose({"loss": loss, "accuracy": acc, "val_accuracy": val_acc})
+    assert d.verdict == "too_high" and d.evidence["fitted_training_data"] is False
+    # Without accuracies, a loss down to 2% of the first epoch's has fitted.
+    d = diagnose({"loss": loss})
+    assert d.verdict == "good" and d.evidence["fitted_training_data"] is True
+    # A jump that gives back half the progress still counts.
+    d = diagnose({"loss": [*loss[:-1], 0.6], "accuracy": [*acc[:-1], 0.8]})
+    assert d.verdict == "too_high"
+
+
+def test_erratic_validation_accuracy_that_ends_near_its_best_is_not_too_high():
+    h = {
+        "loss": decay(1.0, 0.4, 6),
+        "val_accuracy": [0.70, 0.78, 0.70, 0.80, 0.72, 0.785],
+    }
+    d = diagnose(h)
+    assert d.evidence["val_accuracy_give_back"] == pytest.approx(0.16)
+    assert d.evidence["val_accuracy_below_best"] == pytest.approx(0.015)
+    assert d.verdict != "too_high"
 
 
 def test_one_epoch():
@@ -219,3 +280,25 @@ def test_verdict_does_not_depend_on_loss_scale():
                 == diagnose({"loss": list(loss)}).verdict
             )
     assert not math.isnan(diagnose({"loss": decay(1, 0.1, 5)}).evidence["loss_last"])
+
+
+def test_network_predicting_a_constant_is_too_high():
+    # Blown up in the first epoch, then settled at ln(10) with chance-level
+    # accuracy: the loss "fell" 63% and even steadily, but the network is
+    # dead.
+    loss = [6.68, 3.19, 2.64, 2.63, 2.62, 2.58, 2.54, 2.50, 2.48, 2.46]
+    acc = [0.091, 0.09, 0.111, 0.102, 0.111, 0.115, 0.105, 0.11, 0.11, 0.109]
+    d = diagnose({"loss": loss, "accuracy": acc})
+    assert d.verdict == "too_high", str(d)
+    assert d.evidence["accuracy_times_exp_loss"] == pytest.approx(
+        0.109 * math.exp(2.46)
+    )
+    assert "constant" in d.reasons[-1]
+    # Without the accuracy there is no telling: the loss alone looks healthy.
+    assert diagnose({"loss": loss}).verdict != "too_high"
+    # Accuracy rising from chance (a slow start) is not a dead network.
+    acc = [0.10, 0.12, 0.15, 0.18, 0.2, 0.22, 0.24, 0.26, 0.28, 0.3]
+    assert diagnose({"loss": loss, "accuracy": acc}).verdict != "too_high"
+    # A binary classifier at 90% with a loss of 0.3 (a exp(L) = 1.2) is fine.
+    h = {"loss": decay(0.5, 0.3, 6), "accuracy": [0.9] * 6}
+    assert diagnose(h).verdict != "too_high"

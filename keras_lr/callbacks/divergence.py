@@ -115,7 +115,12 @@ class DivergenceDetector(keras.callbacks.Callback):
     that found every loss since the last one healthy and no test in
     violation. Without an explicit `snapshot_every`, snapshots are also at
     least 0.5 s apart, so that fast steps on an accelerator do not wait for
-    a copy every few milliseconds.
+    a copy every few milliseconds, and on JAX they are taken asynchronously:
+    the copy of the live state starts together with the copy of the loss
+    buffer, and becomes the snapshot at the next read if every loss up to
+    it is healthy (the host never waits for the device; one more copy of
+    the variables is in flight meanwhile). An explicit `snapshot_every`
+    takes each snapshot at once, at the steps it names.
 
     **Actions.** Every action first restores the last healthy snapshot.
     ``"rollback"`` then multiplies the learning rate by `factor` and goes
@@ -343,6 +348,7 @@ class DivergenceDetector(keras.callbacks.Callback):
         self._snapshot_step = 0
         self._snapshot_time = 0.0
         self._pending_read: _live.PendingRead | None = None
+        self._pending_snapshot: tuple[list[Any], _live.PendingRead] | None = None
         self._last_restored: _WeightsSnapshot | None = None
         optimizer = model.optimizer
         if model.built and not optimizer.built:
@@ -358,6 +364,9 @@ class DivergenceDetector(keras.callbacks.Callback):
         capacity = 2 * (self._every + self._spe)
         with _distribution_scope(model):
             self._recorder = RingLossRecorder(capacity)
+        self._ring_live = _live.LiveIndex(
+            model, [self._recorder.buffer, self._recorder.steps]
+        )
         self._saved_tracker = vars(model).get("_loss_tracker")
         set_attr(model, "_loss_tracker", self._recorder)
         model.make_train_function(force=True)
@@ -375,10 +384,13 @@ class DivergenceDetector(keras.callbacks.Callback):
         set_attr(model, "test_function", None)
         self._recorder = None
 
-    def _take_snapshot(self, step: int) -> bool:
+    def _take_snapshot(
+        self, step: int, snapshot: _WeightsSnapshot | None = None
+    ) -> bool:
         """Replaces the snapshot; False (and no change) if a value is not finite."""
-        # `_model`: the snapshot reads the live values (no JAX state sync).
-        snapshot = _WeightsSnapshot(self._model)
+        if snapshot is None:
+            # `_model`: the snapshot reads the live values (no JAX state sync).
+            snapshot = _WeightsSnapshot(self._model)
         if not snapshot.has_variables:
             return True
         for _, value in snapshot._values:
@@ -389,6 +401,34 @@ class DivergenceDetector(keras.callbacks.Callback):
         self.snapshot_nbytes = snapshot.nbytes()
         self._snapshot_time = time.perf_counter()
         return True
+
+    def _start_snapshot(self) -> bool:
+        """Starts copying the live state to the host (JAX, mid-epoch).
+
+        The copy is started together with the copy of the loss ring that the
+        next read collects: when that read finds every loss up to this point
+        healthy, `_commit_snapshot` makes it the snapshot, so the host never
+        waits for the device to take one. False where there is no live state
+        to copy (other backends: their snapshots are read at once).
+        """
+        model = self._model
+        if not model.built:
+            return False
+        variables = _WeightsSnapshot(model, capture=False).variables()
+        live = _live.live_arrays(model, variables)
+        if live is None:
+            return False
+        self._pending_snapshot = (variables, _live.PendingRead(live))
+        self._snapshot_time = time.perf_counter()
+        return True
+
+    def _commit_snapshot(self, step: int) -> bool:
+        """The started snapshot becomes the snapshot of `step` (see above)."""
+        variables, read = self._pending_snapshot
+        self._pending_snapshot = None
+        snapshot = _WeightsSnapshot(self._model, capture=False)
+        snapshot.set_values(variables, read.result())
+        return self._take_snapshot(step, snapshot)
 
     # Keras hooks -----------------------------------------------------------
 
@@ -444,7 +484,7 @@ class DivergenceDetector(keras.callbacks.Callback):
         read, unless `now`: then the host waits for the current values.
         """
         rec = self._recorder
-        live = _live.live_arrays(self._model, [rec.buffer, rec.steps])
+        live = self._ring_live.arrays()
         if live is None:
             self._pending_read = None
             _ = self.model  # the variables are current (syncs JAX if needed)
@@ -456,6 +496,9 @@ class DivergenceDetector(keras.callbacks.Callback):
         if pending is None:
             return np.zeros(0), self._consumed, 0
         return rec.read_since(self._consumed, values=pending.result())
+
+    def _has_live_state(self) -> bool:
+        return self._ring_live.arrays() is not None
 
     def _snapshot_due(self, step: int) -> bool:
         if self._snapshot is None:
@@ -471,7 +514,14 @@ class DivergenceDetector(keras.callbacks.Callback):
 
     def _check(self, step: int | None = None) -> None:
         due = step is None or self._snapshot_due(step)
-        losses, total, lost = self._read(now=due)
+        # Mid-epoch on JAX, snapshots spaced in time (no `snapshot_every`)
+        # are copied asynchronously (below): the read that precedes one need
+        # not wait for the device either. An explicit `snapshot_every` gets
+        # its snapshots at once, at the steps it names.
+        live = (
+            step is not None and self.snapshot_every is None and self._has_live_state()
+        )
+        losses, total, lost = self._read(now=due and not live)
         self._next_check = (step if step is not None else total) + self._every
         event = None
         if lost:
@@ -479,21 +529,38 @@ class DivergenceDetector(keras.callbacks.Callback):
         if losses.size:
             event = self._watch.update(losses)
         self._consumed = total
+        healthy = (
+            event is None
+            and self._watch.healthy
+            and not self._watch.in_grace
+            and bool(losses.size)
+        )
+        pending = self._pending_snapshot is not None
+        if pending and not (live and healthy):
+            self._pending_snapshot = None
+        elif pending and not self._commit_snapshot(total):
+            event = DivergenceEvent(
+                total - 1, "nonfinite_weights", float(losses[-1]), self._watch.smoothed
+            )
         if (
             event is None
             and due
-            and self._watch.healthy
-            and not self._watch.in_grace
-            and losses.size
+            and healthy
             and (
                 self._snapshot is None
                 or total - self._snapshot_step >= self._snap_every
             )
-        ) and not self._take_snapshot(total):
-            # The host copy holds NaN or Inf although the losses looked fine.
-            event = DivergenceEvent(
-                total - 1, "nonfinite_weights", float(losses[-1]), self._watch.smoothed
-            )
+        ):
+            if live and self._start_snapshot():
+                pass
+            elif not self._take_snapshot(total):
+                # The host copy holds NaN or Inf although the losses looked fine.
+                event = DivergenceEvent(
+                    total - 1,
+                    "nonfinite_weights",
+                    float(losses[-1]),
+                    self._watch.smoothed,
+                )
         if event is not None:
             # Steps read late (JAX) ran on from the diverged state: the
             # rollback discards them with it.
@@ -554,6 +621,7 @@ class DivergenceDetector(keras.callbacks.Callback):
         optimizer = model.optimizer
         # A copy in flight holds steps from before the event: drop it.
         self._pending_read = None
+        self._pending_snapshot = None
         record: dict[str, Any] = {
             "epoch": int(getattr(self, "_epoch", 0)),
             "step": int(event.step) if source == "loss" else int(self._consumed),

@@ -281,7 +281,11 @@ class LRRangeTest(keras.callbacks.Callback):
         recorder = self._session.recorder
         live = None
         if not now and self.validation_data is None:
-            live = _live.live_arrays(self._model, [recorder.buffer, recorder.steps])
+            cached = getattr(self, "_ring_live", None)
+            if cached is None or cached[0] is not recorder:
+                ring = _live.LiveIndex(self._model, [recorder.buffer, recorder.steps])
+                cached = self._ring_live = (recorder, ring)
+            live = cached[1].arrays()
         if live is None:
             self._pending = None
             _ = self.model  # on JAX this syncs the state into the variables
