@@ -61,6 +61,14 @@ ROUNDS = {
     "digits_mlp_nadam_b128_heldout4": "6",
     "fashion_cnn_bn_adam_heldout4": "6",
     "digits_deep_mlp_rmsprop_momentum_heldout4": "6",
+    "fashion_bn_mlp_momentum_heldout5": "7",
+    "digits_dropout_mlp_adam_heldout5": "7",
+    "fashion_cnn_rmsprop_b32_heldout5": "7",
+    "digits_bn_cnn_momentum_heldout5": "7",
+    "fashion_cnn_dropout_momentum_heldout6": "8",
+    "digits_mlp_rmsprop_b8_heldout6": "8",
+    "fashion_bn_mlp_adam_b128_heldout6": "8",
+    "digits_deep_mlp_adadelta_heldout6": "8",
 }
 
 
@@ -187,6 +195,41 @@ def load_tasks():
             [
                 keras.Input((64,)),
                 keras.layers.Dense(32, activation="tanh"),
+                keras.layers.Dense(10),
+            ]
+        )
+
+    def mlp_fm_bn():
+        return keras.Sequential(
+            [
+                keras.Input((28, 28, 1)),
+                keras.layers.Flatten(),
+                keras.layers.Dense(128, use_bias=False),
+                keras.layers.BatchNormalization(),
+                keras.layers.ReLU(),
+                keras.layers.Dense(10),
+            ]
+        )
+
+    def mlp_digits_dropout():
+        return keras.Sequential(
+            [
+                keras.Input((64,)),
+                keras.layers.Dense(128, activation="relu"),
+                keras.layers.Dropout(0.5),
+                keras.layers.Dense(10),
+            ]
+        )
+
+    def cnn_digits_bn():
+        return keras.Sequential(
+            [
+                keras.Input((64,)),
+                keras.layers.Reshape((8, 8, 1)),
+                keras.layers.Conv2D(16, 3, use_bias=False),
+                keras.layers.BatchNormalization(),
+                keras.layers.ReLU(),
+                keras.layers.Flatten(),
                 keras.layers.Dense(10),
             ]
         )
@@ -371,6 +414,72 @@ def load_tasks():
             12,
             32,
             grid(-6, -1),
+        ),
+        # Trained after the seventh revision was fixed: its held-out check.
+        "fashion_bn_mlp_momentum_heldout5": (
+            mlp_fm_bn,
+            lambda lr: opt.SGD(lr, momentum=0.9),
+            fm,
+            4,
+            64,
+            grid(-4, 1),
+        ),
+        "digits_dropout_mlp_adam_heldout5": (
+            mlp_digits_dropout,
+            lambda lr: opt.Adam(lr),
+            dg,
+            15,
+            32,
+            grid(-5, 0),
+        ),
+        "fashion_cnn_rmsprop_b32_heldout5": (
+            cnn,
+            lambda lr: opt.RMSprop(lr),
+            fm,
+            3,
+            32,
+            grid(-5, 0),
+        ),
+        "digits_bn_cnn_momentum_heldout5": (
+            cnn_digits_bn,
+            lambda lr: opt.SGD(lr, momentum=0.9),
+            dg,
+            10,
+            32,
+            grid(-4, 1),
+        ),
+        # Trained after the eighth revision was fixed: its held-out check.
+        "fashion_cnn_dropout_momentum_heldout6": (
+            cnn_dropout,
+            lambda lr: opt.SGD(lr, momentum=0.9),
+            fm,
+            4,
+            64,
+            grid(-4, 1),
+        ),
+        "digits_mlp_rmsprop_b8_heldout6": (
+            mlp_digits,
+            lambda lr: opt.RMSprop(lr),
+            dg,
+            6,
+            8,
+            grid(-5, 0),
+        ),
+        "fashion_bn_mlp_adam_b128_heldout6": (
+            mlp_fm_bn,
+            lambda lr: opt.Adam(lr),
+            fm,
+            3,
+            128,
+            grid(-5, 0),
+        ),
+        "digits_deep_mlp_adadelta_heldout6": (
+            mlp_digits_deep,
+            lambda lr: opt.Adadelta(lr),
+            dg,
+            15,
+            32,
+            grid(-3, 2),
         ),
     }
 

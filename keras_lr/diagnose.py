@@ -104,6 +104,11 @@ STALLED = 0.01
 DEAD_ACCURACY = 0.5
 DEAD_CONSTANT = 1.5
 DEAD_RISE = 0.02
+#: Training accuracy this far above validation accuracy, with the validation
+#: loss still falling (so not overfitting), is a run whose inference-mode
+#: model lags its training (BatchNorm's moving statistics lag weights that
+#: still move a lot): it has not converged.
+CATCHING_UP = 0.10
 #: The last epoch's mean training loss above the validation loss after it,
 #: by more than this fraction: the model improved markedly within the epoch
 #: itself, i.e. it is underfitting, early in its descent. (Dropout and other
@@ -226,13 +231,19 @@ def diagnose(history: Any) -> Diagnosis:
        rising validation loss with the accuracy held is over-confidence,
        reported among the reasons);
     7. the training loss moved less than 10% of its first value: **too
-       low** when it fell at every epoch (a slow, steady descent), **too
-       high** when it did not (a network stalled where it started); and
-       with a training accuracy logged, a run that ends under 50% accuracy,
-       no more than 2 points above its first epoch, with ``a exp(L) < 1.5``
-       (a constant prediction over C balanced classes scores ``a = 1/C``
-       with ``L >= ln C``): **too high** (it predicts no better than a
-       constant: the rate killed it);
+       low** when it, or the validation loss (measured without dropout's
+       noise), fell at every epoch (a slow, steady descent), **too high**
+       when neither did (a network stalled where it started); and with a
+       training accuracy logged, a run that ends under 50% accuracy, no more
+       than 2 points above its first epoch, with ``a exp(L) < 1.5`` (a
+       constant prediction over C balanced classes scores ``a = 1/C`` with
+       ``L >= ln C``) or a validation accuracy that never rose 2 points
+       either: **too high** (it predicts no better than a constant: the
+       rate killed it);
+    7c. training accuracy ends more than 10 points above validation accuracy
+       while the validation loss still falls (not overfitting: the
+       inference-mode model, e.g. BatchNorm's moving statistics, has not
+       caught up with training): **too low** (still converging);
     8. with 3 or more epochs, the last epoch's gain is at least half the
        first's (``L[-2] - L[-1] >= 0.5 (L[0] - L[1])``), or the second
        epoch's at least 0.7 of the first's (``L[1] - L[2] >= 0.7 (L[0] -
@@ -430,11 +441,16 @@ def diagnose(history: Any) -> Diagnosis:
     monotone = bool(np.all(diffs < 0))
     ev["relative_decrease"] = float(moved)
     ev["monotone"] = monotone
+    # With dropout the training loss jitters; the validation loss, measured
+    # with dropout off, shows a steady crawl.
+    val_monotone = val_loss is not None and bool(np.all(np.diff(val_loss) < 0))
+    ev["val_loss_monotone"] = val_monotone
     if moved < BARELY:
-        if monotone:
+        if monotone or (val_monotone and val_loss.size >= 3):
+            steady = "steadily" if monotone else "the validation loss steadily"
             reasons.append(
                 f"the training loss fell only {100 * moved:.1f}% over "
-                f"{epochs} epochs, steadily: it is crawling"
+                f"{epochs} epochs, {steady}: it is crawling"
             )
             return verdict("too_low")
         reasons.append(
@@ -448,18 +464,35 @@ def diagnose(history: Any) -> Diagnosis:
     if acc is not None and np.all(np.isfinite(acc[[0, -1]])):
         constant = float(acc[-1] * math.exp(min(loss[-1], 50.0)))
         ev["accuracy_times_exp_loss"] = constant
+        # Chance level: a constant's score, or (confidently wrong, with a
+        # large loss) a validation accuracy that never rose either.
+        flat_val = val_acc is not None and float(val_acc.max() - val_acc[0]) < DEAD_RISE
         if (
             acc[-1] < DEAD_ACCURACY
-            and constant < DEAD_CONSTANT
             and acc[-1] - acc[0] < DEAD_RISE
+            and (constant < DEAD_CONSTANT or flat_val)
         ):
             reasons.append(
-                f"training accuracy ends at {100 * acc[-1]:.1f}% with a loss of "
-                f"{loss[-1]:.3g}, what a constant prediction scores, and has not "
-                "risen: the network predicts no better than a constant (a rate "
-                "so high that it killed it)"
+                f"training accuracy ends at {100 * acc[-1]:.1f}% (loss "
+                f"{loss[-1]:.3g}) and has not risen, nor has validation accuracy: "
+                "the network predicts no better than a constant (a rate so high "
+                "that it killed it)"
             )
             return verdict("too_high")
+
+    # 7c. Evaluation still catching up with training.
+    if acc is not None and val_acc is not None and val_loss is not None:
+        lag = float(acc[-1] - val_acc[-1])
+        ev["train_over_val_accuracy"] = lag
+        if lag > CATCHING_UP and val_loss[-1] < val_loss[-2]:
+            reasons.append(
+                f"validation accuracy ({100 * val_acc[-1]:.1f}%) is still "
+                f"{100 * lag:.0f} points below training accuracy while the "
+                "validation loss falls: the model in inference mode has not "
+                "caught up with training (BatchNorm statistics lag a slow run): "
+                "it is still converging"
+            )
+            return verdict("too_low")
 
     # 8. No diminishing returns yet.
     if epochs >= 3:

@@ -302,3 +302,84 @@ def test_network_predicting_a_constant_is_too_high():
     # A binary classifier at 90% with a loss of 0.3 (a exp(L) = 1.2) is fine.
     h = {"loss": decay(0.5, 0.3, 6), "accuracy": [0.9] * 6}
     assert diagnose(h).verdict != "too_high"
+
+
+def test_evaluation_still_catching_up_is_too_low():
+    # A BatchNorm CNN at a low rate: training accuracy 73%, validation still
+    # near chance but its loss falling at the end: not converged.
+    h = {
+        "loss": [1.43, 0.955, 0.806],
+        "accuracy": [0.561, 0.695, 0.730],
+        "val_loss": [4.55, 6.26, 4.52],
+        "val_accuracy": [0.121, 0.132, 0.226],
+    }
+    d = diagnose(h)
+    assert d.verdict == "too_low", str(d)
+    assert d.evidence["train_over_val_accuracy"] == pytest.approx(0.730 - 0.226)
+    assert "caught up" in d.reasons[-1]
+    # Caught up (validation within 10 points): the rule does not apply.
+    h["val_accuracy"] = [0.5, 0.66, 0.70]
+    h["val_loss"] = [1.2, 0.95, 0.85]
+    d = diagnose(h)
+    assert d.evidence["train_over_val_accuracy"] == pytest.approx(0.03)
+    assert "caught up" not in " ".join(d.reasons)
+    # A large gap with the validation loss rising is overfitting, not lag.
+    h = {
+        "loss": decay(0.8, 0.05, 6, rate=0.5),
+        "accuracy": [0.8, 0.9, 0.95, 0.98, 0.99, 0.995],
+        "val_loss": [0.5, 0.45, 0.5, 0.6, 0.7, 0.8],
+        "val_accuracy": [0.84, 0.86, 0.85, 0.84, 0.83, 0.82],
+    }
+    assert diagnose(h).verdict == "overfitting"
+
+
+def test_dropout_crawl_is_too_low_not_a_stall():
+    # Dropout makes the training loss jitter while the validation loss
+    # (dropout off) falls at every epoch: a slow crawl, not a dead network.
+    loss = [2.405, 2.412, 2.401, 2.390, 2.370, 2.372, 2.354, 2.360, 2.334, 2.299]
+    val = [2.373, 2.366, 2.359, 2.352, 2.345, 2.338, 2.332, 2.325, 2.318, 2.311]
+    d = diagnose({"loss": loss, "val_loss": val})
+    assert d.verdict == "too_low", str(d)
+    assert d.evidence["val_loss_monotone"] is True and d.evidence["monotone"] is False
+    # Without a steady validation loss the jitter reads as a stall.
+    assert diagnose({"loss": loss}).verdict == "too_high"
+
+
+def test_confidently_wrong_dead_network_is_too_high():
+    # Blown up to huge logits: chance accuracy with a loss far above ln(10),
+    # so not a constant's score, but neither accuracy ever rose.
+    h = {
+        "loss": [3.8e5, 11.4, 7.02, 7.17, 8.05, 5.10, 6.22, 7.54, 7.22, 6.41],
+        "accuracy": [
+            0.102,
+            0.095,
+            0.105,
+            0.092,
+            0.105,
+            0.105,
+            0.094,
+            0.089,
+            0.104,
+            0.102,
+        ],
+        "val_loss": [3.6e8, 3.1e6, 4.8, 8.2, 5.7, 5.2, 8.8, 7.2, 3.5, 10.2],
+        "val_accuracy": [
+            0.109,
+            0.119,
+            0.087,
+            0.091,
+            0.097,
+            0.119,
+            0.093,
+            0.097,
+            0.093,
+            0.113,
+        ],
+    }
+    d = diagnose(h)
+    assert d.verdict == "too_high", str(d)
+    assert d.evidence["accuracy_times_exp_loss"] > 1.5
+    assert "no better than a constant" in d.reasons[-1]
+    # The same losses with validation accuracy climbing are not flagged dead.
+    h["val_accuracy"] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.62, 0.64, 0.65]
+    assert "no better than a constant" not in " ".join(diagnose(h).reasons)
