@@ -118,9 +118,10 @@ class DivergenceDetector(keras.callbacks.Callback):
     a copy every few milliseconds, and on JAX they are taken asynchronously:
     the copy of the live state starts together with the copy of the loss
     buffer, and becomes the snapshot at the next read if every loss up to
-    it is healthy (the host never waits for the device; one more copy of
-    the variables is in flight meanwhile). An explicit `snapshot_every`
-    takes each snapshot at once, at the steps it names.
+    it is healthy (the host never waits for the device; meanwhile a device
+    copy of the variables is in flight, so on an accelerator with no memory
+    to spare pass `snapshot_every`). An explicit `snapshot_every` takes each
+    snapshot at once, at the steps it names, with no device copy.
 
     **Actions.** Every action first restores the last healthy snapshot.
     ``"rollback"`` then multiplies the learning rate by `factor` and goes
