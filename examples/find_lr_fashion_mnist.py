@@ -100,7 +100,6 @@ def main(argv=None) -> dict:
             (x, y),
             batch_size=args.batch_size,
             num_steps=steps,
-            race_steps=steps // 2 if args.smoke else steps,
             return_details=True,
             verbose=0,
         )
