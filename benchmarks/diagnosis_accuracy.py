@@ -77,7 +77,114 @@ def grid(lo_exp: int, hi_exp: int) -> list[float]:
     return [float(10 ** (k / 3)) for k in range(3 * lo_exp, 3 * hi_exp + 1)]
 
 
+#: The tasks: name, model, optimizer, data, epochs, batch, grid exponents.
+#: Rows are in the order they were added (see `ROUNDS`).
+TASKS = [
+    ("fashion_cnn_adam", "cnn", "adam", "fm", 5, 64, (-5, 0)),
+    ("fashion_mlp_sgd_momentum", "mlp_fm", "momentum", "fm", 5, 64, (-4, 1)),
+    ("digits_mlp_sgd", "mlp_digits", "sgd", "dg", 20, 32, (-4, 1)),
+    ("digits_mlp_adam_heldout", "mlp_digits", "adam", "dg", 10, 16, (-5, 0)),
+    ("fashion_cnn_dropout_rmsprop", "cnn_dropout", "rmsprop", "fm", 4, 128, (-5, 0)),
+    ("fashion_cnn_nesterov_heldout", "cnn", "nesterov", "fm", 3, 32, (-4, 1)),
+    ("digits_deep_mlp_adamw_heldout", "mlp_digits_deep", "adamw_1e-4", "dg", 15, 64,
+     (-5, 0)),
+    ("fashion_cnn_bn_sgd_heldout", "cnn_bn", "sgd", "fm", 4, 64, (-4, 1)),
+    ("digits_cnn_adamax_heldout", "cnn_digits", "adamax", "dg", 12, 32, (-5, 0)),
+    ("fashion_mlp_nadam_b256_heldout", "mlp_fm_deep", "nadam", "fm", 6, 256, (-5, 0)),
+    ("digits_tanh_mlp_rmsprop_heldout", "mlp_digits_tanh", "rmsprop", "dg", 15, 32,
+     (-5, 0)),
+    ("fashion_cnn_dropout_adam_heldout2", "cnn_dropout", "adam", "fm", 3, 32, (-5, 0)),
+    ("digits_mlp_adagrad_heldout2", "mlp_digits", "adagrad", "dg", 20, 64, (-4, 1)),
+    ("fashion_deep_mlp_sgd_heldout2", "mlp_fm_deep", "sgd", "fm", 5, 32, (-4, 1)),
+    ("digits_deep_mlp_lion_heldout2", "mlp_digits_deep", "lion", "dg", 10, 32, (-6, -1)),
+    ("fashion_cnn_adamw_b128_heldout3", "cnn", "adamw_1e-3", "fm", 4, 128, (-5, 0)),
+    ("digits_deep_mlp_momentum_heldout3", "mlp_digits_deep", "momentum", "dg", 10, 64,
+     (-4, 1)),
+    ("fashion_mlp_rmsprop_heldout3", "mlp_fm", "rmsprop", "fm", 4, 32, (-5, 0)),
+    ("digits_cnn_nadam_heldout3", "cnn_digits", "nadam", "dg", 8, 16, (-5, 0)),
+    ("fashion_cnn_sgd_b256_heldout4", "cnn", "sgd", "fm", 5, 256, (-3, 2)),
+    ("digits_mlp_nadam_b128_heldout4", "mlp_digits", "nadam", "dg", 25, 128, (-5, 0)),
+    ("fashion_cnn_bn_adam_heldout4", "cnn_bn", "adam", "fm", 3, 64, (-5, 0)),
+    ("digits_deep_mlp_rmsprop_momentum_heldout4", "mlp_digits_deep",
+     "rmsprop_momentum", "dg", 12, 32, (-6, -1)),
+    ("fashion_bn_mlp_momentum_heldout5", "mlp_fm_bn", "momentum", "fm", 4, 64, (-4, 1)),
+    ("digits_dropout_mlp_adam_heldout5", "mlp_digits_dropout", "adam", "dg", 15, 32,
+     (-5, 0)),
+    ("fashion_cnn_rmsprop_b32_heldout5", "cnn", "rmsprop", "fm", 3, 32, (-5, 0)),
+    ("digits_bn_cnn_momentum_heldout5", "cnn_digits_bn", "momentum", "dg", 10, 32,
+     (-4, 1)),
+    ("fashion_cnn_dropout_momentum_heldout6", "cnn_dropout", "momentum", "fm", 4, 64,
+     (-4, 1)),
+    ("digits_mlp_rmsprop_b8_heldout6", "mlp_digits", "rmsprop", "dg", 6, 8, (-5, 0)),
+    ("fashion_bn_mlp_adam_b128_heldout6", "mlp_fm_bn", "adam", "fm", 3, 128, (-5, 0)),
+    ("digits_deep_mlp_adadelta_heldout6", "mlp_digits_deep", "adadelta", "dg", 15, 32,
+     (-3, 2)),
+]  # fmt: skip
+
+
+def _models():
+    """Layer lists (after the input) of the tasks' models, by name."""
+    from keras import layers as L
+
+    def conv_bn(filters, **kw):
+        return [L.Conv2D(filters, 3, use_bias=False, **kw), L.BatchNormalization(),
+                L.ReLU()]  # fmt: skip
+
+    fashion, digits = (28, 28, 1), (64,)
+    return {
+        "cnn": (fashion, lambda: [
+            L.Conv2D(16, 3, strides=2, activation="relu"),
+            L.Conv2D(32, 3, strides=2, activation="relu"),
+            L.Flatten(), L.Dense(64, activation="relu")]),
+        "cnn_dropout": (fashion, lambda: [
+            L.Conv2D(16, 3, activation="relu"), L.MaxPooling2D(),
+            L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(),
+            L.Flatten(), L.Dropout(0.3)]),
+        "cnn_bn": (fashion, lambda: [
+            *conv_bn(16, strides=2), *conv_bn(32, strides=2),
+            L.GlobalAveragePooling2D()]),
+        "mlp_fm": (fashion, lambda: [L.Flatten(), L.Dense(128, activation="relu")]),
+        "mlp_fm_deep": (fashion, lambda: [
+            L.Flatten(), L.Dense(256, activation="relu"),
+            L.Dense(128, activation="relu")]),
+        "mlp_fm_bn": (fashion, lambda: [
+            L.Flatten(), L.Dense(128, use_bias=False), L.BatchNormalization(),
+            L.ReLU()]),
+        "mlp_digits": (digits, lambda: [L.Dense(64, activation="relu")]),
+        "mlp_digits_deep": (digits, lambda: [
+            L.Dense(128, activation="relu"), L.Dense(128, activation="relu")]),
+        "mlp_digits_tanh": (digits, lambda: [L.Dense(32, activation="tanh")]),
+        "mlp_digits_dropout": (digits, lambda: [
+            L.Dense(128, activation="relu"), L.Dropout(0.5)]),
+        "cnn_digits": (digits, lambda: [
+            L.Reshape((8, 8, 1)), L.Conv2D(16, 3, activation="relu"), L.Flatten()]),
+        "cnn_digits_bn": (digits, lambda: [
+            L.Reshape((8, 8, 1)), *conv_bn(16), L.Flatten()]),
+    }  # fmt: skip
+
+
+def _optimizers():
+    from keras import optimizers as O
+
+    return {
+        "sgd": lambda lr: O.SGD(lr),
+        "momentum": lambda lr: O.SGD(lr, momentum=0.9),
+        "nesterov": lambda lr: O.SGD(lr, momentum=0.9, nesterov=True),
+        "adam": lambda lr: O.Adam(lr),
+        "adamw_1e-4": lambda lr: O.AdamW(lr, weight_decay=1e-4),
+        "adamw_1e-3": lambda lr: O.AdamW(lr, weight_decay=1e-3),
+        "adamax": lambda lr: O.Adamax(lr),
+        "nadam": lambda lr: O.Nadam(lr),
+        "rmsprop": lambda lr: O.RMSprop(lr),
+        "rmsprop_momentum": lambda lr: O.RMSprop(lr, momentum=0.9),
+        "adagrad": lambda lr: O.Adagrad(lr),
+        "adadelta": lambda lr: O.Adadelta(lr),
+        "lion": lambda lr: O.Lion(lr),
+    }
+
+
 def load_tasks():
+    """``{name: (make_model, make_optimizer, data, epochs, batch, rates)}``."""
     import keras
 
     from keras_lr.data import load_fashion_mnist
@@ -98,389 +205,17 @@ def load_tasks():
     xd, yd = xd[p], yd[p]
     dg = ((xd[:1300], yd[:1300]), (xd[1300:], yd[1300:]))
 
-    def cnn():
-        return keras.Sequential(
-            [
-                keras.Input((28, 28, 1)),
-                keras.layers.Conv2D(16, 3, strides=2, activation="relu"),
-                keras.layers.Conv2D(32, 3, strides=2, activation="relu"),
-                keras.layers.Flatten(),
-                keras.layers.Dense(64, activation="relu"),
-                keras.layers.Dense(10),
-            ]
+    models, optimizers, datasets = _models(), _optimizers(), {"fm": fm, "dg": dg}
+
+    def maker(model):
+        shape, body = models[model]
+        return lambda: keras.Sequential(
+            [keras.Input(shape), *body(), keras.layers.Dense(10)]
         )
 
-    def cnn_dropout():
-        return keras.Sequential(
-            [
-                keras.Input((28, 28, 1)),
-                keras.layers.Conv2D(16, 3, activation="relu"),
-                keras.layers.MaxPooling2D(),
-                keras.layers.Conv2D(32, 3, activation="relu"),
-                keras.layers.MaxPooling2D(),
-                keras.layers.Flatten(),
-                keras.layers.Dropout(0.3),
-                keras.layers.Dense(10),
-            ]
-        )
-
-    def mlp_fm():
-        return keras.Sequential(
-            [
-                keras.Input((28, 28, 1)),
-                keras.layers.Flatten(),
-                keras.layers.Dense(128, activation="relu"),
-                keras.layers.Dense(10),
-            ]
-        )
-
-    def mlp_digits():
-        return keras.Sequential(
-            [
-                keras.Input((64,)),
-                keras.layers.Dense(64, activation="relu"),
-                keras.layers.Dense(10),
-            ]
-        )
-
-    def mlp_digits_deep():
-        return keras.Sequential(
-            [
-                keras.Input((64,)),
-                keras.layers.Dense(128, activation="relu"),
-                keras.layers.Dense(128, activation="relu"),
-                keras.layers.Dense(10),
-            ]
-        )
-
-    def cnn_bn():
-        return keras.Sequential(
-            [
-                keras.Input((28, 28, 1)),
-                keras.layers.Conv2D(16, 3, strides=2, use_bias=False),
-                keras.layers.BatchNormalization(),
-                keras.layers.ReLU(),
-                keras.layers.Conv2D(32, 3, strides=2, use_bias=False),
-                keras.layers.BatchNormalization(),
-                keras.layers.ReLU(),
-                keras.layers.GlobalAveragePooling2D(),
-                keras.layers.Dense(10),
-            ]
-        )
-
-    def cnn_digits():
-        return keras.Sequential(
-            [
-                keras.Input((64,)),
-                keras.layers.Reshape((8, 8, 1)),
-                keras.layers.Conv2D(16, 3, activation="relu"),
-                keras.layers.Flatten(),
-                keras.layers.Dense(10),
-            ]
-        )
-
-    def mlp_fm_deep():
-        return keras.Sequential(
-            [
-                keras.Input((28, 28, 1)),
-                keras.layers.Flatten(),
-                keras.layers.Dense(256, activation="relu"),
-                keras.layers.Dense(128, activation="relu"),
-                keras.layers.Dense(10),
-            ]
-        )
-
-    def mlp_digits_tanh():
-        return keras.Sequential(
-            [
-                keras.Input((64,)),
-                keras.layers.Dense(32, activation="tanh"),
-                keras.layers.Dense(10),
-            ]
-        )
-
-    def mlp_fm_bn():
-        return keras.Sequential(
-            [
-                keras.Input((28, 28, 1)),
-                keras.layers.Flatten(),
-                keras.layers.Dense(128, use_bias=False),
-                keras.layers.BatchNormalization(),
-                keras.layers.ReLU(),
-                keras.layers.Dense(10),
-            ]
-        )
-
-    def mlp_digits_dropout():
-        return keras.Sequential(
-            [
-                keras.Input((64,)),
-                keras.layers.Dense(128, activation="relu"),
-                keras.layers.Dropout(0.5),
-                keras.layers.Dense(10),
-            ]
-        )
-
-    def cnn_digits_bn():
-        return keras.Sequential(
-            [
-                keras.Input((64,)),
-                keras.layers.Reshape((8, 8, 1)),
-                keras.layers.Conv2D(16, 3, use_bias=False),
-                keras.layers.BatchNormalization(),
-                keras.layers.ReLU(),
-                keras.layers.Flatten(),
-                keras.layers.Dense(10),
-            ]
-        )
-
-    opt = keras.optimizers
     return {
-        "fashion_cnn_adam": (cnn, lambda lr: opt.Adam(lr), fm, 5, 64, grid(-5, 0)),
-        "fashion_mlp_sgd_momentum": (
-            mlp_fm,
-            lambda lr: opt.SGD(lr, momentum=0.9),
-            fm,
-            5,
-            64,
-            grid(-4, 1),
-        ),
-        "digits_mlp_sgd": (mlp_digits, lambda lr: opt.SGD(lr), dg, 20, 32, grid(-4, 1)),
-        # Added after the rules were fixed, as a held-out check.
-        "digits_mlp_adam_heldout": (
-            mlp_digits,
-            lambda lr: opt.Adam(lr),
-            dg,
-            10,
-            16,
-            grid(-5, 0),
-        ),
-        "fashion_cnn_dropout_rmsprop": (
-            cnn_dropout,
-            lambda lr: opt.RMSprop(lr),
-            fm,
-            4,
-            128,
-            grid(-5, 0),
-        ),
-        # Added after the second-epoch rule (rule 8) was written, as held-out
-        # checks of it.
-        "fashion_cnn_nesterov_heldout": (
-            cnn,
-            lambda lr: opt.SGD(lr, momentum=0.9, nesterov=True),
-            fm,
-            3,
-            32,
-            grid(-4, 1),
-        ),
-        "digits_deep_mlp_adamw_heldout": (
-            mlp_digits_deep,
-            lambda lr: opt.AdamW(lr, weight_decay=1e-4),
-            dg,
-            15,
-            64,
-            grid(-5, 0),
-        ),
-        # Added (and trained) before the third revision of the rules, and not
-        # looked at until it was done: held-out checks of that revision.
-        "fashion_cnn_bn_sgd_heldout": (
-            cnn_bn,
-            lambda lr: opt.SGD(lr),
-            fm,
-            4,
-            64,
-            grid(-4, 1),
-        ),
-        "digits_cnn_adamax_heldout": (
-            cnn_digits,
-            lambda lr: opt.Adamax(lr),
-            dg,
-            12,
-            32,
-            grid(-5, 0),
-        ),
-        "fashion_mlp_nadam_b256_heldout": (
-            mlp_fm_deep,
-            lambda lr: opt.Nadam(lr),
-            fm,
-            6,
-            256,
-            grid(-5, 0),
-        ),
-        "digits_tanh_mlp_rmsprop_heldout": (
-            mlp_digits_tanh,
-            lambda lr: opt.RMSprop(lr),
-            dg,
-            15,
-            32,
-            grid(-5, 0),
-        ),
-        # Trained after the third revision was fixed, never looked at before
-        # it was: the held-out check of that revision.
-        "fashion_cnn_dropout_adam_heldout2": (
-            cnn_dropout,
-            lambda lr: opt.Adam(lr),
-            fm,
-            3,
-            32,
-            grid(-5, 0),
-        ),
-        "digits_mlp_adagrad_heldout2": (
-            mlp_digits,
-            lambda lr: opt.Adagrad(lr),
-            dg,
-            20,
-            64,
-            grid(-4, 1),
-        ),
-        "fashion_deep_mlp_sgd_heldout2": (
-            mlp_fm_deep,
-            lambda lr: opt.SGD(lr),
-            fm,
-            5,
-            32,
-            grid(-4, 1),
-        ),
-        "digits_deep_mlp_lion_heldout2": (
-            mlp_digits_deep,
-            lambda lr: opt.Lion(lr),
-            dg,
-            10,
-            32,
-            grid(-6, -1),
-        ),
-        # Trained after the fifth revision was fixed: its held-out check.
-        "fashion_cnn_adamw_b128_heldout3": (
-            cnn,
-            lambda lr: opt.AdamW(lr, weight_decay=1e-3),
-            fm,
-            4,
-            128,
-            grid(-5, 0),
-        ),
-        "digits_deep_mlp_momentum_heldout3": (
-            mlp_digits_deep,
-            lambda lr: opt.SGD(lr, momentum=0.9),
-            dg,
-            10,
-            64,
-            grid(-4, 1),
-        ),
-        "fashion_mlp_rmsprop_heldout3": (
-            mlp_fm,
-            lambda lr: opt.RMSprop(lr),
-            fm,
-            4,
-            32,
-            grid(-5, 0),
-        ),
-        "digits_cnn_nadam_heldout3": (
-            cnn_digits,
-            lambda lr: opt.Nadam(lr),
-            dg,
-            8,
-            16,
-            grid(-5, 0),
-        ),
-        # Trained after the sixth revision was fixed: its held-out check.
-        "fashion_cnn_sgd_b256_heldout4": (
-            cnn,
-            lambda lr: opt.SGD(lr),
-            fm,
-            5,
-            256,
-            grid(-3, 2),
-        ),
-        "digits_mlp_nadam_b128_heldout4": (
-            mlp_digits,
-            lambda lr: opt.Nadam(lr),
-            dg,
-            25,
-            128,
-            grid(-5, 0),
-        ),
-        "fashion_cnn_bn_adam_heldout4": (
-            cnn_bn,
-            lambda lr: opt.Adam(lr),
-            fm,
-            3,
-            64,
-            grid(-5, 0),
-        ),
-        "digits_deep_mlp_rmsprop_momentum_heldout4": (
-            mlp_digits_deep,
-            lambda lr: opt.RMSprop(lr, momentum=0.9),
-            dg,
-            12,
-            32,
-            grid(-6, -1),
-        ),
-        # Trained after the seventh revision was fixed: its held-out check.
-        "fashion_bn_mlp_momentum_heldout5": (
-            mlp_fm_bn,
-            lambda lr: opt.SGD(lr, momentum=0.9),
-            fm,
-            4,
-            64,
-            grid(-4, 1),
-        ),
-        "digits_dropout_mlp_adam_heldout5": (
-            mlp_digits_dropout,
-            lambda lr: opt.Adam(lr),
-            dg,
-            15,
-            32,
-            grid(-5, 0),
-        ),
-        "fashion_cnn_rmsprop_b32_heldout5": (
-            cnn,
-            lambda lr: opt.RMSprop(lr),
-            fm,
-            3,
-            32,
-            grid(-5, 0),
-        ),
-        "digits_bn_cnn_momentum_heldout5": (
-            cnn_digits_bn,
-            lambda lr: opt.SGD(lr, momentum=0.9),
-            dg,
-            10,
-            32,
-            grid(-4, 1),
-        ),
-        # Trained after the eighth revision was fixed: its held-out check.
-        "fashion_cnn_dropout_momentum_heldout6": (
-            cnn_dropout,
-            lambda lr: opt.SGD(lr, momentum=0.9),
-            fm,
-            4,
-            64,
-            grid(-4, 1),
-        ),
-        "digits_mlp_rmsprop_b8_heldout6": (
-            mlp_digits,
-            lambda lr: opt.RMSprop(lr),
-            dg,
-            6,
-            8,
-            grid(-5, 0),
-        ),
-        "fashion_bn_mlp_adam_b128_heldout6": (
-            mlp_fm_bn,
-            lambda lr: opt.Adam(lr),
-            fm,
-            3,
-            128,
-            grid(-5, 0),
-        ),
-        "digits_deep_mlp_adadelta_heldout6": (
-            mlp_digits_deep,
-            lambda lr: opt.Adadelta(lr),
-            dg,
-            15,
-            32,
-            grid(-3, 2),
-        ),
+        name: (maker(model), optimizers[opt], datasets[data], epochs, bs, grid(*exps))
+        for name, model, opt, data, epochs, bs, exps in TASKS
     }
 
 
