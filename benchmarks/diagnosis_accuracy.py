@@ -69,6 +69,10 @@ ROUNDS = {
     "digits_mlp_rmsprop_b8_heldout6": "8",
     "fashion_bn_mlp_adam_b128_heldout6": "8",
     "digits_deep_mlp_adadelta_heldout6": "8",
+    "fashion_tanh_mlp_adagrad_heldout7": "9",
+    "digits_cnn_rmsprop_b64_heldout7": "9",
+    "fashion_cnn_nadam_heldout7": "9",
+    "digits_deep_mlp_nesterov_b16_heldout7": "9",
 }
 
 
@@ -119,6 +123,11 @@ TASKS = [
     ("fashion_bn_mlp_adam_b128_heldout6", "mlp_fm_bn", "adam", "fm", 3, 128, (-5, 0)),
     ("digits_deep_mlp_adadelta_heldout6", "mlp_digits_deep", "adadelta", "dg", 15, 32,
      (-3, 2)),
+    ("fashion_tanh_mlp_adagrad_heldout7", "mlp_fm_tanh", "adagrad", "fm", 5, 32, (-4, 1)),
+    ("digits_cnn_rmsprop_b64_heldout7", "cnn_digits", "rmsprop", "dg", 10, 64, (-5, 0)),
+    ("fashion_cnn_nadam_heldout7", "cnn", "nadam", "fm", 3, 64, (-5, 0)),
+    ("digits_deep_mlp_nesterov_b16_heldout7", "mlp_digits_deep", "nesterov", "dg", 8,
+     16, (-4, 1)),
 ]  # fmt: skip
 
 
@@ -144,6 +153,7 @@ def _models():
             *conv_bn(16, strides=2), *conv_bn(32, strides=2),
             L.GlobalAveragePooling2D()]),
         "mlp_fm": (fashion, lambda: [L.Flatten(), L.Dense(128, activation="relu")]),
+        "mlp_fm_tanh": (fashion, lambda: [L.Flatten(), L.Dense(128, activation="tanh")]),
         "mlp_fm_deep": (fashion, lambda: [
             L.Flatten(), L.Dense(256, activation="relu"),
             L.Dense(128, activation="relu")]),

@@ -104,8 +104,12 @@ class TrainingState:
         return self._variables()
 
     def set_values(self, variables: list[Any], values: list[np.ndarray]) -> None:
-        """Takes host values of `variables` read elsewhere (an asynchronous
-        read of `variables()`), instead of `capture_variables()`."""
+        """Takes host values of `variables` instead of `capture_variables()`.
+
+        Args:
+            variables: the variables of `variables()`.
+            values: their host values, read elsewhere (an asynchronous read).
+        """
         self._values = list(zip(variables, values))
         self._metric_ids = {id(v) for v in self.model.metrics_variables}
 
