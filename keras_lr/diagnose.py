@@ -293,6 +293,7 @@ def diagnose(history: Any) -> Diagnosis:
         )
     val_loss = _series(h, "val_loss")
     acc_key = _accuracy_key(h)
+    acc = _series(h, acc_key) if acc_key else None
     val_acc = _series(h, f"val_{acc_key}") if acc_key else None
     epochs = int(loss.size)
     ev: dict[str, Any] = {
@@ -326,7 +327,7 @@ def diagnose(history: Any) -> Diagnosis:
 
     # A run that fitted its training data was not crippled by its rate:
     # rules 2, 3 (small jumps) and 5 do not hold it against the rate.
-    fitted = _fitted(loss, _series(h, acc_key) if acc_key else None)
+    fitted = _fitted(loss, acc)
     ev["fitted_training_data"] = fitted
 
     # 2. Blown up in the first epoch, then stalled or crawling back.
@@ -336,7 +337,6 @@ def diagnose(history: Any) -> Diagnosis:
         # A fast descent also puts the epoch's mean far above the loss at
         # its end; the error rate, bounded, then falls about as much. A
         # blow-up inflates the (unbounded) loss far more than the error.
-        acc = _series(h, acc_key) if acc_key else None
         error_fall = math.nan
         if acc is not None and val_acc is not None:
             error_fall = (1.0 - acc[0]) / max(1.0 - val_acc[0], 1e-3)
@@ -460,7 +460,6 @@ def diagnose(history: Any) -> Diagnosis:
         return verdict("too_high")
 
     # 7b. Predicting no better than a constant, after a blow-up.
-    acc = _series(h, acc_key) if acc_key else None
     if acc is not None and np.all(np.isfinite(acc[[0, -1]])):
         constant = float(acc[-1] * math.exp(min(loss[-1], 50.0)))
         ev["accuracy_times_exp_loss"] = constant

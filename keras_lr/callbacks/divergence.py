@@ -536,32 +536,29 @@ class DivergenceDetector(keras.callbacks.Callback):
             and not self._watch.in_grace
             and bool(losses.size)
         )
-        pending = self._pending_snapshot is not None
-        if pending and not (live and healthy):
-            self._pending_snapshot = None
-        elif pending and not self._commit_snapshot(total):
-            event = DivergenceEvent(
-                total - 1, "nonfinite_weights", float(losses[-1]), self._watch.smoothed
-            )
+        # A snapshot whose copy holds NaN or Inf although the losses looked
+        # fine is an event.
+        finite = True
+        if self._pending_snapshot is not None:
+            if live and healthy:
+                finite = self._commit_snapshot(total)
+            else:
+                self._pending_snapshot = None
         if (
-            event is None
+            finite
             and due
             and healthy
             and (
                 self._snapshot is None
                 or total - self._snapshot_step >= self._snap_every
             )
+            and not (live and self._start_snapshot())
         ):
-            if live and self._start_snapshot():
-                pass
-            elif not self._take_snapshot(total):
-                # The host copy holds NaN or Inf although the losses looked fine.
-                event = DivergenceEvent(
-                    total - 1,
-                    "nonfinite_weights",
-                    float(losses[-1]),
-                    self._watch.smoothed,
-                )
+            finite = self._take_snapshot(total)
+        if not finite:
+            event = DivergenceEvent(
+                total - 1, "nonfinite_weights", float(losses[-1]), self._watch.smoothed
+            )
         if event is not None:
             # Steps read late (JAX) ran on from the diverged state: the
             # rollback discards them with it.
