@@ -73,6 +73,10 @@ ROUNDS = {
     "digits_cnn_rmsprop_b64_heldout7": "9",
     "fashion_cnn_nadam_heldout7": "9",
     "digits_deep_mlp_nesterov_b16_heldout7": "9",
+    "fashion_cnn_dropout_adamax_heldout8": "10",
+    "digits_bn_cnn_adam_heldout8": "10",
+    "fashion_ln_mlp_momentum_b128_heldout8": "10",
+    "digits_tanh_mlp_sgd_b16_heldout8": "10",
 }
 
 
@@ -128,6 +132,13 @@ TASKS = [
     ("fashion_cnn_nadam_heldout7", "cnn", "nadam", "fm", 3, 64, (-5, 0)),
     ("digits_deep_mlp_nesterov_b16_heldout7", "mlp_digits_deep", "nesterov", "dg", 8,
      16, (-4, 1)),
+    ("fashion_cnn_dropout_adamax_heldout8", "cnn_dropout", "adamax", "fm", 4, 64,
+     (-5, 0)),
+    ("digits_bn_cnn_adam_heldout8", "cnn_digits_bn", "adam", "dg", 10, 64, (-5, 0)),
+    ("fashion_ln_mlp_momentum_b128_heldout8", "mlp_fm_ln", "momentum", "fm", 5, 128,
+     (-4, 1)),
+    ("digits_tanh_mlp_sgd_b16_heldout8", "mlp_digits_tanh", "sgd", "dg", 20, 16,
+     (-4, 1)),
 ]  # fmt: skip
 
 
@@ -160,6 +171,9 @@ def _models():
         "mlp_fm_bn": (fashion, lambda: [
             L.Flatten(), L.Dense(128, use_bias=False), L.BatchNormalization(),
             L.ReLU()]),
+        "mlp_fm_ln": (fashion, lambda: [
+            L.Flatten(), L.Dense(128), L.LayerNormalization(),
+            L.Activation("gelu")]),
         "mlp_digits": (digits, lambda: [L.Dense(64, activation="relu")]),
         "mlp_digits_deep": (digits, lambda: [
             L.Dense(128, activation="relu"), L.Dense(128, activation="relu")]),
