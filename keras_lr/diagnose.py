@@ -29,6 +29,8 @@ Python; no keras import.
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -196,6 +198,51 @@ def _give_back(values: np.ndarray) -> float:
     return float(drops[drops >= _DROP_MIN].sum())
 
 
+def _validation_epochs(
+    epochs: int, size: int, given: Sequence[int] | None
+) -> np.ndarray:
+    """0-based training epochs of the `size` validation entries.
+
+    Keras's ``fit(validation_freq=k)`` validates after epochs ``k, 2k, ...``
+    (1-based): a validation series shorter than the training series is read
+    that way, ``k = epochs // size``, unless `given` names the epochs.
+    """
+    if given is None:
+        if size > epochs:
+            raise ValueError(
+                "The validation series of `history` are longer than its 'loss' "
+                f"series. Received: {size} validation values for {epochs} epochs"
+            )
+        every = epochs // size
+        return np.arange(1, size + 1) * every - 1
+    if isinstance(given, (str, bytes)) or not isinstance(given, Sequence):
+        raise TypeError(
+            "Argument `validation_epochs` must be a sequence of ints (the "
+            "1-based epochs after which validation ran). Received: "
+            f"validation_epochs of type {type(given).__name__}"
+        )
+    values = []
+    for e in given:
+        if isinstance(e, bool) or not isinstance(e, numbers.Integral):
+            raise TypeError(
+                "Argument `validation_epochs` must hold ints. Received: "
+                f"validation_epochs={list(given)!r}"
+            )
+        values.append(int(e))
+    at = np.asarray(values, dtype=np.int64)
+    if (
+        at.size != size
+        or np.any(np.diff(at) <= 0)
+        or (at.size and (at[0] < 1 or at[-1] > epochs))
+    ):
+        raise ValueError(
+            "Argument `validation_epochs` must list, in increasing order, the "
+            f"1-based epoch (1 to {epochs}) of each of the {size} validation "
+            f"values. Received: validation_epochs={values}"
+        )
+    return at - 1
+
+
 def _fitted(loss: np.ndarray, accuracy: np.ndarray | None) -> bool:
     """Whether the run fitted its training data (see `FITTED_ACCURACY`)."""
     if accuracy is not None and np.any(np.isfinite(accuracy)):
@@ -203,7 +250,9 @@ def _fitted(loss: np.ndarray, accuracy: np.ndarray | None) -> bool:
     return bool(loss.min() <= FITTED_LOSS * loss[0])
 
 
-def diagnose(history: Any) -> Diagnosis:
+def diagnose(
+    history: Any, *, validation_epochs: Sequence[int] | None = None
+) -> Diagnosis:
     """Diagnoses the learning rate from a training history.
 
     The rules, in order (the first that applies gives the verdict):
@@ -261,18 +310,29 @@ def diagnose(history: Any) -> Diagnosis:
     jumps are reported among the reasons of a ``good`` verdict (a decay
     schedule settles them).
 
+    A validation series shorter than the training series (``fit`` with
+    ``validation_freq=k``) is read as measured after epochs ``k, 2k, ...``;
+    the rules that compare training and validation figures take the
+    training figures of those epochs.
+
     Args:
         history: a `keras.callbacks.History` or its ``history`` dict, with
             at least ``"loss"``; ``"val_loss"`` and an accuracy
             (``"accuracy"``/``"val_accuracy"`` or similar) are used when
             present.
+        validation_epochs: the 1-based epochs after which the validation
+            values were measured, one per value; default: every epoch, or
+            every ``k``-th epoch for a shorter validation series.
 
     Returns:
         A `Diagnosis`.
 
     Raises:
-        TypeError: if `history` is neither a History nor a dict.
-        ValueError: if it has no ``"loss"`` values.
+        TypeError: if `history` is neither a History nor a dict, or
+            `validation_epochs` is not a sequence of ints.
+        ValueError: if it has no ``"loss"`` values, its validation series
+            are longer than it or of different lengths, or
+            `validation_epochs` does not match them.
 
     Example:
 
@@ -296,6 +356,24 @@ def diagnose(history: Any) -> Diagnosis:
     acc = _series(h, acc_key) if acc_key else None
     val_acc = _series(h, f"val_{acc_key}") if acc_key else None
     epochs = int(loss.size)
+    sizes = {v.size for v in (val_loss, val_acc) if v is not None}
+    if len(sizes) > 1:
+        raise ValueError(
+            "The validation series of `history` must have the same length. "
+            f"Received: val_loss of {val_loss.size} and val_{acc_key} of "
+            f"{val_acc.size} values"
+        )
+    if acc is not None and acc.size != epochs:
+        raise ValueError(
+            f"The '{acc_key}' series of `history` must have one value per epoch. "
+            f"Received: {acc.size} values for {epochs} epochs"
+        )
+    val_at = (
+        _validation_epochs(epochs, sizes.pop(), validation_epochs) if sizes else None
+    )
+    # Training figures of the epochs that were validated.
+    loss_v = loss[val_at] if val_at is not None else None
+    acc_v = acc[val_at] if acc is not None and val_at is not None else None
     ev: dict[str, Any] = {
         "epochs": epochs,
         "loss_first": float(loss[0]),
@@ -305,6 +383,8 @@ def diagnose(history: Any) -> Diagnosis:
         ev["val_loss_last"] = float(val_loss[-1])
     if val_acc is not None:
         ev["val_accuracy_last"] = float(val_acc[-1])
+    if val_at is not None and val_at.size != epochs:
+        ev["validation_epochs"] = [int(e) + 1 for e in val_at]
     reasons: list[str] = []
 
     def verdict(name: str) -> Diagnosis:
@@ -331,7 +411,8 @@ def diagnose(history: Any) -> Diagnosis:
     ev["fitted_training_data"] = fitted
 
     # 2. Blown up in the first epoch, then stalled or crawling back.
-    if val_loss is not None and not fitted:
+    # (It needs the validation after the first epoch.)
+    if val_loss is not None and val_at[0] == 0 and not fitted:
         blow_up = loss[0] / max(abs(val_loss[0]), 1e-12)
         ev["first_epoch_blow_up"] = float(blow_up)
         # A fast descent also puts the epoch's mean far above the loss at
@@ -413,12 +494,14 @@ def diagnose(history: Any) -> Diagnosis:
     if val_loss is not None and val_loss.size >= 3:
         k = int(np.argmin(val_loss))
         rise = (val_loss[-1] - val_loss[k]) / max(abs(val_loss[k]), 1e-12)
-        train_fall = (loss[k] - loss[-1]) / max(abs(loss[k]), 1e-12)
+        train_fall = (loss_v[k] - loss[-1]) / max(abs(loss_v[k]), 1e-12)
         ev["val_loss_rise"] = float(rise)
-        ev["val_loss_best_epoch"] = k + 1
+        ev["val_loss_best_epoch"] = int(val_at[k]) + 1
         acc_held = val_acc is not None and val_acc.max() - val_acc[-1] < VAL_COST
         rising = (
-            k < epochs - 1 and rise > OVERFIT_RISE and train_fall > _TRAIN_STILL_FALLING
+            k < val_loss.size - 1
+            and rise > OVERFIT_RISE
+            and train_fall > _TRAIN_STILL_FALLING
         )
         if rising and acc_held:
             reasons.append(
@@ -480,10 +563,10 @@ def diagnose(history: Any) -> Diagnosis:
             return verdict("too_high")
 
     # 7c. Evaluation still catching up with training.
-    if acc is not None and val_acc is not None and val_loss is not None:
-        lag = float(acc[-1] - val_acc[-1])
+    if acc_v is not None and val_acc is not None and val_loss is not None:
+        lag = float(acc_v[-1] - val_acc[-1])
         ev["train_over_val_accuracy"] = lag
-        if lag > CATCHING_UP and val_loss[-1] < val_loss[-2]:
+        if lag > CATCHING_UP and val_loss.size >= 2 and val_loss[-1] < val_loss[-2]:
             reasons.append(
                 f"validation accuracy ({100 * val_acc[-1]:.1f}%) is still "
                 f"{100 * lag:.0f} points below training accuracy while the "
@@ -517,7 +600,7 @@ def diagnose(history: Any) -> Diagnosis:
 
     # 9. Still descending within the last epoch (underfitting).
     if val_loss is not None:
-        gap = (loss[-1] - val_loss[-1]) / max(abs(val_loss[-1]), 1e-12)
+        gap = (loss_v[-1] - val_loss[-1]) / max(abs(val_loss[-1]), 1e-12)
         ev["train_over_val"] = float(gap)
         if gap > UNDERFIT:
             reasons.append(

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from conftest import small_cnn
 
+from keras_lr import diagnose
 from keras_lr.callbacks import LRMonitor
 
 
@@ -77,3 +78,35 @@ def test_in_fit_reports_divergence(fashion_sample):
     assert monitor.diagnosis.verdict == "too_high"
     assert h.history["lr_diagnosis"][-1] == 1
     assert np.all([isinstance(v, int) for v in h.history["lr_diagnosis"]])
+
+
+def test_validation_every_other_epoch_is_matched_with_its_epochs():
+    monitor = LRMonitor(verbose=0)
+    monitor.on_train_begin()
+    loss = [2.0, 1.2, 0.9, 0.75, 0.66, 0.6]
+    val = {1: 0.7, 3: 0.5, 5: 0.45}  # validation_freq=2: after epochs 2, 4, 6
+    seen = []
+    for epoch, value in enumerate(loss):
+        logs = {"loss": value} | ({"val_loss": val[epoch]} if epoch in val else {})
+        monitor.on_epoch_end(epoch, logs)
+        seen.append(monitor.diagnosis.evidence.get("validation_epochs"))
+    # Epoch 3 (one value, after epoch 2) would read as "after epoch 3" by
+    # length alone; the monitor knows when validation ran.
+    assert seen == [None, [2], [2], [2, 4], [2, 4], [2, 4, 6]]
+    # Epoch 6's training loss (0.6) is compared with the validation after it.
+    assert monitor.diagnosis.evidence["train_over_val"] == pytest.approx(0.6 / 0.45 - 1)
+
+
+@pytest.mark.multibackend
+def test_in_fit_with_validation_freq(fashion_sample):
+    (x, y), (xv, yv) = fashion_sample
+    model = small_cnn(keras.optimizers.SGD(0.05, momentum=0.9))
+    monitor = LRMonitor(verbose=0)
+    h = model.fit(
+        x[:512], y[:512], batch_size=64, epochs=4, validation_data=(xv[:256], yv[:256]),
+        validation_freq=2, callbacks=[monitor], verbose=0,
+    )  # fmt: skip
+    assert len(h.history["val_loss"]) == 2 and len(h.history["loss"]) == 4
+    assert monitor.diagnosis.evidence["validation_epochs"] == [2, 4]
+    history = {k: v for k, v in h.history.items() if k != "lr_diagnosis"}
+    assert monitor.diagnosis == diagnose(history, validation_epochs=[2, 4])

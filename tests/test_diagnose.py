@@ -245,7 +245,7 @@ def test_no_validation_data_and_other_accuracy_keys():
     assert "val_loss_last" not in d.evidence
     h = {
         "loss": decay(1.0, 0.2, 5),
-        "val_sparse_categorical_accuracy": [0.9, 0.7] * 3,
+        "val_sparse_categorical_accuracy": [0.9, 0.7, 0.9, 0.7, 0.7],
     }
     assert diagnose(h).verdict == "too_high"
 
@@ -383,3 +383,59 @@ def test_confidently_wrong_dead_network_is_too_high():
     # The same losses with validation accuracy climbing are not flagged dead.
     h["val_accuracy"] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.62, 0.64, 0.65]
     assert "no better than a constant" not in " ".join(diagnose(h).reasons)
+
+
+def test_validation_every_k_epochs_is_matched_with_its_epochs():
+    # fit(validation_freq=2): validation after epochs 2, 4, ..., 10.
+    loss = decay(0.8, 0.05, 10, rate=0.7)
+    every = [0.6, 0.45, 0.40, 0.39, 0.41, 0.45, 0.5, 0.56, 0.6, 0.65]
+    acc = [0.8, 0.85, 0.86, 0.865, 0.86, 0.855, 0.85, 0.85, 0.845, 0.84]
+    h = {"loss": loss, "val_loss": every[1::2], "val_accuracy": acc[1::2]}
+    d = diagnose(h)
+    assert d.verdict == "overfitting", str(d)
+    assert d.evidence["validation_epochs"] == [2, 4, 6, 8, 10]
+    assert d.evidence["val_loss_best_epoch"] == 4  # the 2nd value, after epoch 4
+    # The same, named explicitly, and a mismatch.
+    d = diagnose(h, validation_epochs=(2, 4, 6, 8, 10))
+    assert d.evidence["val_loss_best_epoch"] == 4
+    d = diagnose(h, validation_epochs=[1, 2, 3, 4, 10])
+    assert d.evidence["val_loss_best_epoch"] == 2
+
+
+def test_sparse_validation_compares_training_figures_of_the_same_epoch():
+    # A slow first epoch, validated only after epochs 3 and 6: the first
+    # training loss must not be read against a later validation loss (it
+    # would look like a 3.5x blow-up), and the last validation value (after
+    # epoch 6) must be compared with epoch 6's training loss, not epoch 7's.
+    h = {
+        "loss": [3.5, 1.6, 1.2, 1.05, 0.98, 0.95, 0.94],
+        "accuracy": [0.3, 0.5, 0.6, 0.65, 0.67, 0.68, 0.685],
+        "val_loss": [1.0, 0.97],
+        "val_accuracy": [0.62, 0.64],
+    }
+    d = diagnose(h, validation_epochs=[3, 6])
+    assert "first_epoch_blow_up" not in d.evidence
+    assert d.evidence["train_over_val"] == pytest.approx(0.95 / 0.97 - 1)
+    assert d.evidence["train_over_val_accuracy"] == pytest.approx(0.68 - 0.64)
+    # Two values for seven epochs read as validation_freq=3 by default.
+    assert diagnose(h).evidence == d.evidence
+
+
+def test_bad_validation_epochs():
+    h = {"loss": [1.0, 0.8, 0.7, 0.65], "val_loss": [0.9, 0.75]}
+    with pytest.raises(ValueError, match="validation_epochs"):
+        diagnose(h, validation_epochs=[2])
+    with pytest.raises(ValueError, match="validation_epochs"):
+        diagnose(h, validation_epochs=[4, 2])
+    with pytest.raises(ValueError, match="validation_epochs"):
+        diagnose(h, validation_epochs=[2, 5])
+    with pytest.raises(TypeError, match="validation_epochs"):
+        diagnose(h, validation_epochs="2,4")
+    with pytest.raises(TypeError, match="validation_epochs"):
+        diagnose(h, validation_epochs=[2.0, 4.0])
+    with pytest.raises(ValueError, match="longer"):
+        diagnose({"loss": [1.0, 0.8], "val_loss": [0.9, 0.7, 0.6]})
+    with pytest.raises(ValueError, match="same length"):
+        diagnose({"loss": [1.0, 0.8], "val_loss": [0.9, 0.7], "val_accuracy": [0.5]})
+    with pytest.raises(ValueError, match="one value per epoch"):
+        diagnose({"loss": [1.0, 0.8], "accuracy": [0.5]})

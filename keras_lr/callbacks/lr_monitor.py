@@ -28,7 +28,8 @@ class LRMonitor(keras.callbacks.Callback):
     `Diagnosis`.
 
     Trend verdicts need a few epochs: before `min_epochs` epochs only a
-    non-finite loss is reported.
+    non-finite loss is reported. With ``fit(validation_freq=k)`` the
+    validation figures are matched with the epochs they were measured after.
 
     Args:
         min_epochs: epochs before trend verdicts are reported, >= 1.
@@ -55,11 +56,13 @@ class LRMonitor(keras.callbacks.Callback):
         self.findings: list[tuple[int, Diagnosis]] = []
         self.diagnosis: Diagnosis | None = None
         self._history: dict[str, list[Any]] = {}
+        self._validated: list[int] = []
 
     def on_train_begin(self, logs=None):
         self.findings = []
         self.diagnosis = None
         self._history = {}
+        self._validated = []
 
     def on_epoch_end(self, epoch, logs=None):
         if not logs or "loss" not in logs:
@@ -71,8 +74,10 @@ class LRMonitor(keras.callbacks.Callback):
                 self._history.setdefault(key, []).append(float(value))
             except (TypeError, ValueError):
                 continue
-        d = diagnose(self._history)
         epochs = len(self._history["loss"])
+        if any(key.startswith("val_") for key in logs):
+            self._validated.append(epochs)  # `validation_freq` may skip epochs
+        d = diagnose(self._history, validation_epochs=self._validated or None)
         trend_only = d.verdict != "good" and not any(
             k.endswith("nonfinite_epoch") for k in d.evidence
         )
