@@ -32,6 +32,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 RUNS = ROOT / "benchmarks" / "results" / "diagnosis_runs.json"
+#: The same grids trained again with another data order (`--replicate`).
+REPLICATE = ROOT / "benchmarks" / "results" / "diagnosis_runs_replicate.json"
 
 
 #: When each task was added. The rules were revised between rounds; each
@@ -243,7 +245,7 @@ def load_tasks():
     }
 
 
-def train(only: set[str] | None) -> dict:
+def train(only: set[str] | None, fit_seed: int = 1) -> dict:
     import keras
 
     runs = {}
@@ -262,7 +264,7 @@ def train(only: set[str] | None) -> dict:
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 metrics=["accuracy"],
             )
-            keras.utils.set_random_seed(1)
+            keras.utils.set_random_seed(fit_seed)
             t0 = time.perf_counter()
             h = model.fit(
                 x,
@@ -345,11 +347,62 @@ def score(runs: dict) -> None:
         print(f"| {lab} | " + " | ".join(cells) + " |")
 
 
+def compare_replicate(runs: dict, replicate: dict) -> None:
+    """How reproducible are the grid's labels? Two data orders compared.
+
+    The replicate trains every rate of a task again from the same initial
+    weights with another seed for the data order (and dropout). A run's
+    label agrees when both grids give it the same one; `diagnose`'s verdict
+    on the original run is also scored against the replicate's labels.
+    """
+    from keras_lr import diagnose
+
+    print("\n| task | runs | labels agree | diagnose vs own labels "
+          "| diagnose vs replicate's labels |")  # fmt: skip
+    print("|---|---|---|---|---|")
+    totals = np.zeros(4, dtype=int)
+    for name, again in replicate.items():
+        first = runs[name]
+        if [r["lr"] for r in first] != [r["lr"] for r in again]:
+            raise ValueError(f"{name}: the replicate's rates differ")
+        own, other = label(first), label(again)
+        verdicts = [diagnose(r["history"]).verdict for r in first]
+        row = np.array([
+            len(own),
+            sum(a == b for a, b in zip(own, other)),
+            sum(v == a for v, a in zip(verdicts, own)),
+            sum(v == b for v, b in zip(verdicts, other)),
+        ])  # fmt: skip
+        totals += row
+        n = row[0]
+        print(f"| {name} | {n} | " + " | ".join(
+            f"{k} ({100 * k / n:.0f}%)" for k in row[1:]) + " |")  # fmt: skip
+    n = totals[0]
+    print(f"| **all** | {n} | " + " | ".join(
+        f"**{k} ({100 * k / n:.1f}%)**" for k in totals[1:]) + " |")  # fmt: skip
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--replay", action="store_true", help="score the saved runs")
     p.add_argument("--tasks", default="", help="comma list of task names")
+    p.add_argument(
+        "--replicate",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="train the tasks again with this data-order seed (the grids use 1) "
+        "and compare the labels; --replay --replicate 0 only compares",
+    )
     args = p.parse_args()
+    if args.replicate is not None:
+        saved = json.loads(REPLICATE.read_text()) if REPLICATE.exists() else {}
+        if not args.replay:
+            only = set(filter(None, args.tasks.split(",")))
+            saved.update(train(only, fit_seed=args.replicate))
+            REPLICATE.write_text(json.dumps(saved, indent=1))
+        compare_replicate(json.loads(RUNS.read_text()), saved)
+        return
     if args.replay:
         runs = json.loads(RUNS.read_text())
     else:
