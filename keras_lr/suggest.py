@@ -330,9 +330,18 @@ def race_winner(lrs: Any, scores: Any) -> float:
     (2 ((x_1 - x_0)(s_1 - s_2) - (x_1 - x_2)(s_1 - s_0)))``
 
     (the step of successive parabolic interpolation, Brent 1973, ch. 5),
-    clipped to the neighbours' interval. A best candidate at either end of
-    the ladder is returned as it is: there is nothing to interpolate
-    against. Non-finite scores (a candidate that diverged) count as worst.
+    clipped to the neighbours' interval. A best candidate at the bottom of
+    the ladder is returned as it is (there is nothing to interpolate
+    against). A best candidate at the *top* is not: it is the highest rate
+    raced, above the range test's loss minimum, and a short race cannot see
+    an instability that sets in later (the sharpness of the loss keeps
+    rising during training until it reaches ``2 / lr``: Cohen et al. 2021,
+    arXiv:2103.00065), while a rate past that edge fails outright instead of
+    degrading gracefully. The answer then is the geometric middle of the
+    top candidate and its neighbour, ``sqrt(lr_top * lr_next)``: the
+    optimum lies above the neighbour, and halfway there keeps a margin
+    from the edge. Non-finite scores (a candidate that diverged) count as
+    worst.
 
     Args:
         lrs: the candidates' rates, increasing.
@@ -349,8 +358,10 @@ def race_winner(lrs: Any, scores: Any) -> float:
     >>> lrs = [1e-3, 1e-2, 1e-1]
     >>> f"{race_winner(lrs, [0.9, 0.5, 0.7]):.2e}"
     '1.47e-02'
-    >>> race_winner(lrs, [0.9, 0.7, 0.5])  # best at the end: itself
-    0.1
+    >>> f"{race_winner(lrs, [0.9, 0.7, 0.5]):.4f}"  # the top: halfway back
+    '0.0316'
+    >>> race_winner(lrs, [0.5, 0.7, 0.9])  # the bottom: itself
+    0.001
     """
     lrs = np.asarray(lrs, dtype="float64").reshape(-1)
     scores = np.asarray(scores, dtype="float64").reshape(-1)
@@ -367,7 +378,9 @@ def race_winner(lrs: Any, scores: Any) -> float:
         raise ValueError(f"No finite score in the race. Received: scores={scores}")
     scores = np.where(np.isfinite(scores), scores, np.inf)
     i = int(np.argmin(scores))
-    if i == 0 or i == lrs.size - 1 or not np.all(np.isfinite(scores[i - 1 : i + 2])):
+    if i == lrs.size - 1 and i > 0:
+        return float(np.sqrt(lrs[i] * lrs[i - 1]))
+    if i == 0 or not np.all(np.isfinite(scores[i - 1 : i + 2])):
         return float(lrs[i])
     x0, x1, x2 = np.log(lrs[i - 1 : i + 2])
     s0, s1, s2 = scores[i - 1 : i + 2]

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 
@@ -120,8 +122,11 @@ def test_race_winner_is_the_vertex_of_a_numpy_parabola():
         scores = rng.uniform(0.5, 1.0, size=4)
         i = int(np.argmin(scores))
         got = suggest.race_winner(lrs, scores)
-        if i in (0, 3):
-            assert got == lrs[i]
+        if i == 0:
+            assert got == lrs[0]
+            continue
+        if i == 3:  # the top of the ladder: halfway back to its neighbour
+            assert got == pytest.approx(math.sqrt(lrs[3] * lrs[2]), rel=1e-12)
             continue
         x = np.log(lrs[i - 1 : i + 2])
         a, b, _ = np.polyfit(x, scores[i - 1 : i + 2], 2)
@@ -144,6 +149,13 @@ def test_race_winner_treats_divergence_as_worst():
     assert suggest.race_winner(lrs, [np.inf, 0.6, 0.5, 0.7]) < 1e-1 * 1.0001
     # Ties: flat scores have no vertex; the best (first) candidate is kept.
     assert suggest.race_winner(lrs, [0.5, 0.5, 0.5, 0.5]) == 1e-3
+    # The top wins next to a diverged neighbour: still halfway back.
+    assert suggest.race_winner(lrs, [0.8, 0.7, np.inf, 0.5]) == pytest.approx(
+        math.sqrt(0.1), rel=1e-12
+    )
+    # One candidate, or two: the same rules.
+    assert suggest.race_winner([2e-3], [0.4]) == 2e-3
+    assert suggest.race_winner([1e-3, 4e-3], [0.5, 0.4]) == pytest.approx(2e-3)
 
 
 def test_race_winner_rejects_bad_input():
