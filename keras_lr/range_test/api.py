@@ -320,7 +320,9 @@ def find_best_learning_rate(
        third of the race. The model is restored after each candidate.
     4. The winner: a parabola in ``log(lr)`` through the best candidate and
        its neighbours, and its vertex (`keras_lr.suggest.race_winner`), so
-       that the answer is not tied to the ladder's half-decade steps.
+       that the answer is not tied to the ladder's half-decade steps; when
+       the top candidate wins, the geometric middle of it and the next
+       one (a short race cannot see an instability that sets in later).
 
     By default the race shares twice the range test's `num_steps` among the
     candidates (`default_race_steps`: 50 steps each for the default 100-step
