@@ -349,7 +349,9 @@ class DivergenceDetector(keras.callbacks.Callback):
         self._snapshot_step = 0
         self._snapshot_time = 0.0
         self._pending_read: _live.PendingRead | None = None
-        self._pending_snapshot: tuple[list[Any], _live.PendingRead] | None = None
+        self._pending_snapshot: (
+            tuple[_WeightsSnapshot, list[Any], _live.PendingRead] | None
+        ) = None
         self._last_restored: _WeightsSnapshot | None = None
         optimizer = model.optimizer
         if model.built and not optimizer.built:
@@ -415,19 +417,19 @@ class DivergenceDetector(keras.callbacks.Callback):
         model = self._model
         if not model.built:
             return False
-        variables = _WeightsSnapshot(model, capture=False).variables()
+        snapshot = _WeightsSnapshot(model, capture=False)
+        variables = snapshot.variables()
         live = _live.live_arrays(model, variables)
         if live is None:
             return False
-        self._pending_snapshot = (variables, _live.PendingRead(live))
+        self._pending_snapshot = (snapshot, variables, _live.PendingRead(live))
         self._snapshot_time = time.perf_counter()
         return True
 
     def _commit_snapshot(self, step: int) -> bool:
         """The started snapshot becomes the snapshot of `step` (see above)."""
-        variables, read = self._pending_snapshot
+        snapshot, variables, read = self._pending_snapshot
         self._pending_snapshot = None
-        snapshot = _WeightsSnapshot(self._model, capture=False)
         snapshot.set_values(variables, read.result())
         return self._take_snapshot(step, snapshot)
 
