@@ -110,6 +110,13 @@ class LossWatch:
     batch can be many times the baseline without being a divergence; a
     divergence gives back a large part of what training had gained.
 
+    With ``confirm=k`` the ``best_ratio`` test also needs the median of the
+    last ``k`` raw losses halfway up to its limit (``best * (1 + best_ratio)
+    / 2``): a divergence lifts most batches,
+    while near a loss of zero (a model that already fits its data, e.g. when
+    `fit` resumes a trained model) a few unlucky batches lift the EMA many
+    times over its best without moving the median.
+
     Args:
         smoothing: EMA factor ``beta`` in ``[0, 1)``.
         best_ratio: threshold of the ratio to the best smoothed loss, > 1.
@@ -121,6 +128,16 @@ class LossWatch:
         log_z: compute the z-score on ``log(loss)``.
         rise_fraction: materiality gate of the ratio and z tests, >= 0, or
             None (off).
+        confirm: number of recent raw losses whose median must also be
+            halfway up to the ``best_ratio`` limit (None: off).
+        warmup: a best smoothed loss set before this many losses into the
+            stream (or after a `rebase`) is provisional: those values of the
+            debiased EMA average only a few batches, and one lucky batch
+            could set a best that the run's ordinary level is many times
+            over. With `confirm`, a rise above a provisional best must lift
+            all of the last `confirm` raw losses over the limit (a
+            divergence from the first steps does), and a rise above the
+            best settled after `warmup` their median.
 
     Example:
 
@@ -143,6 +160,8 @@ class LossWatch:
         patience: int = 1,
         log_z: bool = False,
         rise_fraction: float | None = None,
+        confirm: int | None = None,
+        warmup: int = 1,
     ):
         self.smoothing = float(smoothing)
         self.best_ratio = best_ratio
@@ -153,6 +172,8 @@ class LossWatch:
         self.patience = max(1, int(patience))
         self.log_z = bool(log_z)
         self.rise_fraction = rise_fraction
+        self.confirm = confirm
+        self.warmup = max(1, int(warmup))
         self.reset()
 
     def reset(self) -> None:
@@ -162,8 +183,11 @@ class LossWatch:
         self._t = 0
         self.smoothed = float("nan")
         self.best = float("inf")
+        self._settled_best = float("inf")
         self._violations = 0
-        self._recent: deque[float] = deque(maxlen=max(self.window, 1))
+        self._recent: deque[float] = deque(
+            maxlen=max(self.window, self.confirm or 1, 1)
+        )
         self.reference = float("nan")
         self._grace_start = 0
 
@@ -226,6 +250,8 @@ class LossWatch:
             event = self._check(step, x, s, prev_smoothed)
         if event is None:
             self.best = min(self.best, s)
+            if self._t >= self.warmup:
+                self._settled_best = min(self._settled_best, s)
         self._recent.append(x)
         return event
 
@@ -237,8 +263,20 @@ class LossWatch:
             return True
         return value - self.best >= self.rise_fraction * progress
 
+    def _confirmed(self, x: float, limit: float, *, settled: bool = True) -> bool:
+        """The last `confirm` raw losses (x included) are over `limit`.
+
+        Their median, against a settled best; all of them, against a
+        provisional one.
+        """
+        if self.confirm is None:
+            return True
+        recent = list(self._recent)[-(self.confirm - 1) :] if self.confirm > 1 else []
+        values = [*recent, x]
+        return float(np.median(values) if settled else min(values)) > limit
+
     def _zscore(self, x: float) -> tuple[float, float] | None:
-        recent = np.fromiter(self._recent, dtype=np.float64)
+        recent = np.fromiter(self._recent, dtype=np.float64)[-self.window :]
         if self.log_z:
             if x <= 0 or np.any(recent <= 0):
                 return None
@@ -261,10 +299,29 @@ class LossWatch:
             and math.isfinite(self.best)
             and self._material(s)
         ):
+            # A best set by the first, barely averaged values is provisional:
+            # a rise above it must lift all the last `confirm` losses, where
+            # a settled one needs their median.
+            settled = self.best >= self._settled_best
             limit = self.best + (self.best_ratio - 1.0) * abs(self.best)
-            if s > limit and s > self.best:
+            # Most batches must be clearly up (halfway to the limit) against
+            # a settled best; all of them over the limit against a
+            # provisional one.
+            half = self.best + 0.5 * (self.best_ratio - 1.0) * abs(self.best)
+            if (
+                s > limit
+                and s > self.best
+                and self._confirmed(x, half if settled else limit, settled=settled)
+            ):
                 score = s / self.best if self.best > 0 else float("inf")
                 found = ("above_best", self.best, score)
+            elif not settled and math.isfinite(self._settled_best):
+                best = self._settled_best
+                limit = best + (self.best_ratio - 1.0) * abs(best)
+                half = best + 0.5 * (self.best_ratio - 1.0) * abs(best)
+                if s > limit and s > best and self._confirmed(x, half):
+                    score = s / best if best > 0 else float("inf")
+                    found = ("above_best", best, score)
         material = self._material(x)
         if (
             found is None

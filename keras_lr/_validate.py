@@ -11,6 +11,7 @@ This module imports nothing from keras: it is pure Python and numpy-free.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Iterable
 from typing import Any
@@ -196,3 +197,52 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
             f"Argument `{name}` must be one of {choices}. Received: {name}={value!r}"
         )
     return value
+
+
+def check_finite(name: str, value: float) -> float:
+    """Checks that `value` is finite (neither infinite nor NaN).
+
+    Example:
+
+    >>> check_finite("end_lr", float("inf"))
+    Traceback (most recent call last):
+    ...
+    ValueError: Argument `end_lr` must be finite. Received: end_lr=inf
+    """
+    if not math.isfinite(value):
+        raise ValueError(f"Argument `{name}` must be finite. Received: {name}={value}")
+    return value
+
+
+def check_at_least(name: str, value: float, minimum: float) -> float:
+    """Checks `value >= minimum`, for a constant bound.
+
+    Example:
+
+    >>> check_at_least("div_factor", 0.5, 1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: Argument `div_factor` must be >= 1. Received: div_factor=0.5
+    """
+    if not value >= minimum:
+        raise ValueError(
+            f"Argument `{name}` must be >= {minimum:g}. Received: {name}={value}"
+        )
+    return value
+
+
+def check_optional_int(name: str, value: Any, *, minimum: int) -> int | None:
+    """Checks that `value` is None or an integer >= `minimum`.
+
+    Example:
+
+    >>> check_optional_int("batch_size", None, minimum=1) is None
+    True
+    >>> check_optional_int("batch_size", 0, minimum=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: Argument `batch_size` must be >= 1. Received: batch_size=0
+    """
+    if value is None:
+        return None
+    return check_int(name, value, minimum=minimum)

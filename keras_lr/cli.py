@@ -22,6 +22,26 @@ __all__ = ["build_demo_model", "main"]
 
 _X_KEYS = ("x", "images", "x_train", "X")
 _Y_KEYS = ("y", "labels", "y_train", "Y")
+# The fewest steps `keras_lr.lr_range_test` accepts.
+_MIN_STEPS = 10
+
+
+def _int_at_least(minimum: int) -> Any:
+    """An argparse `type` for integers >= `minimum`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be an integer, got {text!r}"
+            ) from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
 
 
 def build_demo_model(seed: int = 0) -> Any:
@@ -118,7 +138,10 @@ def _demo(args: argparse.Namespace) -> int:
 def _load_npz(path: str) -> tuple[Any, Any]:
     import numpy as np
 
-    with np.load(path) as data:
+    data = np.load(path)
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError("it holds one array, not an .npz archive of x and y")
+    with data:
         keys = list(data.keys())
         x_key = next((k for k in _X_KEYS if k in keys), None)
         y_key = next((k for k in _Y_KEYS if k in keys), None)
@@ -133,12 +156,18 @@ def _load_npz(path: str) -> tuple[Any, Any]:
     return x, y
 
 
-def _find(args: argparse.Namespace) -> int:
+def _find(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import keras
 
     import keras_lr
 
-    model = keras.models.load_model(args.model)
+    for name, path in (("model", args.model), ("data", args.data)):
+        if not os.path.isfile(path):
+            parser.error(f"{name} file not found: {path}")
+    try:
+        model = keras.models.load_model(args.model)
+    except (OSError, ValueError, TypeError) as error:
+        parser.error(f"cannot load the model {args.model}: {error}")
     if not getattr(model, "compiled", False) or model.optimizer is None:
         print(
             f"error: {args.model} holds no compiled model (save it after "
@@ -146,7 +175,10 @@ def _find(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    x, y = _load_npz(args.data)
+    try:
+        x, y = _load_npz(args.data)
+    except (OSError, ValueError) as error:
+        parser.error(f"cannot read the data {args.data}: {error}")
     expected = model.input_shape
     if (
         isinstance(expected, tuple)
@@ -175,17 +207,24 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo", help="range test on the embedded Fashion-MNIST sample"
     )
-    demo.add_argument("--steps", type=int, default=100, help="steps of the sweep")
-    demo.add_argument("--batch-size", type=int, default=64)
+    steps = _int_at_least(_MIN_STEPS)
+    batch_size = _int_at_least(1)
+    demo.add_argument(
+        "--steps", type=steps, default=100, help="steps of the sweep (>= 10)"
+    )
+    demo.add_argument("--batch-size", type=batch_size, default=64)
     demo.add_argument("--output", default="keras_lr_demo.png", help="plot file (PNG)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     find = sub.add_parser("find", help="range test of a saved model on an .npz file")
     find.add_argument("model", help="a compiled model saved as .keras")
     find.add_argument("data", help="an .npz with images (x) and labels (y)")
-    find.add_argument("--steps", type=int, default=100)
-    find.add_argument("--batch-size", type=int, default=32)
+    find.add_argument(
+        "--steps", type=steps, default=100, help="steps of the sweep (>= 10)"
+    )
+    find.add_argument("--batch-size", type=batch_size, default=32)
     find.add_argument("--output", default="lr_range_test.png")
     find.add_argument("--quiet", action="store_true")
+    find.set_defaults(command_parser=find)
     return parser
 
 
@@ -207,8 +246,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     >>> "demo" in out.getvalue() and "find" in out.getvalue()
     True
     """
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if args.command == "demo":
         return _demo(args)
-    return _find(args)
+    return _find(args, args.command_parser)

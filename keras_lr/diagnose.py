@@ -198,14 +198,23 @@ def _give_back(values: np.ndarray) -> float:
     return float(drops[drops >= _DROP_MIN].sum())
 
 
-def _validation_epochs(
-    epochs: int, size: int, given: Sequence[int] | None
-) -> np.ndarray:
+def _validation_freqs(epochs: int, size: int) -> list[int]:
+    """Every ``validation_freq`` k of a fit of `epochs` that validates `size` times.
+
+    ``fit(epochs=E, validation_freq=k)`` validates ``E // k`` times, after
+    epochs ``k, 2k, ...``: the k with ``E // k == size``, that is
+    ``E / (size + 1) < k <= E / size``.
+    """
+    return list(range(epochs // (size + 1) + 1, epochs // size + 1))
+
+
+def _validation_epochs(epochs: int, size: int, given: Any) -> np.ndarray:
     """0-based training epochs of the `size` validation entries.
 
     Keras's ``fit(validation_freq=k)`` validates after epochs ``k, 2k, ...``
     (1-based): a validation series shorter than the training series is read
-    that way, ``k = epochs // size``, unless `given` names the epochs.
+    that way when a single k is consistent with it (``epochs // k == size``),
+    unless `given` names the epochs.
     """
     if given is None:
         if size > epochs:
@@ -213,9 +222,33 @@ def _validation_epochs(
                 "The validation series of `history` are longer than its 'loss' "
                 f"series. Received: {size} validation values for {epochs} epochs"
             )
-        every = epochs // size
-        return np.arange(1, size + 1) * every - 1
-    if isinstance(given, (str, bytes)) or not isinstance(given, Sequence):
+        freqs = _validation_freqs(epochs, size)
+        if len(freqs) == 1:
+            return np.arange(1, size + 1) * freqs[0] - 1
+        if not freqs:
+            raise ValueError(
+                f"The validation series of `history` ({size} values over "
+                f"{epochs} epochs) do not come from a fixed `validation_freq` (with "
+                f"{epochs} epochs, validation_freq=k validates {epochs} // k "
+                "times): pass `validation_epochs=`, the 1-based epoch after "
+                "which each validation value was measured."
+            )
+        options = [list(range(k, k * size + 1, k)) for k in freqs]
+        raise ValueError(
+            f"The validation series of `history` ({size} value{'s' * (size != 1)} "
+            f"over {epochs} epochs) fit several `validation_freq` values "
+            f"({', '.join(map(str, freqs))}): the values may have been measured "
+            f"after epochs {' or '.join(map(str, options))}. Pass "
+            "`validation_epochs=`, the 1-based epoch after which each "
+            f"validation value was measured, e.g. validation_epochs={options[0]}."
+        )
+    if isinstance(given, np.ndarray):
+        if given.ndim != 1:
+            raise ValueError(
+                "Argument `validation_epochs` must be 1-D. Received: "
+                f"validation_epochs of shape {given.shape}"
+            )
+    elif isinstance(given, (str, bytes)) or not isinstance(given, Sequence):
         raise TypeError(
             "Argument `validation_epochs` must be a sequence of ints (the "
             "1-based epochs after which validation ran). Received: "
@@ -251,7 +284,7 @@ def _fitted(loss: np.ndarray, accuracy: np.ndarray | None) -> bool:
 
 
 def diagnose(
-    history: Any, *, validation_epochs: Sequence[int] | None = None
+    history: Any, *, validation_epochs: Sequence[int] | np.ndarray | None = None
 ) -> Diagnosis:
     """Diagnoses the learning rate from a training history.
 
@@ -311,9 +344,12 @@ def diagnose(
     schedule settles them).
 
     A validation series shorter than the training series (``fit`` with
-    ``validation_freq=k``) is read as measured after epochs ``k, 2k, ...``;
-    the rules that compare training and validation figures take the
-    training figures of those epochs.
+    ``validation_freq=k``) is read as measured after epochs ``k, 2k, ...``
+    when a single ``k`` fits it (``epochs // k`` validations); when several
+    do (one value over 5 epochs may come from k = 3, 4 or 5), pass
+    `validation_epochs` (`keras_lr.callbacks.LRMonitor` records them). The
+    rules that compare training and validation figures take the training
+    figures of those epochs.
 
     Args:
         history: a `keras.callbacks.History` or its ``history`` dict, with
@@ -321,8 +357,9 @@ def diagnose(
             (``"accuracy"``/``"val_accuracy"`` or similar) are used when
             present.
         validation_epochs: the 1-based epochs after which the validation
-            values were measured, one per value; default: every epoch, or
-            every ``k``-th epoch for a shorter validation series.
+            values were measured, one per value (a sequence or 1-D array of
+            ints); default: every epoch, or every ``k``-th epoch for a
+            shorter validation series that only one ``k`` fits.
 
     Returns:
         A `Diagnosis`.
@@ -331,8 +368,10 @@ def diagnose(
         TypeError: if `history` is neither a History nor a dict, or
             `validation_epochs` is not a sequence of ints.
         ValueError: if it has no ``"loss"`` values, its validation series
-            are longer than it or of different lengths, or
-            `validation_epochs` does not match them.
+            are longer than it or of different lengths, their epochs are
+            ambiguous and `validation_epochs` is not given, or
+            `validation_epochs` does not match them (or is given for a
+            history without validation values).
 
     Example:
 
@@ -368,9 +407,17 @@ def diagnose(
             f"The '{acc_key}' series of `history` must have one value per epoch. "
             f"Received: {acc.size} values for {epochs} epochs"
         )
-    val_at = (
-        _validation_epochs(epochs, sizes.pop(), validation_epochs) if sizes else None
-    )
+    if sizes:
+        val_at = _validation_epochs(epochs, sizes.pop(), validation_epochs)
+    elif validation_epochs is not None:
+        raise ValueError(
+            "Argument `validation_epochs` was given but `history` has no "
+            "validation values ('val_loss' or a validation accuracy). "
+            f"Received: validation_epochs={validation_epochs!r}, history keys: "
+            f"{sorted(h)}"
+        )
+    else:
+        val_at = None
     # Training figures of the epochs that were validated.
     loss_v = loss[val_at] if val_at is not None else None
     acc_v = acc[val_at] if acc is not None and val_at is not None else None

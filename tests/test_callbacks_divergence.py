@@ -56,6 +56,8 @@ def test_default_watch_matches_unit_tests():
         "patience",
         "log_z",
         "rise_fraction",
+        "confirm",
+        "warmup",
     ):
         assert getattr(ours, name) == getattr(theirs, name), name
 
@@ -464,3 +466,98 @@ def test_uncompiled_model():
     det.set_model(model)
     with pytest.raises(ValueError, match="compile"):
         det.on_train_begin()
+
+
+def _toy(seed=0, n=512):
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 8)).astype("float32")
+    y = (x[:, :3].sum(1) > 0).astype("int32")
+    model = keras.Sequential([
+        keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+        keras.layers.Dense(2),
+    ])  # fmt: skip
+    model.compile(
+        keras.optimizers.SGD(0.05, momentum=0.9),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model, x, y
+
+
+@pytest.mark.multibackend
+def test_no_false_alarm_when_fit_resumes_a_trained_model():
+    # Near a loss of zero the batch losses span orders of magnitude; a lucky
+    # first batch used to set a best that the ordinary level was 6x over.
+    model, x, y = _toy()
+    model.fit(x, y, batch_size=8, epochs=6, verbose=0)
+    det = DivergenceDetector(verbose=0)
+    h = model.fit(x, y, batch_size=8, epochs=4, verbose=0, callbacks=[det])
+    assert det.events == []
+    assert len(h.history["loss"]) == 4
+
+
+@pytest.mark.multibackend
+def test_poison_in_the_last_steps_is_caught_before_validation():
+    # A NaN batch 4 steps before the epoch's end: after the last snapshot of
+    # the epoch, and on TensorFlow's CPU kernels the loss stays finite (the
+    # ReLU clips NaN pre-activations) while the weights turn NaN.
+    model, x, y = _toy(n=560)
+    xv, yv = x[:64].copy(), y[:64].copy()
+    x[66 * 8 : 67 * 8] = np.nan
+    det = DivergenceDetector(check_every=8, snapshot_every=16, verbose=0)
+    h = model.fit(
+        x, y, batch_size=8, epochs=1, shuffle=False, verbose=0,
+        validation_data=(xv, yv), callbacks=[det],
+    )  # fmt: skip
+    assert finite(model)
+    assert len(det.events) == 1 and det.events[0]["action"] == "rollback"
+    assert det.events[0]["reason"] in ("nonfinite", "nonfinite_weights")
+    assert h.history["divergence_events"] == [1]
+    # The recovery happened before validation: val_loss is the restored
+    # model's.
+    val_loss = model.evaluate(xv, yv, verbose=0)[0]
+    np.testing.assert_allclose(h.history["val_loss"][-1], val_loss, rtol=1e-5)
+
+
+class _EpochEndCopy(keras.callbacks.Callback):
+    """Keeps each epoch end's weights (before or after the detector)."""
+
+    def __init__(self):
+        super().__init__()
+        self.copies = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.copies.append([np.array(w) for w in self.model.get_weights()])
+
+
+class _SpoilBeforeValidation(keras.callbacks.Callback):
+    """Scales the output layer 30x just before epoch 2's validation."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_test_begin(self, logs=None):
+        if self.epoch == 1:
+            kernel = self.model.layers[-1].kernel
+            kernel.assign(kernel * 30.0)
+
+
+@pytest.mark.multibackend
+def test_val_loss_rollback_restores_the_last_healthy_epoch_end():
+    model, x, y = _toy()
+    xv, yv = x[:64].copy(), y[:64].copy()
+    before, after = _EpochEndCopy(), _EpochEndCopy()
+    det = DivergenceDetector(monitor_val=True, val_spike_ratio=2.0, verbose=0)
+    model.fit(
+        x, y, batch_size=8, epochs=2, verbose=0, validation_data=(xv, yv),
+        callbacks=[_SpoilBeforeValidation(), before, det, after],
+    )  # fmt: skip
+    assert len(det.events) == 1
+    event = det.events[0]
+    assert event["source"] == "val_loss" and event["epoch"] == 1
+    # Back to the end of epoch 1 (64 steps), not to the snapshot of step
+    # 128 taken before validation found the damage.
+    assert event["restored_step"] == 64
+    for restored, kept in zip(after.copies[1], before.copies[0]):
+        np.testing.assert_array_equal(restored, kept)

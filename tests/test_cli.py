@@ -57,3 +57,74 @@ def test_python_dash_m_entry_point(tmp_path):
         timeout=120,
     )
     assert proc.returncode == 0 and "demo" in proc.stdout
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "keras_lr", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _assert_usage_error(proc: subprocess.CompletedProcess, message: str) -> None:
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(lines) == 1 and message in lines[0], proc.stderr[-2000:]
+
+
+def test_missing_files_are_usage_errors(tmp_path):
+    proc = _cli("find", str(tmp_path / "nope.keras"), str(tmp_path / "nope.npz"))
+    _assert_usage_error(proc, "keras-lr find: error: model file not found: ")
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"not a model")
+    proc = _cli("find", str(model), str(tmp_path / "nope.npz"))
+    _assert_usage_error(proc, "keras-lr find: error: data file not found: ")
+    np.savez(tmp_path / "data.npz", x=np.zeros((4, 28, 28)), y=np.zeros(4))
+    proc = _cli("find", str(model), str(tmp_path / "data.npz"))
+    _assert_usage_error(proc, "keras-lr find: error: cannot load the model ")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["demo", "--steps", "0"], "argument --steps: must be >= 10, got 0"),
+        (["demo", "--batch-size", "-1"], "argument --batch-size: must be >= 1"),
+        (["demo", "--batch-size", "0"], "argument --batch-size: must be >= 1"),
+        (["find", "m.keras", "d.npz", "--steps", "5"], "argument --steps: must be"),
+        (["find", "m.keras", "d.npz", "--batch-size", "-1"], "--batch-size: must"),
+    ],
+)
+def test_bad_numbers_are_rejected_up_front(args, message, capsys):
+    # Before any model is built or file read: argparse's exit status 2.
+    with pytest.raises(SystemExit) as info:
+        cli.main(args)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_bad_numbers_from_the_shell():
+    proc = _cli("demo", "--steps", "0", "--quiet", "--output", "unused.png")
+    _assert_usage_error(proc, "keras-lr demo: error: argument --steps: must be >= 10")
+    proc = _cli("demo", "--batch-size", "x1")
+    _assert_usage_error(proc, "argument --batch-size: must be an integer, got 'x1'")
+
+
+def test_unreadable_data_is_a_usage_error(tmp_path, capsys):
+    model_path = tmp_path / "model.keras"
+    cli.build_demo_model().save(model_path)
+    for name, write in (
+        ("one.npy", lambda p: np.save(p, np.zeros((4, 28, 28)))),
+        ("keys.npz", lambda p: np.savez(p, a=np.zeros(4), b=np.zeros(4))),
+        ("text.npz", lambda p: p.write_text("not an archive")),
+    ):
+        path = tmp_path / name
+        write(path)
+        with pytest.raises(SystemExit) as info:
+            cli.main(["find", str(model_path), str(path), "--quiet"])
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert f"keras-lr find: error: cannot read the data {path}" in err

@@ -439,3 +439,67 @@ def test_bad_validation_epochs():
         diagnose({"loss": [1.0, 0.8], "val_loss": [0.9, 0.7], "val_accuracy": [0.5]})
     with pytest.raises(ValueError, match="one value per epoch"):
         diagnose({"loss": [1.0, 0.8], "accuracy": [0.5]})
+
+
+def test_validation_freq_not_dividing_the_epochs():
+    # fit(epochs=7, validation_freq=3): validation after epochs 3 and 6 only;
+    # 7 // k == 2 holds for k = 3 alone.
+    loss = [1.0, 0.8, 0.7, 0.65, 0.62, 0.6, 0.59]
+    h = {"loss": loss, "val_loss": [0.72, 0.61]}
+    assert diagnose(h).evidence["validation_epochs"] == [3, 6]
+    # fit(epochs=11, validation_freq=2): 5 values, after epochs 2, 4, ..., 10.
+    h = {"loss": decay(1.0, 0.3, 11), "val_loss": decay(0.9, 0.35, 5)}
+    assert diagnose(h).evidence["validation_epochs"] == [2, 4, 6, 8, 10]
+
+
+@pytest.mark.parametrize(
+    ("epochs", "size", "freqs", "options"),
+    [
+        (5, 1, "3, 4, 5", r"\[3\] or \[4\] or \[5\]"),
+        (8, 2, "3, 4", r"\[3, 6\] or \[4, 8\]"),
+        (4, 1, "3, 4", r"\[3\] or \[4\]"),
+    ],
+)
+def test_ambiguous_validation_epochs_are_not_guessed(epochs, size, freqs, options):
+    h = {"loss": decay(1.0, 0.3, epochs), "val_loss": decay(0.9, 0.35, size)}
+    match = rf"several `validation_freq` values \({freqs}\).*after epochs {options}"
+    with pytest.raises(ValueError, match=match) as info:
+        diagnose(h)
+    assert "validation_epochs=" in str(info.value)
+    # Named explicitly, they are used as given.
+    given = list(range(epochs - size + 1, epochs + 1))
+    d = diagnose(h, validation_epochs=given)
+    assert d.evidence["validation_epochs"] == given
+
+
+def test_validation_series_no_fixed_freq_fits():
+    # 3 values over 5 epochs: 5 // k is 5, 2, 1, ...: never 3.
+    h = {"loss": decay(1.0, 0.3, 5), "val_loss": [0.9, 0.8, 0.7]}
+    with pytest.raises(ValueError, match="do not come from a fixed `validation_freq`"):
+        diagnose(h)
+    d = diagnose(h, validation_epochs=[1, 3, 5])
+    assert d.evidence["validation_epochs"] == [1, 3, 5]
+
+
+def test_validation_epochs_as_a_numpy_array():
+    h = {"loss": decay(1.0, 0.3, 8), "val_loss": [0.8, 0.6]}
+    for given in (np.array([3, 6]), np.array([3, 6], dtype=np.int32), (3, 6)):
+        d = diagnose(h, validation_epochs=given)
+        assert d.evidence["validation_epochs"] == [3, 6]
+    d = diagnose(h, validation_epochs=(np.int64(4), np.int64(8)))
+    assert d.evidence["validation_epochs"] == [4, 8]
+    with pytest.raises(ValueError, match="must be 1-D"):
+        diagnose(h, validation_epochs=np.array([[3, 6]]))
+    with pytest.raises(TypeError, match="must hold ints"):
+        diagnose(h, validation_epochs=np.array([3.0, 6.0]))
+    with pytest.raises(TypeError, match="must hold ints"):
+        diagnose(h, validation_epochs=np.array([True, False]))
+
+
+def test_validation_epochs_without_validation_values():
+    h = {"loss": decay(1.0, 0.3, 4)}
+    with pytest.raises(ValueError, match="has no validation values"):
+        diagnose(h, validation_epochs=[2, 4])
+    with pytest.raises(ValueError, match="has no validation values"):
+        diagnose(h, validation_epochs=[])
+    assert diagnose(h).verdict in ("good", "too_low")

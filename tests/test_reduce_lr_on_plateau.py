@@ -141,3 +141,23 @@ def test_arguments():
         ReduceLROnPlateau(mode="up")
     assert (N, BS) == (32, 4)
     assert data()[0].shape == (32, 3)
+
+
+def test_min_lr_is_a_learning_rate():
+    # Like every rate of keras_lr (DivergenceDetector(min_lr=...) included).
+    with pytest.raises(TypeError, match=r"`min_lr` must be a float, such as 0\.0"):
+        ReduceLROnPlateau(min_lr=0)
+    with pytest.raises(TypeError, match=r"`min_lr` must be a float.*of type str"):
+        ReduceLROnPlateau(min_lr="1e-4")
+    with pytest.raises(TypeError, match=r"`min_lr` must be a float"):
+        ReduceLROnPlateau(min_lr=True)
+    with pytest.raises(ValueError, match=r"`min_lr` must be >= 0"):
+        ReduceLROnPlateau(min_lr=-1e-3)
+    assert ReduceLROnPlateau(min_lr=1e-5).min_lr == 1e-5
+    assert ReduceLROnPlateau(min_lr=np.float32(0.0)).min_lr == 0.0
+
+
+@pytest.mark.parametrize("monitor", [3, None, ["val_loss"], b"val_loss"])
+def test_monitor_must_be_a_string(monitor):
+    with pytest.raises(TypeError, match=r"`monitor` must be a string.*'val_loss'"):
+        ReduceLROnPlateau(monitor=monitor)

@@ -123,6 +123,29 @@ def test_message_shows_received_values():
     )
 
 
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (
+            lambda: S.OneCycle(0.1, 100, div_factor=0.5),
+            "Argument `div_factor` must be >= 1. Received: div_factor=0.5",
+        ),
+        (
+            lambda: S.OneCycle(0.1, 100, final_div_factor=0.5),
+            "Argument `final_div_factor` must be >= 1. Received: final_div_factor=0.5",
+        ),
+        (
+            lambda: S.CosineRestarts(0.1, 5, t_mul=0.5),
+            "Argument `t_mul` must be >= 1. Received: t_mul=0.5",
+        ),
+    ],
+)
+def test_constant_bound_messages(make, message):
+    with pytest.raises(ValueError) as info:
+        make()
+    assert str(info.value) == message
+
+
 def test_keras_schedules_and_floats_are_accepted_inside():
     decay = keras.optimizers.schedules.CosineDecay(0.1, 100)
     assert S.Warmup(decay, 5).schedule_or_float is decay

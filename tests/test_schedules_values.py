@@ -227,6 +227,21 @@ def test_float_steps_and_int64_steps_beyond_int32():
         assert float(s(big)) == pytest.approx(ref.cyclic(BIG, 0.01, 0.1, 5), rel=1e-5)
 
 
+@pytest.mark.parametrize(
+    "step", [2**40, 2**31 + 10, np.int64(2**40), np.int64(2**32 + 4), np.uint64(2**33)]
+)
+def test_host_int_steps_beyond_int32_are_clamped(step):
+    # Python and numpy ints are clamped before their conversion to a tensor
+    # (JAX without x64 would overflow or wrap them around).
+    from keras_lr.schedules._base import int_step
+
+    assert int(keras.ops.convert_to_numpy(int_step(step))) == BIG
+    s = S.InverseSqrt(1.0, warmup_steps=4)
+    expected = float(keras.ops.convert_to_numpy(s(BIG)))
+    assert float(keras.ops.convert_to_numpy(s(step))) == expected
+    assert int(keras.ops.convert_to_numpy(int_step(np.int64(-5)))) == 0
+
+
 @pytest.mark.skipif(
     not __import__("importlib").util.find_spec("torch"), reason="torch not installed"
 )

@@ -348,6 +348,26 @@ def _dense(hp=None):
         ({"lr_scaling": "cubic"}, ValueError, r"`lr_scaling` must be one of"),
         ({"optimizer": "rmsprop"}, ValueError, r"`optimizer` must be one of"),
         ({"schedule": "step"}, ValueError, r"`schedule` must be one of"),
+        ({"lr_range": (1e-3, math.inf)}, ValueError, r"finite rates"),
+        ({"lr_range": (math.nan, 0.1)}, ValueError, r"finite rates"),
+        ({"lr_range": (-math.inf, 0.1)}, ValueError, r"finite rates"),
+        (
+            {"distribution_strategy": "mirrored"},
+            TypeError,
+            r'`distribution_strategy` must be "auto", None or a '
+            r"tf\.distribute\.Strategy.*'mirrored'",
+        ),
+        (
+            {"distribution_strategy": 2},
+            TypeError,
+            r"`distribution_strategy` must be",
+        ),
+        (
+            {"callbacks": keras.callbacks.TerminateOnNaN()},
+            TypeError,
+            r"`callbacks` must be a list.*callbacks=\[cb\]",
+        ),
+        ({"callbacks": ["lr"]}, TypeError, r"must hold keras\.callbacks\.Callback"),
     ],
 )
 def test_bad_arguments(kwargs, error, match):
@@ -382,3 +402,193 @@ def test_batch_sizes_must_divide_over_replicas():
             _dense, batch_sizes=(32, 33), loss="mse", lr_range=(1e-3, 1e-1),
             distribution_strategy=TwoReplicas(),
         )  # fmt: skip
+
+
+# -- auto range persisted with the search; compiled best models --------------
+
+
+def _tiny_task(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(192, 8)).astype("float32")
+    y = (x[:, :3].sum(1) > 0).astype("int32")
+    return x, y
+
+
+def _tiny_build(hp):
+    return keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(hp.Int("units", 4, 16, step=4), activation="relu"),
+            keras.layers.Dense(2),
+        ]
+    )
+
+
+def _tiny_hypermodel(**kwargs):
+    return tuner.LRBatchSizeHyperModel(
+        _tiny_build, batch_sizes=(16, 32), range_test_steps=10,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"], distribution_strategy=None, **kwargs,
+    )  # fmt: skip
+
+
+def _tiny_search(name, hm, directory, max_trials, overwrite):
+    kwargs = {
+        "objective": "val_loss", "max_trials": max_trials, "overwrite": overwrite,
+        "directory": str(directory), "project_name": "search", "seed": 0,
+    }  # fmt: skip
+    if name == "bayesian":
+        search = keras_tuner.BayesianOptimization(hm, num_initial_points=2, **kwargs)
+    else:
+        search = keras_tuner.RandomSearch(hm, **kwargs)
+    x, y = _tiny_task()
+    search.search(x, y, validation_data=(x[:64], y[:64]), epochs=1, verbose=0)
+    return search
+
+
+@pytest.mark.parametrize("name", ["random", "bayesian"])
+def test_auto_range_is_stored_with_the_search_and_kept_on_resume(
+    name, tmp_path, monkeypatch
+):
+    keras.utils.set_random_seed(0)
+    hm1 = _tiny_hypermodel()
+    tests1 = []
+    real = hm1._auto_range
+
+    def counting(*args, **kwargs):
+        tests1.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hm1, "_auto_range", counting)
+    search1 = _tiny_search(name, hm1, tmp_path, 2, overwrite=True)
+    assert len(tests1) == 1  # one range test for the whole search
+    trials = [t for t in search1.oracle.trials.values() if t.status == "COMPLETED"]
+    assert len(trials) == 2
+    lr_min = trials[0].hyperparameters.values.get("auto_lr_min")
+    assert lr_min == pytest.approx(hm1._reference_range[1] / 3, rel=1e-12)
+    assert trials[1].hyperparameters.values["auto_lr_min"] == lr_min
+    space = {hp.name: hp for hp in search1.oracle.hyperparameters.space}
+    fixed = space["auto_lr_min"]
+    assert isinstance(fixed, keras_tuner.engine.hyperparameters.Fixed)
+    assert fixed.value == lr_min
+
+    # A resumed search: a new hypermodel whose range test would give another
+    # interval (a different initialisation); it must not run at all.
+    keras.utils.set_random_seed(1)
+    hm2 = _tiny_hypermodel()
+    tests2 = []
+
+    def other_answer(*args, **kwargs):
+        tests2.append(kwargs)
+        return 100.0 * lr_min
+
+    monkeypatch.setattr(hm2, "_auto_range", other_answer)
+    search2 = _tiny_search(name, hm2, tmp_path, 3, overwrite=False)
+    assert tests2 == []
+    trials = [t for t in search2.oracle.trials.values() if t.status == "COMPLETED"]
+    assert len(trials) == 3
+    for trial in trials:
+        values = trial.hyperparameters.values
+        assert values["auto_lr_min"] == lr_min
+        low, high = lr_min / 30, 3 * lr_min
+        factor = math.sqrt(values["batch_size"] / 16)  # Adam: sqrt scaling
+        expected = low * factor * (high / low) ** values["lr_position"]
+        used = trial.metrics.get_last_value("learning_rate")
+        assert used == pytest.approx(expected, rel=1e-9)
+        assert hm2.learning_rate(values) == pytest.approx(used, rel=1e-12)
+
+
+def test_learning_rate_before_any_auto_range_is_an_error():
+    hm = _tiny_hypermodel()
+    with pytest.raises(ValueError, match="interval is not known yet"):
+        hm.learning_rate({"batch_size": 16, "lr_position": 0.5})
+    values = {"batch_size": 32, "lr_position": 0.0, "auto_lr_min": 0.03}
+    assert hm.learning_rate(values) == pytest.approx(0.001 * math.sqrt(2))
+
+
+def test_best_model_of_an_uncompiled_build_model_is_compiled(tmp_path):
+    keras.utils.set_random_seed(0)
+    hm = _tiny_hypermodel(lr_range=(1e-3, 1e-1), optimizer="sgd")
+    search = _tiny_search("random", hm, tmp_path, 2, overwrite=True)
+    best = search.get_best_models(1)[0]
+    trial = search.oracle.get_best_trials(1)[0]
+    assert best.compiled
+    assert isinstance(best.optimizer, keras.optimizers.SGD)
+    rate = trial.metrics.get_last_value("learning_rate")
+    assert float(best.optimizer.learning_rate) == pytest.approx(rate, rel=1e-6)
+    x, y = _tiny_task()
+    loss, _ = best.evaluate(x[:64], y[:64], verbose=0)
+    assert loss == pytest.approx(trial.score, rel=1e-5)
+
+
+def test_build_compiles_an_uncompiled_model_and_fit_recompiles_it():
+    x, y = _tiny_task()
+    hm = _tiny_hypermodel(lr_range=(1e-3, 1e-1), optimizer="sgd")
+    hp = keras_tuner.HyperParameters()
+    model = hm.build(hp)
+    assert model.compiled
+    rate = hm.learning_rate(hp.values)
+    assert float(model.optimizer.learning_rate) == pytest.approx(rate, rel=1e-6)
+    hm.fit(hp, model, x, y, epochs=1, verbose=0)
+    # `fit` compiles with the hypermodel's optimizer (SGD, momentum 0.9).
+    assert isinstance(model.optimizer, keras.optimizers.SGD)
+    assert model.optimizer.momentum == pytest.approx(0.9)
+    assert float(model.optimizer.learning_rate) == pytest.approx(rate, rel=1e-6)
+    # Auto range, before any range test: a placeholder rate.
+    hm = _tiny_hypermodel()
+    model = hm.build(keras_tuner.HyperParameters())
+    assert model.compiled
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-3)
+
+
+def test_callbacks_none_and_strategy_objects_are_accepted():
+    import tensorflow as tf
+
+    hm = tuner.LRBatchSizeHyperModel(
+        _dense, loss="mse", lr_range=(1e-3, 1e-1), callbacks=None,
+        distribution_strategy=tf.distribute.get_strategy(),
+    )  # fmt: skip
+    assert hm.callbacks == [] and hm.num_replicas == 1
+    callback = keras.callbacks.TerminateOnNaN()
+    hm = tuner.LRBatchSizeHyperModel(
+        _dense, loss="mse", lr_range=(1e-3, 1e-1), callbacks=(callback,),
+        distribution_strategy="auto",
+    )  # fmt: skip
+    assert hm.callbacks == [callback]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"widths": 16}, TypeError, r"`widths` must be a sequence of integers"),
+        ({"depths": 2}, TypeError, r"`depths` must be a sequence of integers"),
+        ({"widths": "16"}, TypeError, r"`widths` must be a sequence of integers"),
+        ({"widths": (16.0,)}, TypeError, r"`widths` must hold integers"),
+        ({"widths": (True,)}, TypeError, r"`widths` must hold integers"),
+        ({"widths": ()}, ValueError, r"`widths` must be a non-empty"),
+        ({"depths": (0,)}, ValueError, r"`depths` must be a non-empty"),
+        ({"input_shape": 28}, TypeError, r"`input_shape` must be a sequence"),
+        ({"input_shape": (28.0, 28, 1)}, TypeError, r"`input_shape` must hold"),
+        ({"input_shape": (28, 28)}, ValueError, r"\(height, width, channels\)"),
+        ({"input_shape": (28, 0, 1)}, ValueError, r"\(height, width, channels\)"),
+    ],
+)
+def test_image_classifier_bad_arguments(kwargs, error, match):
+    kwargs = {"input_shape": (8, 8, 1), "num_classes": 3, **kwargs}
+    with pytest.raises(error, match=match):
+        tuner.ImageClassifierHyperModel(
+            lr_range=(1e-3, 1e-1), distribution_strategy=None, **kwargs
+        )
+
+
+def test_image_classifier_accepts_numpy_integers():
+    shape = np.array([8, 8, 1], dtype=np.int64)
+    hm = tuner.ImageClassifierHyperModel(
+        tuple(shape), np.int64(3), widths=np.array([4, 8]), depths=(np.int32(1),),
+        stages=1, lr_range=(1e-3, 1e-1), distribution_strategy=None,
+    )  # fmt: skip
+    assert hm.input_shape == (8, 8, 1)
+    assert all(type(d) is int for d in hm.input_shape)
+    assert hm.widths == (4, 8) and hm.depths == (1,)
+    model = hm.build(keras_tuner.HyperParameters())
+    assert model.output_shape == (None, 3)

@@ -34,6 +34,10 @@ _ACTIONS = ("rollback", "stop", "raise")
 
 #: Least seconds between two snapshots when `snapshot_every` is not given.
 _SNAPSHOT_SECONDS = 0.5
+#: Raw losses whose median must confirm an ``above_best`` violation.
+_CONFIRM = 9
+#: The best smoothed loss counts from this step of the stream at the latest.
+_WARMUP = 20
 
 
 class DivergenceError(RuntimeError):
@@ -65,6 +69,13 @@ class _WeightsSnapshot(TrainingState):
                 unique.append(v)
         return unique
 
+    def all_finite(self) -> bool:
+        """Whether every floating-point value of the copy is finite."""
+        return all(
+            value.dtype.kind != "f" or bool(np.all(np.isfinite(value)))
+            for _, value in self._values or ()
+        )
+
     def restore_variables(self) -> None:
         if self._values is None:
             return
@@ -82,7 +93,13 @@ class DivergenceDetector(keras.callbacks.Callback):
       weights found when a snapshot is taken (on some kernels a NaN batch
       poisons the weights while the loss stays finite);
     - ``above_best``: the EMA-smoothed loss ``s_t`` (factor `smoothing`)
-      exceeds ``best_ratio * min(s)``;
+      exceeds ``best_ratio * min(s)``, and the median of the last 9 raw
+      losses is at least halfway there (near a loss of zero, as when `fit` resumes a trained
+      model, a few unlucky batches lift the EMA many times over its best
+      without lifting most batches); a best set in the first 20 steps
+      (after each recovery too), when the EMA averages only a few batches
+      and one lucky batch can set it, needs all of those 9 losses over
+      the limit;
     - ``spike``: the step's loss exceeds ``spike_ratio * s_{t-1}``;
     - ``zscore``: the robust z-score of ``log(loss)`` against the previous
       `window` steps, ``(log x_t - median) / (1.4826 MAD)``, exceeds
@@ -95,11 +112,17 @@ class DivergenceDetector(keras.callbacks.Callback):
     batch can be several times the baseline without any harm), and fire
     after `patience` consecutive violating steps. With ``monitor_val=True``
     the epoch's ``val_loss`` is also watched: an event when it is not finite
-    or jumps over `val_spike_ratio` times the previous epoch's.
+    or jumps over `val_spike_ratio` times the previous epoch's; its rollback
+    goes back to the end of the last epoch whose ``val_loss`` was healthy
+    (a second host copy, kept only with ``monitor_val=True``).
 
     **Granularity.** The host reads the device buffer at the start of an
     execution once `check_every` steps have passed, and at the end of each
-    epoch: an event is located at its exact step, but acted on up to
+    epoch (before validation, so that the ``val_`` figures of an epoch that
+    ends with a recovery describe the restored model; its training figures
+    still include the diverged steps, and the weights, mid-epoch checked
+    with each snapshot, are checked for NaN or Inf there too): an event is
+    located at its exact step, but acted on up to
     ``check_every + steps_per_execution - 1`` steps later. No host sync
     happens in between, and the callback defines no ``on_*_batch_end``
     hook, so Keras keeps its asynchronous dispatch. On JAX, mid-epoch
@@ -308,6 +331,8 @@ class DivergenceDetector(keras.callbacks.Callback):
             patience=self.patience,
             log_z=True,
             rise_fraction=self.rise_fraction,
+            confirm=_CONFIRM,
+            warmup=min(math.ceil(1.0 / (1.0 - self.smoothing)), _WARMUP),
         )
 
     def on_train_begin(self, logs=None):
@@ -353,6 +378,10 @@ class DivergenceDetector(keras.callbacks.Callback):
             tuple[_WeightsSnapshot, list[Any], _live.PendingRead] | None
         ) = None
         self._last_restored: _WeightsSnapshot | None = None
+        self._val_snapshot: _WeightsSnapshot | None = None
+        self._val_snapshot_step = 0
+        self._epoch_read = False
+        self._in_fit = True
         optimizer = model.optimizer
         if model.built and not optimizer.built:
             # TensorFlow builds the optimizer when it traces the first step;
@@ -396,9 +425,8 @@ class DivergenceDetector(keras.callbacks.Callback):
             snapshot = _WeightsSnapshot(self._model)
         if not snapshot.has_variables:
             return True
-        for _, value in snapshot._values:
-            if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
-                return False
+        if not snapshot.all_finite():
+            return False
         self._snapshot = snapshot
         self._snapshot_step = step
         self.snapshot_nbytes = snapshot.nbytes()
@@ -439,6 +467,7 @@ class DivergenceDetector(keras.callbacks.Callback):
         self._epoch = epoch
         self._epoch_events = 0
         self._epoch_start = self._consumed
+        self._epoch_read = False
 
     def on_train_batch_begin(self, batch, logs=None):
         if self._stopped:
@@ -448,6 +477,11 @@ class DivergenceDetector(keras.callbacks.Callback):
             self._check(step)
 
     def on_test_begin(self, logs=None):
+        if self._in_fit and not self._epoch_read:
+            # Validation after the epoch: read the epoch's last steps first,
+            # so that a recovery happens before the model is evaluated and
+            # the `val_` figures describe the restored model.
+            self._end_of_epoch()
         if self._recorder is not None:
             self._recorder.recording = False
 
@@ -456,8 +490,8 @@ class DivergenceDetector(keras.callbacks.Callback):
             self._recorder.recording = True
 
     def on_epoch_end(self, epoch, logs=None):
-        if not self._stopped:
-            self._check()
+        if not self._epoch_read:
+            self._end_of_epoch()
         if (
             self.monitor_val
             and not self._stopped
@@ -466,16 +500,53 @@ class DivergenceDetector(keras.callbacks.Callback):
         ):
             event = self._val_watch.update([float(logs["val_loss"])])
             if event is not None:
+                if self._val_snapshot is not None:
+                    # Back to the end of the last epoch with a healthy
+                    # `val_loss`: the snapshots since may be as bad.
+                    self._snapshot = self._val_snapshot
+                    self._snapshot_step = self._val_snapshot_step
                 self._handle(event, source="val_loss")
+            elif not self._epoch_events:
+                snapshot = _WeightsSnapshot(self._model)
+                if snapshot.has_variables and snapshot.all_finite():
+                    self._val_snapshot = snapshot
+                    self._val_snapshot_step = self._consumed
         if logs is not None:
             logs["divergence_events"] = self._epoch_events
 
     def on_train_end(self, logs=None):
+        self._in_fit = False
         if self._stopped and self._snapshot is not None:
             # An execution may have run after the stop was requested.
             self.model  # noqa: B018  (syncs the JAX state)
             self._snapshot.restore_variables()
         self._uninstall()
+
+    def _end_of_epoch(self) -> None:
+        """The epoch's last read, and a check that the weights are finite.
+
+        Mid-epoch, weights are checked when a snapshot is taken; the steps
+        after the last snapshot of the epoch are checked here: on some
+        kernels a NaN batch poisons the weights while every loss stays
+        finite (a ReLU network whose NaN pre-activations clip to zero).
+        """
+        self._epoch_read = True
+        if self._stopped:
+            return
+        events = len(self.events)
+        self._check()
+        if self._stopped or len(self.events) > events:
+            return
+        if self._snapshot is not None and self._snapshot_step == self._consumed:
+            return  # just checked by the snapshot
+        if not _all_finite(self.model):
+            event = DivergenceEvent(
+                max(self._consumed - 1, 0),
+                "nonfinite_weights",
+                float(self._watch.smoothed),
+                float(self._watch.best),
+            )
+            self._handle(event, source="loss", total=self._consumed)
 
     # Reading and acting ----------------------------------------------------
 
@@ -750,6 +821,21 @@ class DivergenceDetector(keras.callbacks.Callback):
             logger.warning(text)
         else:
             logger.info(text)
+
+
+def _all_finite(model: keras.Model) -> bool:
+    """Whether the model's and its optimizer's float variables are finite.
+
+    Computed on the device; one boolean comes back to the host.
+    """
+    variables = _WeightsSnapshot(model, capture=False).variables()
+    ok = None
+    for variable in variables:
+        if "float" not in str(variable.dtype):
+            continue
+        finite = keras.ops.all(keras.ops.isfinite(variable.value))
+        ok = finite if ok is None else keras.ops.logical_and(ok, finite)
+    return ok is None or bool(keras.ops.convert_to_numpy(ok))
 
 
 def _ratio(name: str, value: Any) -> float | None:

@@ -42,8 +42,15 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
         mode: ``"auto"``, ``"min"`` or ``"max"``.
         min_delta: the smallest change that counts as an improvement.
         cooldown: epochs to wait after a reduction.
-        min_lr: the rate is not lowered below this (for a schedule: its
-            value at the current step).
+        min_lr: the rate is not lowered below this, a float (for a
+            schedule: its value at the current step).
+
+    Raises:
+        TypeError: if `monitor` is not a string, `min_lr` is not a float
+            (``0`` for ``0.0`` is refused, as for every learning rate of
+            keras_lr), or another argument is of the wrong type.
+        ValueError: if `factor` is not in (0, 1), `min_lr` is negative, or
+            another argument is out of range.
 
     Example:
 
@@ -72,6 +79,12 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
         min_lr: float = 0.0,
     ):
         super().__init__()
+        if not isinstance(monitor, str):
+            raise TypeError(
+                "Argument `monitor` must be a string, the logs key to watch, "
+                f"such as 'val_loss'. Received: monitor={monitor!r} (of type "
+                f"{type(monitor).__name__})"
+            )
         self.monitor = monitor
         self.factor = _validate.check_real("factor", factor)
         _validate.check_in_interval("factor", self.factor, 0.0, 1.0, low_closed=False)
@@ -79,7 +92,7 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
         self.cooldown = _validate.check_int("cooldown", cooldown, minimum=0)
         self.min_delta = abs(_validate.check_real("min_delta", min_delta))
         self.min_lr = _validate.check_non_negative(
-            "min_lr", _validate.check_real("min_lr", min_lr)
+            "min_lr", _validate.check_learning_rate("min_lr", min_lr)
         )
         self.mode = _validate.check_choice("mode", mode, ("auto", "min", "max"))
         self.verbose = verbose

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -110,6 +111,17 @@ def fit_arguments(x: Any, y: Any, batch_size: int | None, num_steps: int) -> dic
             "epochs": math.ceil(num_steps / per_epoch),
             "shuffle": True,
         }
+    if isinstance(x, (str, bytes)) or not (
+        _is_tf_dataset(x)
+        or isinstance(x, keras.utils.PyDataset)
+        or isinstance(x, Iterable)
+    ):
+        raise TypeError(
+            "Argument `x` must be what `model.fit` takes: arrays, a dict or "
+            "list of arrays, a tf.data.Dataset, a keras.utils.PyDataset or an "
+            "iterable of batches (a file path is not read: load the data "
+            f"first). Received: x={_short_repr(x)} (of type {type(x).__name__})"
+        )
     if y is not None:
         raise ValueError(
             "Argument `y` must be None when `x` is a dataset, a generator or a "
@@ -121,13 +133,66 @@ def fit_arguments(x: Any, y: Any, batch_size: int | None, num_steps: int) -> dic
         if len(x) == 0:
             raise ValueError("The PyDataset passed as `x` is empty (len(x) == 0).")
         return {"x": _CyclingPyDataset(x, num_steps), "epochs": 1}
-    if isinstance(x, Iterable):
-        return {"x": _cycle(x), "steps_per_epoch": num_steps, "epochs": 1}
-    raise TypeError(
-        "Argument `x` must be what `model.fit` takes: arrays, a dict or list "
-        "of arrays, a tf.data.Dataset, a keras.utils.PyDataset or an "
-        f"iterable of batches. Received: x of type {type(x).__name__}"
-    )
+    return {"x": _cycle(x), "steps_per_epoch": num_steps, "epochs": 1}
+
+
+def _short_repr(x: Any) -> str:
+    text = repr(x)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def is_one_shot(x: Any) -> bool:
+    """Whether `x` is an iterator that can be iterated only once (a generator).
+
+    Example:
+
+    >>> is_one_shot(iter([1, 2])), is_one_shot([1, 2])
+    (True, False)
+    """
+    return isinstance(x, Iterator)
+
+
+def first_batch(fit_kwargs: dict) -> Any:
+    """The first batch `model.fit(**fit_kwargs)` will see, without using it up.
+
+    A generator in ``fit_kwargs["x"]`` is replaced by one that yields the
+    batch taken from it first.
+
+    Args:
+        fit_kwargs: what `fit_arguments` returned (changed in place).
+
+    Returns:
+        The batch (``x``, ``(x, y)`` or ``(x, y, sample_weight)``), or None
+        when the data yields none.
+    """
+    x = fit_kwargs["x"]
+    if "batch_size" in fit_kwargs:
+        n = min(num_samples(x), fit_kwargs["batch_size"])
+        index = np.arange(n)
+        batch_x = _take(x, index)
+        y = fit_kwargs.get("y")
+        return batch_x if y is None else (batch_x, _take(y, index))
+    if isinstance(x, keras.utils.PyDataset):
+        return x[0]
+    if _is_tf_dataset(x):
+        for batch in x.take(1):
+            return batch
+        return None
+    try:
+        batch = next(x)
+    except StopIteration:
+        return None
+    fit_kwargs["x"] = itertools.chain([batch], x)
+    return batch
+
+
+def _take(a: Any, index: np.ndarray) -> Any:
+    """Rows `index` of an array, or of every array in a list, tuple or dict."""
+    if isinstance(a, dict):
+        return {k: _take(v, index) for k, v in a.items()}
+    if isinstance(a, (list, tuple)):
+        return type(a)(_take(v, index) for v in a)
+    return np.asarray(a)[index]
 
 
 def split_data(data: Any) -> tuple[Any, Any]:

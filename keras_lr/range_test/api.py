@@ -14,12 +14,19 @@ from keras_lr import _validate, suggest
 from keras_lr._state import TrainingState, base_optimizer, set_attr
 from keras_lr.range_test._data import (
     _is_array_like,
+    _take,
+    first_batch,
     fit_arguments,
+    is_one_shot,
     num_samples,
     split_data,
 )
 from keras_lr.range_test._sweep import SweepSchedule
-from keras_lr.range_test.callback import LRRangeTest, StepLossSession
+from keras_lr.range_test.callback import (
+    LRRangeTest,
+    StepLossSession,
+    _distribution_scope,
+)
 from keras_lr.range_test.result import LRRangeTestResult, RangeTestWarning
 
 __all__ = ["LRSearch", "find_best_learning_rate", "lr_range_test"]
@@ -35,6 +42,36 @@ def _check_compiled(model: Any) -> None:
             "The model must be compiled before a range test: call "
             "`model.compile(optimizer=..., loss=...)` first."
         )
+
+
+def _build_from_first_batch(model: keras.Model, fit_kwargs: dict) -> None:
+    """Builds an unbuilt model symbolically from the data's first batch.
+
+    JAX and torch build the model this way at the start of `fit`; the
+    TensorFlow trainer builds it only while tracing the first step, after
+    the callbacks' `on_train_begin`, too late for the snapshot that restores
+    it. Building it first, as Keras would, lets the range test capture and
+    restore every variable.
+
+    Raises:
+        ValueError: if the data yields no batch.
+    """
+    batch = first_batch(fit_kwargs)
+    if batch is None:
+        raise ValueError(
+            "The range test ran no step: the data yielded no batch. "
+            "Check that `x` is not empty."
+        )
+
+    def to_array(v: Any) -> Any:
+        if v is None or (hasattr(v, "shape") and hasattr(v, "dtype")):
+            return v
+        return np.asarray(v)
+
+    batch = keras.tree.map_structure(to_array, batch)
+    # The same private method `fit` calls on JAX and torch.
+    with _distribution_scope(model):
+        model._symbolic_build(data_batch=batch)
 
 
 def lr_range_test(
@@ -115,7 +152,10 @@ def lr_range_test(
         steps_per_execution = _validate.check_int(
             "steps_per_execution", steps_per_execution, minimum=1
         )
+    batch_size = _validate.check_optional_int("batch_size", batch_size, minimum=1)
     fit_kwargs = fit_arguments(x, y, batch_size, callback.num_steps)
+    if not model.built:
+        _build_from_first_batch(model, fit_kwargs)
     state = TrainingState(model)
     callback._given_state = state
     try:
@@ -168,15 +208,6 @@ class LRSearch:
     candidates: list[float] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
     steps: int = 0
-
-
-def _take(a: Any, index: np.ndarray) -> Any:
-    """Rows `index` of an array, or of every array in a list, tuple or dict."""
-    if isinstance(a, dict):
-        return {k: _take(v, index) for k, v in a.items()}
-    if isinstance(a, (list, tuple)):
-        return type(a)(_take(v, index) for v in a)
-    return np.asarray(a)[index]
 
 
 #: The most samples held out of a race to score it (a cost bound).
@@ -243,6 +274,11 @@ def _race(
         for i, lr in enumerate(lrs):
             state.restore_variables()
             session.clear()
+            if i and not _is_array_like(x):
+                # A fresh pass from the first batch: every candidate trains
+                # on the same batches (a shared cycle would go on where the
+                # previous candidate stopped).
+                fit_kwargs = _race_arguments(x, y, batch_size, steps, seed)
             if lr_variable is None:
                 session.install(SweepSchedule(lr, lr, steps, "linear"))
             else:
@@ -315,7 +351,7 @@ def find_best_learning_rate(
        trained on: `validation_data` when given, else a random `holdout`
        fraction of array data (at most 2,048 samples, drawn with `seed`)
        kept out of the sweep and the race.
-       Data that cannot be split (a dataset, a generator) with no
+       Data that cannot be split (a dataset, a DataLoader) with no
        `validation_data` is scored by the mean training loss over the last
        third of the race. The model is restored after each candidate.
     4. The winner: a parabola in ``log(lr)`` through the best candidate and
@@ -335,7 +371,10 @@ def find_best_learning_rate(
 
     Args:
         model: a compiled Keras model.
-        data: ``(x, y)`` arrays, or a dataset / generator / PyDataset.
+        data: ``(x, y)`` arrays, a `tf.data.Dataset`, a
+            `keras.utils.PyDataset`, a torch `DataLoader` or another
+            iterable of batches that can be iterated more than once. A
+            generator (one-shot) is accepted only with ``race=False``.
         race: race the candidates (default) or use the curve alone.
         race_steps: steps per candidate, >= 1. Default:
             ``2 * num_steps // num_candidates`` (at least 1).
@@ -349,6 +388,10 @@ def find_best_learning_rate(
 
     Returns:
         The learning rate (or an `LRSearch`).
+
+    Raises:
+        TypeError: for a one-shot iterator (a generator) when racing.
+        ValueError: on bad arguments (see `lr_range_test`).
 
     Example:
 
@@ -372,6 +415,15 @@ def find_best_learning_rate(
     if race_steps is not None:
         race_steps = _validate.check_int("race_steps", race_steps, minimum=1)
     x, y = split_data(data)
+    if race and is_one_shot(x):
+        raise TypeError(
+            "Argument `data` must be iterable more than once: the range test "
+            "and then each candidate of the race start from its first batch, "
+            "and a generator or iterator is used up by the first pass. Pass "
+            "arrays `(x, y)`, a tf.data.Dataset, a keras.utils.PyDataset, a "
+            "torch DataLoader or a list of batches (or `race=False`). "
+            f"Received: data of type {type(x).__name__}"
+        )
     scoring_data = kwargs.get("validation_data")
     if race and scoring_data is None:
         x, y, scoring_data = _split_holdout(x, y, holdout, seed)

@@ -12,7 +12,7 @@ import numpy as np
 
 from keras_lr import _live, _validate
 from keras_lr._detect import LossWatch, first_divergence
-from keras_lr._state import TrainingState, base_optimizer, set_attr
+from keras_lr._state import _MISSING, TrainingState, base_optimizer, set_attr
 from keras_lr.range_test._recorder import StepLossRecorder
 from keras_lr.range_test._sweep import SweepSchedule, sweep_lrs
 from keras_lr.range_test.result import LRRangeTestResult
@@ -33,6 +33,8 @@ def validate_sweep(
     """Checks the range test's arguments; returns them normalised."""
     start_lr = _validate.check_learning_rate("start_lr", start_lr)
     end_lr = _validate.check_learning_rate("end_lr", end_lr)
+    _validate.check_finite("start_lr", start_lr)
+    _validate.check_finite("end_lr", end_lr)
     _validate.check_positive("start_lr", start_lr)
     _validate.check_greater("end_lr", end_lr, "start_lr", start_lr)
     num_steps = _validate.check_int("num_steps", num_steps, minimum=10)
@@ -53,6 +55,38 @@ def _distribution_scope(model: Any):
     if keras.backend.backend() == "tensorflow" and strategy is not None:
         return strategy.scope()
     return contextlib.nullcontext()
+
+
+def _retrace_train_function(model: Any) -> None:
+    """Makes `model.train_function` anew, traced with the current rate object.
+
+    On TensorFlow and torch, ``make_train_function(force=True)`` builds a new
+    function that is traced on its first call. Keras's JAX trainer instead
+    passes the bound method ``model.train_step`` to `jax.jit`, and jax's
+    trace cache matches a bound method of the same object (equal, though not
+    identical) as long as the state's structure is unchanged: a new rate
+    object (a sweep, a race candidate's schedule) would then train with the
+    constants of an old trace. For the time of the call, a fresh function
+    object stands in for ``train_step``, so that `jax.jit` traces anew; the
+    jitted function keeps it, and the model's own attribute is put back.
+
+    Args:
+        model: a compiled Keras model.
+    """
+    if keras.backend.backend() != "jax":
+        model.make_train_function(force=True)
+        return
+    bound_step = model.train_step
+
+    def train_step(state: Any, data: Any) -> Any:
+        return bound_step(state, data)
+
+    own = vars(model).get("train_step", _MISSING)
+    set_attr(model, "train_step", train_step)
+    try:
+        model.make_train_function(force=True)
+    finally:
+        set_attr(model, "train_step", own)
 
 
 class StepLossSession:
@@ -82,7 +116,7 @@ class StepLossSession:
             }
         set_attr(model, "_loss_tracker", self.recorder)
         set_attr(optimizer, "_learning_rate", lr_object)
-        model.make_train_function(force=True)
+        _retrace_train_function(model)
         set_attr(model, "test_function", None)
 
     def uninstall(self) -> None:
@@ -211,9 +245,17 @@ class LRRangeTest(keras.callbacks.Callback):
                 "test: call `model.compile(optimizer=..., loss=...)` first."
             )
         self.result = None
-        self._state = self._given_state or TrainingState(model)
-        if not self._state.has_variables:
-            self._state.capture_variables()
+        state = self._given_state or TrainingState(model)
+        if not state.has_variables and not state.capture_variables():
+            if self.restore_on_end:
+                raise ValueError(
+                    "LRRangeTest cannot restore a model that is not built yet: "
+                    "its variables do not exist when `fit` begins on this "
+                    "backend. Build the model first (call it on a batch, or "
+                    "give it an `Input`), use `keras_lr.lr_range_test`, which "
+                    "builds it, or pass `restore=False`."
+                )
+        self._state = state
         optimizer = base_optimizer(model.optimizer)
         offset = int(keras.ops.convert_to_numpy(optimizer.iterations))
         self._lrs = sweep_lrs(self.start_lr, self.end_lr, self.num_steps, self.mode)
@@ -233,6 +275,7 @@ class LRRangeTest(keras.callbacks.Callback):
         self._next_check = self._every
         self._val_lrs: list[float] = []
         self._val_losses: list[float] = []
+        self._last_val_step = 0
         self._event = None
         self._progbar = (
             keras.utils.Progbar(
@@ -258,6 +301,16 @@ class LRRangeTest(keras.callbacks.Callback):
                 values.append(("smoothed loss", self._watch.smoothed))
             self._progbar.update(done, values=values)
 
+    def on_test_begin(self, logs=None):
+        # `fit(validation_data=...)` evaluates with the same loss tracker:
+        # its batches are not steps of the sweep.
+        if self._session is not None:
+            self._session.recorder.recording = False
+
+    def on_test_end(self, logs=None):
+        if self._session is not None:
+            self._session.recorder.recording = True
+
     def on_epoch_end(self, epoch, logs=None):
         self._check(now=True)
         self._epoch_offset = self._session.steps()
@@ -274,6 +327,13 @@ class LRRangeTest(keras.callbacks.Callback):
         if self.restore_on_end:
             # `fit` still returns `model.history` after this hook.
             self.restore(_skip=("history",))
+        else:
+            # The trained weights stay; the optimizer's own rate, the loss
+            # tracker and the compiled functions (which hold the sweep and
+            # the recorder) go back.
+            self._session.uninstall()
+            if self._state is not None:
+                self._state.restore_attributes(skip=("history",))
 
     # Reading the buffer -------------------------------------------------
 
@@ -304,7 +364,15 @@ class LRRangeTest(keras.callbacks.Callback):
             self._event = self._watch.update(fresh)
         if self._event is not None and self.stop_on_divergence:
             self._model.stop_training = True
-        if self.validation_data is not None and losses.size and self._event is None:
+        if (
+            self.validation_data is not None
+            and losses.size
+            and self._event is None
+            and losses.size != self._last_val_step
+        ):
+            # Once per step count: an epoch's end and the next epoch's first
+            # batch read the buffer at the same step.
+            self._last_val_step = losses.size
             self._evaluate(losses.size)
 
     def _evaluate(self, steps_done: int) -> None:

@@ -15,9 +15,11 @@ exact.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_lr import _validate
@@ -26,6 +28,25 @@ from keras_lr import _validate
 MAX_STEP = 2**31 - 1
 # Largest float32 below 2**31 (float steps are clamped to it before the cast).
 _MAX_FLOAT_STEP = 2.0**31 - 256.0
+
+
+def _clamp_host_step(step: Any) -> Any:
+    """Clamps a host integer step (Python or numpy) to ``[0, MAX_STEP]``.
+
+    Done before the conversion to a tensor: JAX (without x64) converts to
+    int32, so a larger Python int raises an `OverflowError` and an int64
+    numpy value wraps around. Tensors and float steps are returned as they
+    are (`int_step` clamps those in the graph).
+    """
+    if isinstance(step, bool) or isinstance(step, np.bool_):
+        return step
+    if isinstance(step, numbers.Integral):
+        return np.int32(min(max(int(step), 0), MAX_STEP))
+    if isinstance(step, (np.ndarray, np.generic)) and np.issubdtype(
+        step.dtype, np.integer
+    ):
+        return np.clip(step, 0, MAX_STEP).astype(np.int32)
+    return step
 
 
 def int_step(step: Any) -> Any:
@@ -40,6 +61,7 @@ def int_step(step: Any) -> Any:
     >>> int(int_step(2**40)), int(int_step(-3)), int(int_step(2.7))
     (2147483647, 0, 2)
     """
+    step = _clamp_host_step(step)
     step = ops.convert_to_tensor(step)
     dtype = keras.backend.standardize_dtype(step.dtype)
     if "float" in dtype:

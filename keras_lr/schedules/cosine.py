@@ -212,7 +212,7 @@ class CosineRestarts(keras.optimizers.schedules.LearningRateSchedule):
             "first_cycle_steps", first_cycle_steps, minimum=1
         )
         self.t_mul = _validate.check_real("t_mul", t_mul)
-        _validate.check_greater("t_mul", self.t_mul, "1", 1.0, strict=False)
+        _validate.check_at_least("t_mul", self.t_mul, 1.0)
         if not math.isfinite(self.t_mul):
             raise ValueError(
                 f"Argument `t_mul` must be finite. Received: t_mul={t_mul}"

@@ -128,10 +128,8 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         self.final_div_factor = _validate.check_real(
             "final_div_factor", final_div_factor
         )
-        _validate.check_greater("div_factor", self.div_factor, "1", 1.0, strict=False)
-        _validate.check_greater(
-            "final_div_factor", self.final_div_factor, "1", 1.0, strict=False
-        )
+        _validate.check_at_least("div_factor", self.div_factor, 1.0)
+        _validate.check_at_least("final_div_factor", self.final_div_factor, 1.0)
         self.anneal = anneal
         self.three_phase = three_phase
 

@@ -39,6 +39,36 @@ def default_strategy() -> Any:
     return tf.distribute.get_strategy()
 
 
+def check_strategy(strategy: Any) -> Any:
+    """Checks a ``distribution_strategy`` argument and returns it.
+
+    Accepted: "auto", None, or a `tf.distribute.Strategy` (any object with
+    ``num_replicas_in_sync``).
+
+    Raises:
+        TypeError: for anything else, such as the string "mirrored".
+
+    Example:
+
+    >>> check_strategy("mirrored")
+    Traceback (most recent call last):
+    ...
+    TypeError: Argument `distribution_strategy` must be "auto", None or a tf.distribute.Strategy instance, such as tf.distribute.MirroredStrategy(). Received: distribution_strategy='mirrored' (of type str)
+    """
+    if strategy is None or strategy == "auto":
+        return strategy
+    if isinstance(strategy, (str, type)) or not hasattr(
+        strategy, "num_replicas_in_sync"
+    ):
+        raise TypeError(
+            'Argument `distribution_strategy` must be "auto", None or a '
+            "tf.distribute.Strategy instance, such as "
+            "tf.distribute.MirroredStrategy(). Received: "
+            f"distribution_strategy={strategy!r} (of type {type(strategy).__name__})"
+        )
+    return strategy
+
+
 def num_replicas(strategy: Any) -> int:
     """Replicas that share one global batch under `strategy` (1 for None)."""
     if strategy is None:

@@ -34,6 +34,12 @@ _OPTIMIZERS = ("sgd", "adam", "adamw")
 _SCHEDULES = (None, "one_cycle", "warmup_cosine")
 _DEFAULT_SCALING = {"sgd": "linear", "adam": "sqrt", "adamw": "sqrt"}
 _AUTO_STRATEGY = "auto"
+# The fixed hyperparameter that stores the auto range test's `lr_min`.
+AUTO_LR_MIN = "auto_lr_min"
+# Rate of a model compiled in `build` before its trial's rate is known.
+_PLACEHOLDER_LR = 1e-3
+# Set on models that `build` compiled itself (the user's was uncompiled).
+_DEFAULT_COMPILE = "_keras_lr_default_compile"
 
 
 def scale_factor(batch_size: int, reference_batch_size: int, scaling: str) -> float:
@@ -95,6 +101,11 @@ def _check_lr_range(lr_range: Any) -> tuple[float, float] | str:
         )
     low = _validate.check_learning_rate("lr_range[0]", lr_range[0])
     high = _validate.check_learning_rate("lr_range[1]", lr_range[1])
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(
+            "Argument `lr_range` must hold finite rates. "
+            f"Received: lr_range={tuple(lr_range)!r}"
+        )
     _validate.check_positive("lr_range[0]", low)
     if not high > low:
         raise ValueError(
@@ -102,6 +113,25 @@ def _check_lr_range(lr_range: Any) -> tuple[float, float] | str:
             f"Received: lr_range={tuple(lr_range)!r}"
         )
     return low, high
+
+
+def _check_callbacks(callbacks: Any) -> list[Any]:
+    if callbacks is None:
+        return []
+    if not isinstance(callbacks, (list, tuple)):
+        raise TypeError(
+            "Argument `callbacks` must be a list of keras.callbacks.Callback "
+            "objects (pass `callbacks=[cb]` for a single callback). "
+            f"Received: callbacks={callbacks!r} (of type {type(callbacks).__name__})"
+        )
+    for callback in callbacks:
+        if not isinstance(callback, keras.callbacks.Callback):
+            raise TypeError(
+                "Argument `callbacks` must hold keras.callbacks.Callback "
+                f"objects. Received: callbacks={callbacks!r} (holding "
+                f"{callback!r} of type {type(callback).__name__})"
+            )
+    return list(callbacks)
 
 
 class _TrialRecord(keras.callbacks.Callback):
@@ -136,7 +166,18 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
       of the test's zero-phase smoothed curve (Smith 2017,
       arXiv:1506.01186: the top of the region where the loss still falls),
       times ``f(B / B_ref)`` for the trial's batch ``B`` (`auto_range`).
-      The test runs once and is cached on the hypermodel.
+      The test runs once, in the first trial, and its ``lr_min`` is stored
+      with the search as the fixed hyperparameter ``auto_lr_min`` of that
+      trial: the oracle adds it to its space (and saves it in the tuner's
+      directory), so later trials, a search resumed with
+      ``overwrite=False`` (a new process, a new hypermodel) and the workers
+      of a distributed search all receive it in ``hp.values`` and use it
+      instead of running a new test, and ``lr_position`` keeps one meaning
+      throughout. (Trials that start before the first one ends, in a
+      distributed search, run their own test; their ``auto_lr_min`` records
+      the interval they used.) The oracle must accept new entries
+      (KerasTuner's default ``allow_new_entries=True``,
+      ``tune_new_entries=True``).
 
     Each trial's results (`trial.metrics`) also hold ``global_batch_size``,
     ``per_replica_batch_size``, ``num_replicas`` and ``learning_rate`` (the
@@ -144,7 +185,11 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
 
     `build_model` may return a compiled model (its optimizer is re-created
     with the searched rate, keeping its other settings) or an uncompiled one
-    (compiled with `optimizer`, `loss` and `metrics`).
+    (compiled with `optimizer`, `loss` and `metrics`). `build` returns a
+    compiled model either way, so that the tuner's ``get_best_models()``
+    can `evaluate` right away: an uncompiled one is compiled at the trial's
+    rate when ``hp`` determines it (else at a placeholder 1e-3, which `fit`
+    replaces).
 
     `fit` re-batches `tf.data.Dataset` inputs to the trial's global batch
     (KerasTuner's own `fit` would ignore ``batch_size`` for them), passes
@@ -246,7 +291,7 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
         self.schedule = _validate.check_choice("schedule", schedule, _SCHEDULES)
         self.loss = loss
         self.metrics = metrics
-        self.callbacks = list(callbacks)
+        self.callbacks = _check_callbacks(callbacks)
         if warmup_batch_size is not None:
             _validate.check_int("warmup_batch_size", warmup_batch_size, minimum=1)
         self.warmup_batch_size = warmup_batch_size
@@ -260,7 +305,8 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
         self.range_test_steps = _validate.check_int(
             "range_test_steps", range_test_steps, minimum=10
         )
-        if distribution_strategy == _AUTO_STRATEGY:
+        _strategy.check_strategy(distribution_strategy)
+        if isinstance(distribution_strategy, str):
             distribution_strategy = _strategy.default_strategy()
         self.distribution_strategy = distribution_strategy
         self.num_replicas = _strategy.num_replicas(distribution_strategy)
@@ -274,6 +320,7 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
         self.reference_batch_size = self.batch_sizes[0]
         self._range_cache: dict[int, tuple[float, float]] = {}
         self._reference_range: tuple[float, float] | None = None
+        self._reference_lr_min: float | None = None
 
     # -- search space ---------------------------------------------------------
     def declare_hyperparameters(self, hp: keras_tuner.HyperParameters) -> None:
@@ -285,15 +332,42 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
             hp.Float("lr_normalized", low, high, sampling="log")
 
     def learning_rate(self, values: dict[str, Any], **overrides: float) -> float:
-        """The actual (peak) learning rate of a trial's hyperparameter values."""
+        """The actual (peak) learning rate of a trial's hyperparameter values.
+
+        With ``lr_range="auto"`` the interval comes from the values'
+        ``auto_lr_min`` (stored by `fit`), else from the range test this
+        hypermodel ran.
+
+        Raises:
+            ValueError: with ``lr_range="auto"``, if neither is known yet.
+        """
         values = dict(values) | overrides
         batch = int(values["batch_size"])
+        factor = scale_factor(batch, self.reference_batch_size, self.lr_scaling)
         if "lr_normalized" in values:
-            factor = scale_factor(batch, self.reference_batch_size, self.lr_scaling)
             return float(values["lr_normalized"]) * factor
-        low, high = self._range_cache[batch]
+        if values.get(AUTO_LR_MIN) is not None:
+            low, high = _interval(float(values[AUTO_LR_MIN]))
+            low, high = low * factor, high * factor
+        elif batch in self._range_cache:
+            low, high = self._range_cache[batch]
+        else:
+            raise ValueError(
+                "The auto learning-rate interval is not known yet: no range "
+                f"test has run and the values hold no `{AUTO_LR_MIN}`. "
+                f"Received: values={values!r}"
+            )
         u = float(values["lr_position"])
         return float(math.exp(math.log(low) + u * (math.log(high) - math.log(low))))
+
+    def _known_learning_rate(self, values: dict[str, Any]) -> float | None:
+        """The trial's rate if it can be computed now, else None."""
+        if "lr_normalized" not in values and "lr_position" not in values:
+            return None
+        try:
+            return self.learning_rate(values)
+        except ValueError:
+            return None
 
     # -- build ----------------------------------------------------------------
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
@@ -319,11 +393,20 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
             # The rule follows the optimizer the model was compiled with.
             name = type(_unwrap(model.optimizer)).__name__.lower()
             self.lr_scaling = _DEFAULT_SCALING.get(name, "sqrt")
+        if not getattr(model, "compiled", False):
+            # Compiled here so that the tuner's `get_best_models()` returns a
+            # model ready for `evaluate`; `fit` compiles it again at the
+            # trial's (scheduled) rate.
+            learning_rate = self._known_learning_rate(hp.values)
+            setattr(model, _DEFAULT_COMPILE, True)
+            self._compile(
+                model, _PLACEHOLDER_LR if learning_rate is None else learning_rate
+            )
         return model
 
     # -- optimizer ------------------------------------------------------------
     def _make_optimizer(self, model: keras.Model, learning_rate: Any) -> Any:
-        if getattr(model, "compiled", False) and model.optimizer is not None:
+        if _user_compiled(model) and model.optimizer is not None:
             old = _unwrap(model.optimizer)
             config = old.get_config()
             config["learning_rate"] = learning_rate
@@ -340,7 +423,7 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
         # The optimizer must be created under the strategy that built the model.
         with _strategy.scope(self.distribution_strategy):
             optimizer = self._make_optimizer(model, learning_rate)
-            if getattr(model, "compiled", False):
+            if _user_compiled(model):
                 config = dict(model._compile_config.config)
                 config["optimizer"] = optimizer
             else:
@@ -367,7 +450,14 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
         batch = int(hp.get("batch_size"))
         per_replica = batch // self.num_replicas
         if self.lr_range == "auto":
+            stored = hp.values.get(AUTO_LR_MIN)
+            if stored is not None:
+                # The search's interval: from an earlier trial, a resumed
+                # search or another worker; no new range test.
+                self._use_lr_min(float(stored))
             self.auto_range(model, batch, args, kwargs)
+            if stored is None:
+                hp.Fixed(AUTO_LR_MIN, float(self._reference_lr_min))
         args, kwargs = _rebatch(args, kwargs, batch)
         lr = self.learning_rate(hp.values)
         epochs = int(kwargs.get("epochs", 1)) - int(kwargs.get("initial_epoch", 0))
@@ -409,7 +499,10 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
         One LR range test of `model`, at the reference batch size, gives
         the normalised interval ``[lr_min / 30, 3 lr_min]`` (cached on the
         hypermodel); every batch size gets it times its scaling factor.
-        Two decades, placed from where the best rate lay against ``lr_min``
+        `fit` stores ``lr_min`` in the trial's hyperparameters
+        (``auto_lr_min``), so that the search keeps this interval when
+        resumed or distributed. Two decades, placed from where the best rate
+        lay against ``lr_min``
         on 14 real tasks (the 13 of ``benchmarks/auto_range_check.py`` and
         the tuner benchmark's): between ``lr_min / 11`` and ``12 lr_min``,
         median ``0.72 lr_min``; the interval holds it on 13 of them.
@@ -424,18 +517,24 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
             args, kwargs: the data arguments of `fit`.
         """
         if batch not in self._range_cache:
-            if self._reference_range is None:
+            if self._reference_lr_min is None:
                 ref = self.reference_batch_size
                 ref_args, ref_kwargs = _rebatch(args, kwargs, ref)
-                self._reference_range = self._auto_range(
-                    model, ref, ref_args, ref_kwargs
-                )
+                self._use_lr_min(self._auto_range(model, ref, ref_args, ref_kwargs))
             low, high = self._reference_range
             factor = scale_factor(batch, self.reference_batch_size, self.lr_scaling)
             self._range_cache[batch] = (low * factor, high * factor)
         return self._range_cache[batch]
 
-    def _auto_range(self, model: keras.Model, batch: int, args, kwargs):
+    def _use_lr_min(self, lr_min: float) -> None:
+        """Sets the reference interval from the range test's `lr_min`."""
+        if lr_min != self._reference_lr_min:
+            self._reference_lr_min = lr_min
+            self._reference_range = _interval(lr_min)
+            self._range_cache.clear()
+
+    def _auto_range(self, model: keras.Model, batch: int, args, kwargs) -> float:
+        """Runs the LR range test at `batch` and returns its `lr_min`."""
         from keras_lr import lr_range_test
 
         self._compile(model, 1e-3)
@@ -452,7 +551,19 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
                 verbose=0,
             )
         _, lr_min = result.suggest_range()
-        return lr_min / 30.0, 3.0 * lr_min
+        return float(lr_min)
+
+
+def _interval(lr_min: float) -> tuple[float, float]:
+    """The normalised auto interval ``[lr_min / 30, 3 lr_min]``."""
+    return lr_min / 30.0, 3.0 * lr_min
+
+
+def _user_compiled(model: keras.Model) -> bool:
+    """Whether `model` came compiled from `build_model` (not by `build`)."""
+    return bool(getattr(model, "compiled", False)) and not getattr(
+        model, _DEFAULT_COMPILE, False
+    )
 
 
 def _unwrap(optimizer: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,15 +60,7 @@ class ImageClassifierHyperModel(LRBatchSizeHyperModel):
         stages: int = 3,
         **kwargs: Any,
     ):
-        shape = tuple(input_shape)
-        if len(shape) != 3 or any(
-            _validate._is_bool(d) or not isinstance(d, int) or d <= 0 for d in shape
-        ):
-            raise ValueError(
-                "Argument `input_shape` must be (height, width, channels) of "
-                f"positive integers. Received: input_shape={input_shape!r}"
-            )
-        self.input_shape = shape
+        self.input_shape = _check_input_shape(input_shape)
         self.num_classes = _validate.check_int("num_classes", num_classes, minimum=2)
         self.widths = _positive_ints("widths", widths)
         self.depths = _positive_ints("depths", depths)
@@ -116,11 +109,43 @@ def _residual_block(x: Any, channels: int, stride: int) -> Any:
     return keras.layers.Activation("relu")(keras.layers.Add()([y, shortcut]))
 
 
-def _positive_ints(name: str, values: Sequence[int]) -> tuple[int, ...]:
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not _validate._is_bool(value)
+
+
+def _int_sequence(name: str, values: Any, example: str) -> tuple[Any, ...]:
+    """`values` as a tuple; TypeError unless a sequence of integers."""
+    # Any iterable (a tuple, a list, a numpy array), not a scalar or a string.
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(
+            f"Argument `{name}` must be a sequence of integers, such as "
+            f"{example}. Received: {name}={values!r} (of type "
+            f"{type(values).__name__})"
+        )
     values = tuple(values)
-    if not values or any(
-        _validate._is_bool(v) or not isinstance(v, int) or v <= 0 for v in values
-    ):
+    for value in values:
+        if not _is_int(value):
+            raise TypeError(
+                f"Argument `{name}` must hold integers, such as {example}. "
+                f"Received: {name}={values!r} (holding {value!r} of type "
+                f"{type(value).__name__})"
+            )
+    return tuple(int(v) for v in values)
+
+
+def _check_input_shape(input_shape: Any) -> tuple[int, int, int]:
+    shape = _int_sequence("input_shape", input_shape, "(28, 28, 1)")
+    if len(shape) != 3 or any(d <= 0 for d in shape):
+        raise ValueError(
+            "Argument `input_shape` must be (height, width, channels) of "
+            f"positive integers. Received: input_shape={input_shape!r}"
+        )
+    return shape
+
+
+def _positive_ints(name: str, values: Any) -> tuple[int, ...]:
+    values = _int_sequence(name, values, "(16, 32)")
+    if not values or any(v <= 0 for v in values):
         raise ValueError(
             f"Argument `{name}` must be a non-empty sequence of positive "
             f"integers. Received: {name}={values!r}"

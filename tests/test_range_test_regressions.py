@@ -1,0 +1,310 @@
+"""Regressions of the range test, its callback and the race of find_best."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from conftest import BACKEND, all_state, assert_bitwise_equal
+
+import keras_lr
+from keras_lr.range_test.api import _race
+from keras_lr.range_test.callback import LRRangeTest
+
+pytestmark = pytest.mark.multibackend
+
+
+def _mean_target_loss(y_true, y_pred):
+    """The loss is the batch's mean target: a script the test controls."""
+    return keras.ops.mean(y_true) + 0.0 * keras.ops.mean(y_pred)
+
+
+def _scripted_model():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss=_mean_target_loss)
+    return model
+
+
+def _linear_data(n=128):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 4)).astype("float32")
+    return x, x.sum(axis=1, keepdims=True)
+
+
+def _linear_model(lr=0.01):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(lr), loss="mse")
+    return model
+
+
+def _batches(x, y, batch_size=16):
+    return [
+        (x[i : i + batch_size], y[i : i + batch_size])
+        for i in range(0, len(x), batch_size)
+    ]
+
+
+class _Reiterable:
+    """Batches that can be iterated again and again, like a DataLoader."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
+
+
+def _weights_and_slots(model):
+    variables = list(model.variables) + list(model.optimizer.variables)
+    return [np.array(keras.ops.convert_to_numpy(v.value)) for v in variables]
+
+
+# A new rate is traced anew (JAX reused the old compiled step) ----------------
+
+
+def test_second_range_test_trains_at_its_own_rates():
+    x, y = _linear_data()
+    data = _batches(x, y)
+    sweep = {"start_lr": 1e-2, "end_lr": 0.5, "num_steps": 16, "verbose": 0}
+
+    model = _linear_model()
+    model.fit(x, y, batch_size=16, shuffle=False, verbose=0)
+    keras_lr.lr_range_test(
+        model, _Reiterable(data), start_lr=1e-6, end_lr=1e-5, num_steps=16, verbose=0
+    )
+    second = keras_lr.lr_range_test(model, _Reiterable(data), **sweep)
+
+    reference = _linear_model()
+    reference.fit(x, y, batch_size=16, shuffle=False, verbose=0)
+    expected = keras_lr.lr_range_test(reference, _Reiterable(data), **sweep)
+    np.testing.assert_allclose(second.losses, expected.losses, rtol=1e-5)
+
+
+def test_race_with_a_schedule_trains_each_candidate_at_its_rate():
+    x, y = _linear_data()
+    lrs = [1e-3, 3e-2, 0.2]
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.01, 100, 0.9)
+    scheduled = _linear_model(schedule)
+    scheduled.fit(x, y, batch_size=16, shuffle=False, verbose=0)
+    scores = _race(scheduled, x, y, 16, lrs, 6, None, 0)
+    # A float rate takes the other path (one compiled step, a variable).
+    constant = _linear_model(0.01)
+    constant.fit(x, y, batch_size=16, shuffle=False, verbose=0)
+    constant.set_weights(scheduled.get_weights())
+    expected = _race(constant, x, y, 16, lrs, 6, None, 0)
+    np.testing.assert_allclose(scores, expected, rtol=1e-4)
+    assert len(set(scores)) == len(lrs)
+
+
+# An unbuilt model ------------------------------------------------------------
+
+
+def _unbuilt_model(subclassed):
+    init = {
+        "kernel_initializer": keras.initializers.Constant(0.1),
+        "bias_initializer": "zeros",
+    }
+    if subclassed:
+
+        class Net(keras.Model):
+            def __init__(self):
+                super().__init__()
+                self.hidden = keras.layers.Dense(8, activation="relu", **init)
+                self.out = keras.layers.Dense(1, **init)
+
+            def call(self, inputs):
+                return self.out(self.hidden(inputs))
+
+        model = Net()
+    else:
+        model = keras.Sequential(
+            [
+                keras.layers.Dense(8, activation="relu", **init),
+                keras.layers.Dense(1, **init),
+            ]
+        )
+    model.compile(optimizer=keras.optimizers.SGD(1e-3, momentum=0.9), loss="mse")
+    return model
+
+
+@pytest.mark.parametrize("subclassed", [False, True])
+def test_unbuilt_model_is_built_and_restored_bitwise(subclassed):
+    x, y = _linear_data(256)
+    model = _unbuilt_model(subclassed)
+    assert not model.built
+    result = keras_lr.lr_range_test(
+        model, x, y, num_steps=20, start_lr=1e-4, end_lr=1e3, verbose=0
+    )
+    assert result.diverged
+    # What the model is when built and never trained: constant weights and
+    # zero optimizer slots and counter.
+    reference = _unbuilt_model(subclassed)
+    reference(x[:2])
+    reference.optimizer.build(reference.trainable_variables)
+    assert_bitwise_equal(_weights_and_slots(reference), _weights_and_slots(model))
+
+
+@pytest.mark.skipif(
+    BACKEND != "tensorflow", reason="JAX and torch build the model before callbacks"
+)
+def test_callback_refuses_an_unbuilt_model_it_cannot_restore():
+    x, y = _linear_data()
+    model = _unbuilt_model(subclassed=False)
+    finder = LRRangeTest(start_lr=1e-4, end_lr=1.0, num_steps=10)
+    with pytest.raises(ValueError, match=r"not built yet.*restore=False"):
+        model.fit(x, y, batch_size=16, callbacks=[finder], verbose=0)
+    # Without restoring there is nothing to capture: it runs.
+    finder = LRRangeTest(start_lr=1e-4, end_lr=1.0, num_steps=10, restore=False)
+    model.fit(x, y, batch_size=16, epochs=2, callbacks=[finder], verbose=0)
+    assert len(finder.result) == 10
+
+
+# The callback inside a user's fit --------------------------------------------
+
+
+def test_callback_does_not_record_validation_batches():
+    model = _scripted_model()
+    x = np.ones((64, 3), "float32")
+    y = np.ones((64, 1), "float32")
+    y_val = np.full((80, 1), 100.0, "float32")
+    finder = LRRangeTest(start_lr=1e-4, end_lr=1e-2, num_steps=20)
+    model.fit(
+        x,
+        y,
+        batch_size=16,
+        epochs=10,
+        validation_data=(np.ones((80, 3), "float32"), y_val),
+        callbacks=[finder],
+        verbose=0,
+    )
+    assert len(finder.result) == 20
+    np.testing.assert_array_equal(finder.result.losses, np.ones(20))
+
+
+def test_restore_false_keeps_weights_but_puts_back_rate_and_tracker(tmp_path):
+    x, y = _linear_data()
+    model = _linear_model(0.01)
+    model.fit(x, y, batch_size=16, verbose=0)
+    lr_object = model.optimizer._learning_rate
+    tracker = model._loss_tracker
+    before = model.get_weights()
+    finder = LRRangeTest(start_lr=1e-4, end_lr=1.0, num_steps=12, restore=False)
+    model.fit(x, y, batch_size=16, epochs=2, callbacks=[finder], verbose=0)
+    assert len(finder.result) == 12
+    assert not all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert model.optimizer._learning_rate is lr_object
+    assert model._loss_tracker is tracker
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == (
+        pytest.approx(0.01)
+    )
+    # The next fit trains at the user's rate: as a fresh copy at 0.01 does.
+    twin = _linear_model(0.01)
+    twin.set_weights(model.get_weights())
+    model.fit(x[:16], y[:16], batch_size=16, shuffle=False, verbose=0)
+    twin.fit(x[:16], y[:16], batch_size=16, shuffle=False, verbose=0)
+    for a, b in zip(model.get_weights(), twin.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    keras.models.load_model(path)
+
+
+def test_validation_is_measured_once_per_step_across_epochs():
+    x, y = _linear_data(64)
+    model = _linear_model()
+    result = keras_lr.lr_range_test(
+        model,
+        x,
+        y,
+        batch_size=32,
+        start_lr=1e-5,
+        end_lr=1e-2,
+        num_steps=20,
+        validation_data=(x[:32], y[:32]),
+        verbose=0,
+    )
+    assert len(result.val_lrs) >= 5
+    assert len(np.unique(result.val_lrs)) == len(result.val_lrs)
+
+
+# find_best_learning_rate's data ----------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::keras_lr.RangeTestWarning")
+def test_find_best_refuses_a_generator_before_touching_the_model():
+    x, y = _linear_data()
+    model = _linear_model()
+    before = all_state(model)
+    with pytest.raises(TypeError, match=r"iterable more than once.*DataLoader"):
+        keras_lr.find_best_learning_rate(
+            model, (b for b in _batches(x, y)), num_steps=10, verbose=0
+        )
+    assert_bitwise_equal(before, all_state(model))
+    # Without a race, one pass is all it needs.
+    lr = keras_lr.find_best_learning_rate(
+        model,
+        (b for b in _batches(x, y)),
+        race=False,
+        num_steps=10,
+        start_lr=1e-4,
+        verbose=0,
+    )
+    assert lr > 0
+    assert_bitwise_equal(before, all_state(model))
+
+
+@pytest.mark.filterwarnings("ignore:.*shuffle=True")
+def test_race_candidates_train_on_the_same_batches():
+    # The loss is each batch's mean target, whatever the rate: candidates that
+    # see the same batches get the same score.
+    model = _scripted_model()
+    values = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    batches = [
+        (np.ones((4, 3), "float32"), np.full((4, 1), v, "float32")) for v in values
+    ]
+    scores = _race(
+        model, _Reiterable(batches), None, None, [1e-3, 1e-2, 0.1], 6, None, 0
+    )
+    np.testing.assert_allclose(scores, [5.5, 5.5, 5.5])
+
+
+# Bad arguments ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"end_lr": float("inf")}, ValueError, "`end_lr` must be finite"),
+        ({"start_lr": float("nan")}, ValueError, "`start_lr` must be finite"),
+        ({"start_lr": float("inf")}, ValueError, "`start_lr` must be finite"),
+        ({"batch_size": 0}, ValueError, r"`batch_size` must be >= 1. Received"),
+        ({"batch_size": -4}, ValueError, r"`batch_size` must be >= 1"),
+        ({"batch_size": "32"}, TypeError, "`batch_size` must be an integer"),
+        ({"batch_size": 32.0}, TypeError, "`batch_size` must be an integer"),
+        ({"batch_size": True}, TypeError, "`batch_size` must be an integer"),
+    ],
+)
+def test_bad_sweep_and_batch_arguments(kwargs, error, match):
+    model = _scripted_model()
+    before = all_state(model)
+    with pytest.raises(error, match=match):
+        keras_lr.lr_range_test(
+            model, np.ones((8, 3)), np.ones((8, 1)), num_steps=10, verbose=0, **kwargs
+        )
+    assert_bitwise_equal(before, all_state(model))
+
+
+def test_callback_rejects_non_finite_rates():
+    with pytest.raises(ValueError, match="`end_lr` must be finite"):
+        LRRangeTest(end_lr=float("inf"))
+
+
+@pytest.mark.parametrize("x", [None, 5, "data.npz", b"data"])
+@pytest.mark.parametrize("with_y", [True, False])
+def test_bad_x_is_blamed_on_x(x, with_y):
+    model = _scripted_model()
+    y = np.ones((8, 1), "float32") if with_y else None
+    with pytest.raises(TypeError, match=r"Argument `x` must be .*Received: x="):
+        keras_lr.lr_range_test(model, x, y, num_steps=10, verbose=0)
