@@ -112,7 +112,9 @@ class LossWatch:
 
     With ``confirm=k`` the ``best_ratio`` test also needs the median of the
     last ``k`` raw losses halfway up to its limit (``best * (1 + best_ratio)
-    / 2``): a divergence lifts most batches,
+    / 2``), unless the smoothed loss is over ``best_ratio**2 * best``
+    (``best_ratio**3 * best`` against a provisional best; a blow-up by orders
+    of magnitude): a divergence lifts most batches,
     while near a loss of zero (a model that already fits its data, e.g. when
     `fit` resumes a trained model) a few unlucky batches lift the EMA many
     times over its best without moving the median.
@@ -308,10 +310,19 @@ class LossWatch:
             # a settled best; all of them over the limit against a
             # provisional one.
             half = self.best + 0.5 * (self.best_ratio - 1.0) * abs(self.best)
+            # A smoothed loss `best_ratio` times over the limit (twice over
+            # a provisional best) needs no confirmation: a few catastrophic
+            # steps (a blow-up to thousands that leaves a dead network at its
+            # starting loss) lift it there, ordinary unlucky batches do not.
+            power = 2.0 if settled else 3.0
+            severe = self.best + (self.best_ratio**power - 1.0) * abs(self.best)
             if (
                 s > limit
                 and s > self.best
-                and self._confirmed(x, half if settled else limit, settled=settled)
+                and (
+                    s > severe
+                    or self._confirmed(x, half if settled else limit, settled=settled)
+                )
             ):
                 score = s / self.best if self.best > 0 else float("inf")
                 found = ("above_best", self.best, score)
