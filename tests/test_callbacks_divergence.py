@@ -561,3 +561,69 @@ def test_val_loss_rollback_restores_the_last_healthy_epoch_end():
     assert event["restored_step"] == 64
     for restored, kept in zip(after.copies[1], before.copies[0]):
         np.testing.assert_array_equal(restored, kept)
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="a TensorFlow train_step")
+def test_custom_train_step_without_the_loss_tracker_is_warned_and_checked():
+    import tensorflow as tf
+
+    class OwnTracker(keras.Model):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.own_loss = keras.metrics.Mean(name="loss")
+
+        def train_step(self, data):
+            x, y = data
+            with tf.GradientTape() as tape:
+                loss = keras.losses.mean_squared_error(y, self(x, training=True))
+                loss = tf.reduce_mean(loss)
+            grads = tape.gradient(loss, self.trainable_variables)
+            self.optimizer.apply(grads, self.trainable_variables)
+            self.own_loss.update_state(loss)
+            return {"loss": self.own_loss.result()}
+
+        @property
+        def metrics(self):
+            return [self.own_loss]
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    model = OwnTracker(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer=keras.optimizers.SGD(0.01))
+    x = np.random.default_rng(0).random((128, 4)).astype("float32")
+    y = x.sum(1, keepdims=True)
+    x[48] = np.inf  # poisons the weights in epoch 1
+    det = DivergenceDetector(verbose=0)
+    with pytest.warns(UserWarning, match="has seen no loss"):
+        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0,
+                  callbacks=[det])  # fmt: skip
+    assert finite(model)
+    assert [e["reason"] for e in det.events] == ["nonfinite_weights"]
+
+
+class _SwapInSchedule(keras.callbacks.Callback):
+    """Replaces the float rate with an unwrapped schedule as fit begins."""
+
+    def on_train_begin(self, logs=None):
+        from keras_lr._state import set_attr
+
+        schedule = keras.optimizers.schedules.ExponentialDecay(0.05, 100, 0.9)
+        set_attr(self.model.optimizer, "_learning_rate", schedule)
+
+
+def test_rate_replaced_by_an_unscalable_schedule_stops_cleanly(data):
+    # The detector checked the float rate at the start; another callback
+    # then installed a schedule it cannot lower. The first event must stop
+    # training with the weights restored, not crash in the middle of fit.
+    x, y, *_ = data
+    x = x.copy()
+    x[5 * BATCH : 6 * BATCH] = np.nan
+    model = small_cnn(keras.optimizers.SGD(0.05, momentum=0.9))
+    det = DivergenceDetector(check_every=2, snapshot_every=2, verbose=0)
+    model.fit(
+        x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0,
+        callbacks=[det, _SwapInSchedule()],
+    )  # fmt: skip
+    assert finite(model)
+    assert [e["action"] for e in det.events] == ["stop"]
+    assert det._recorder is None  # uninstalled at the end of fit

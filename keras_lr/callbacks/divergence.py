@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from typing import Any
 
 import keras
@@ -384,6 +385,8 @@ class DivergenceDetector(keras.callbacks.Callback):
         self._val_snapshot_step = 0
         self._epoch_read = False
         self._in_fit = True
+        self._batches = 0
+        self._warned_blind = False
         optimizer = model.optimizer
         if model.built and not optimizer.built:
             # TensorFlow builds the optimizer when it traces the first step;
@@ -472,6 +475,7 @@ class DivergenceDetector(keras.callbacks.Callback):
         self._epoch_read = False
 
     def on_train_batch_begin(self, batch, logs=None):
+        self._batches += 1
         if self._stopped:
             return
         step = self._epoch_start + int(batch)
@@ -536,11 +540,22 @@ class DivergenceDetector(keras.callbacks.Callback):
         if self._stopped:
             return
         events = len(self.events)
+        snapshot_time = self._snapshot_time
         self._check()
         if self._stopped or len(self.events) > events:
             return
-        if self._snapshot is not None and self._snapshot_step == self._consumed:
-            return  # just checked by the snapshot
+        if self._consumed == 0 and self._batches and not self._warned_blind:
+            self._warned_blind = True
+            text = (
+                "DivergenceDetector has seen no loss in this epoch: the model's "
+                "`train_step` does not report its loss through Keras's loss "
+                "tracker (`model.compute_loss` or the compiled loss), so only "
+                "the weights are checked, at the end of each epoch."
+            )
+            logger.warning(text)
+            warnings.warn(text, stacklevel=2)
+        if self._snapshot_time != snapshot_time:
+            return  # a snapshot was just taken: it checked the weights
         if not _all_finite(self.model):
             event = DivergenceEvent(
                 max(self._consumed - 1, 0),
@@ -708,6 +723,11 @@ class DivergenceDetector(keras.callbacks.Callback):
         }
         action = self.action
         message = ""
+        # Another callback may have replaced the rate since `fit` began (a
+        # scheduler installing its schedule): lower the one in effect now.
+        scale_var = _rate.scale_variable(optimizer)
+        if scale_var is not None:
+            self._scale_var = scale_var
         # No healthy stretch at this rate yet: training diverged before the
         # first snapshot after the start, or again from the same snapshot.
         systematic = self._snapshot is not None and (
@@ -731,8 +751,13 @@ class DivergenceDetector(keras.callbacks.Callback):
             elif self._snapshot is None:
                 action = "stop"
                 message = "no healthy snapshot to roll back to"
+            elif scale_var is None:
+                action = "stop"
+                message = (
+                    "the learning rate in effect cannot be lowered: "
+                    + _rate.cannot_scale_message(optimizer)
+                )
         record["action"] = action
-        scale_var = self._scale_var
         scale_before = None
         if scale_var is not None:
             # The snapshot holds the rate variable too: lower the rate in
