@@ -41,6 +41,10 @@ def ema_smooth(losses: Any, smoothing: float) -> np.ndarray:
     Returns:
         A float64 array of the same length.
 
+    Raises:
+        TypeError: if `smoothing` is not a number.
+        ValueError: if `smoothing` is not in ``[0, 1)``.
+
     Example:
 
     >>> ema_smooth([1.0, 1.0, 1.0], 0.9).tolist()
@@ -48,6 +52,9 @@ def ema_smooth(losses: Any, smoothing: float) -> np.ndarray:
     >>> ema_smooth([2.0, 0.0], 0.5).round(4).tolist()
     [2.0, 0.6667]
     """
+    from keras_lr._validate import check_smoothing
+
+    smoothing = check_smoothing("smoothing", smoothing)
     x = np.asarray(losses, dtype=np.float64).reshape(-1)
     out = np.empty_like(x)
     m = 0.0

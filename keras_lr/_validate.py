@@ -246,3 +246,26 @@ def check_optional_int(name: str, value: Any, *, minimum: int) -> int | None:
     if value is None:
         return None
     return check_int(name, value, minimum=minimum)
+
+
+def check_smoothing(name: str, value: Any) -> float:
+    """Checks an exponential-smoothing factor: a real number in ``[0, 1)``.
+
+    ``1`` would never move away from the start (a bias-corrected EMA then
+    divides zero by zero), and NaN, negative or larger values are not
+    smoothing factors.
+
+    Example:
+
+    >>> check_smoothing("smoothing", 0.98)
+    0.98
+    >>> check_smoothing("smoothing", 1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: Argument `smoothing` must be in [0.0, 1.0). Received: smoothing=1.0
+    >>> check_smoothing("smoothing", "0.9")
+    Traceback (most recent call last):
+    ...
+    TypeError: Argument `smoothing` must be a number. Received: smoothing='0.9' (of type str)
+    """
+    return check_in_interval(name, check_real(name, value), 0.0, 1.0)

@@ -36,10 +36,15 @@ def plot_range_test(result: Any, ax: Any = None, *, methods: Any = None) -> Any:
     Args:
         result: an `LRRangeTestResult`.
         ax: a matplotlib `Axes` to draw on; a new `Figure` when None.
-        methods: suggestion rules to mark (default: all that apply).
+        methods: names of the suggestion rules to mark, among
+            `keras_lr.suggest.RULES` (default: all). A rule that does not
+            apply to the curve (too few finite points) is left out.
 
     Returns:
         The matplotlib `Figure` (not shown; save it with `fig.savefig`).
+
+    Raises:
+        ValueError: if a name in `methods` is not a rule.
 
     Example:
 
@@ -52,6 +57,16 @@ def plot_range_test(result: Any, ax: Any = None, *, methods: Any = None) -> Any:
     """
     from keras_lr import suggest
 
+    if isinstance(methods, str):
+        methods = (methods,)
+    methods = tuple(methods or suggest.RULES)
+    unknown = [m for m in methods if m not in suggest.RULES]
+    if unknown:
+        raise ValueError(
+            "Argument `methods` must name suggestion rules, among "
+            f"{tuple(suggest.RULES)}. Received: methods={methods!r} "
+            f"(unknown: {', '.join(map(repr, unknown))})"
+        )
     fig, ax = _axes(ax)
     lrs, losses = result.lrs, result.losses
     ax.plot(lrs, losses, color="0.75", lw=0.8, label="loss of each step")
@@ -80,10 +95,10 @@ def plot_range_test(result: Any, ax: Any = None, *, methods: Any = None) -> Any:
         top = max(first, high)
         pad = 0.08 * max(top - low, 1e-12)
         ax.set_ylim(low - pad, top + 3 * pad)
-    for method in methods or tuple(suggest.RULES):
+    for method in methods:
         try:
             lr = result.suggestion(method, warn=False)
-        except ValueError:
+        except ValueError:  # the rule does not apply to this curve
             continue
         color, marker = _MARKERS.get(method, ("k", "x"))
         if not trend.size:
@@ -98,7 +113,7 @@ def plot_range_test(result: Any, ax: Any = None, *, methods: Any = None) -> Any:
             ls="none",
             label=f"{method}: {lr:.2g}",
         )
-    if result.diverged and result.divergence_step is not None:
+    if result.diverged and result.divergence_step is not None and lrs.size:
         ax.axvline(
             lrs[min(result.divergence_step, lrs.size - 1)], color="0.5", ls=":", lw=1
         )

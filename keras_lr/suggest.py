@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from keras_lr import _validate
 from keras_lr._detect import ema_smooth
 
 __all__ = [
@@ -54,14 +55,16 @@ def clean_curve(lrs: Any, losses: Any) -> tuple[np.ndarray, np.ndarray]:
     """Checks a curve and cuts it at its first non-finite loss.
 
     Args:
-        lrs: learning rates, positive and increasing.
+        lrs: learning rates, positive, finite and strictly increasing.
         losses: each step's loss, the same length.
 
     Returns:
         ``(lrs, losses)`` as float64 arrays up to the first non-finite loss.
 
     Raises:
-        ValueError: on different lengths or non-positive rates.
+        ValueError: on different lengths, or rates that are not positive,
+            finite and strictly increasing (a sweep in another order, or
+            with a repeated rate, has no slope to read).
 
     Example:
 
@@ -77,9 +80,21 @@ def clean_curve(lrs: Any, losses: Any) -> tuple[np.ndarray, np.ndarray]:
         )
     if lrs.size and not np.all(np.isfinite(lrs) & (lrs > 0)):
         raise ValueError("Argument `lrs` must hold positive, finite learning rates.")
+    steps = np.diff(lrs)
+    if np.any(steps <= 0):
+        i = int(np.flatnonzero(steps <= 0)[0])
+        raise ValueError(
+            "Argument `lrs` must be strictly increasing (the rates of a sweep, "
+            f"in order). Received: lrs[{i}]={float(lrs[i])!r}, "
+            f"lrs[{i + 1}]={float(lrs[i + 1])!r}"
+        )
     bad = np.flatnonzero(~np.isfinite(losses))
     end = int(bad[0]) if bad.size else losses.size
     return lrs[:end], losses[:end]
+
+
+def _smoothing(smoothing: Any) -> float:
+    return _validate.check_smoothing("smoothing", smoothing)
 
 
 def _need(lrs: np.ndarray, n: int, rule: str) -> None:
@@ -117,6 +132,7 @@ def valley(lrs: Any, losses: Any, *, smoothing: float = 0.98) -> float:
     >>> 1e-4 < valley(lrs, losses, smoothing=0.0) < 1e-2
     True
     """
+    smoothing = _smoothing(smoothing)
     lrs, losses = clean_curve(lrs, losses)
     _need(lrs, 5, "valley")
     lrs, smoothed = _fastai_trim(lrs, losses, smoothing)
@@ -148,6 +164,7 @@ def steep(lrs: Any, losses: Any, *, smoothing: float = 0.98) -> float:
     >>> 3e-4 < steep(lrs, losses, smoothing=0.0) < 3e-3
     True
     """
+    smoothing = _smoothing(smoothing)
     lrs, losses = clean_curve(lrs, losses)
     _need(lrs, 3, "steep")
     lrs, smoothed = _fastai_trim(lrs, losses, smoothing)
@@ -165,6 +182,7 @@ def minimum(lrs: Any, losses: Any, *, smoothing: float = 0.98) -> float:
     >>> round(minimum(lrs, losses, smoothing=0.0), 6)
     0.001
     """
+    smoothing = _smoothing(smoothing)
     lrs, losses = clean_curve(lrs, losses)
     _need(lrs, 3, "minimum")
     lrs, smoothed = _fastai_trim(lrs, losses, smoothing)
@@ -192,6 +210,7 @@ def steepest(
     >>> 3e-4 < steepest(lrs, losses, smoothing=0.0) < 3e-3
     True
     """
+    smoothing = _smoothing(smoothing)
     lrs, losses = clean_curve(lrs, losses)
     smoothed = ema_smooth(losses, smoothing)
     n = lrs.size
@@ -293,10 +312,14 @@ def candidates(lrs: Any, losses: Any, *, num: int = 4) -> list[float]:
     Args:
         lrs: learning rates of the sweep.
         losses: each step's loss.
-        num: how many rates at most.
+        num: how many rates at most, an int >= 1.
 
     Returns:
         Increasing learning rates.
+
+    Raises:
+        TypeError: if `num` is not an int.
+        ValueError: if `num` < 1, or the curve is invalid or too short.
 
     Example:
 
@@ -306,6 +329,7 @@ def candidates(lrs: Any, losses: Any, *, num: int = 4) -> list[float]:
     >>> [f"{lr:.1e}" for lr in candidates(lrs, losses)]
     ['6.6e-04', '2.5e-03', '6.6e-03', '2.1e-02']
     """
+    num = _validate.check_int("num", num, minimum=1)
     lrs, losses = clean_curve(lrs, losses)
     _need(lrs, 5, "candidates")
     _, i_min, _ = _descent(lrs, losses)

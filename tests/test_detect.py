@@ -282,3 +282,15 @@ def test_settled_best_needs_the_median_of_recent_losses():
     watch = detector_watch(z_threshold=None, spike_ratio=None, rise_fraction=None)
     event = watch.update(np.concatenate([base, np.full(100, 5.0)]))
     assert event is not None and event.reason == "above_best" and event.step >= 200
+
+
+@pytest.mark.parametrize("smoothing", [1.0, 1.01, -0.5, math.nan])
+def test_ema_smooth_refuses_smoothing_outside_the_unit_interval(smoothing):
+    # 1.0 used to give all NaN (0 / 0), other values garbage.
+    with pytest.raises(ValueError, match=r"`smoothing` must be in \[0.0, 1.0\)"):
+        ema_smooth([1.0, 2.0], smoothing)
+
+
+def test_ema_smooth_refuses_a_non_number():
+    with pytest.raises(TypeError, match="`smoothing` must be a number"):
+        ema_smooth([1.0, 2.0], None)

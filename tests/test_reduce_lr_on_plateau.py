@@ -10,7 +10,7 @@ import pytest
 from test_callbacks_schedulers import BS, N, data, fit, linear_model, replay_sgd
 
 from keras_lr import schedules as S
-from keras_lr.callbacks import ReduceLROnPlateau
+from keras_lr.callbacks import ReduceLROnPlateau, WarmupScheduler
 
 pytestmark = pytest.mark.multibackend
 
@@ -161,3 +161,103 @@ def test_min_lr_is_a_learning_rate():
 def test_monitor_must_be_a_string(monitor):
     with pytest.raises(TypeError, match=r"`monitor` must be a string.*'val_loss'"):
         ReduceLROnPlateau(monitor=monitor)
+
+
+class Flat(keras.callbacks.Callback):
+    """Logs a metric that never improves."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["flat"] = 1.0
+
+
+def lr_history(callback, epochs, lr=0.04):
+    model = linear_model(keras.optimizers.SGD(lr))
+    history = fit(model, epochs=epochs, callbacks=[Flat(), callback])
+    return history.history["learning_rate"]
+
+
+@pytest.mark.parametrize("patience, cooldown", [(1, 0), (2, 0), (3, 0), (2, 1)])
+def test_patience_and_cooldown_count_epochs_as_keras_does(patience, cooldown):
+    # Before: lowered after patience + 1 epochs without improvement.
+    kwargs = dict(monitor="flat", mode="min", factor=0.5, patience=patience)
+    ours = lr_history(ReduceLROnPlateau(cooldown=cooldown, **kwargs), 8)
+    theirs = lr_history(
+        keras.callbacks.ReduceLROnPlateau(cooldown=cooldown, **kwargs), 8
+    )
+    # Keras logs the rate of the epoch, keras_lr the rate after its decision.
+    assert ours[:-1] == pytest.approx(theirs[1:])
+    # Epoch 0 sets the best; epochs 1..patience do not improve it.
+    assert ours[patience] == pytest.approx(0.02)
+    assert ours[patience - 1] == pytest.approx(0.04)
+
+
+@pytest.mark.parametrize("scaled", [False, True])
+def test_rate_at_min_lr_is_not_lowered_again(scaled, capsys):
+    # Before: the float32 rate (0.0010000000475) counted as above the float64
+    # min_lr (0.001): "lowered" printed at every epoch, cooldown restarted.
+    lr = S.Scaled(0.1) if scaled else 0.1
+    callback = ReduceLROnPlateau(
+        monitor="flat", mode="min", factor=0.1, patience=0, min_lr=0.001, verbose=1
+    )
+    history = lr_history(callback, 6, lr=lr)
+    assert history == pytest.approx([0.1, 0.01, 0.001, 0.001, 0.001, 0.001])
+    lines = [line for line in capsys.readouterr().out.splitlines() if "lowered" in line]
+    assert [line.split(":")[0] for line in lines] == ["Epoch 2", "Epoch 3"]
+    if scaled:
+        factor = float(keras.ops.convert_to_numpy(lr.factor.value))
+        assert factor == pytest.approx(0.01, rel=1e-6)
+
+
+def test_min_lr_does_not_restart_the_cooldown():
+    # At min_lr nothing is lowered, so no cooldown starts and the wait keeps
+    # counting, as in Keras. Before: a cooldown restarted at every attempt.
+    kwargs = dict(monitor="flat", mode="min", factor=0.1, patience=0, cooldown=3)
+    ours = ReduceLROnPlateau(min_lr=0.001, **kwargs)
+    theirs = keras.callbacks.ReduceLROnPlateau(min_lr=0.001, **kwargs)
+    history = lr_history(ours, 9, lr=0.1)
+    assert history[:-1] == pytest.approx(lr_history(theirs, 9, lr=0.1)[1:])
+    # Lowered at epochs 1 and 4; from epoch 7 on, at min_lr.
+    assert (ours.cooldown_counter, ours.wait) == (0, 2)
+    assert (ours.cooldown_counter, ours.wait) == (theirs.cooldown_counter, theirs.wait)
+
+
+def test_scaled_inside_the_warmup_of_a_warmup_scheduler():
+    # Before: TypeError "wrap it in Scaled": WarmupScheduler installs
+    # Warmup(Scaled(...)) and only a top-level Scaled was accepted.
+    schedule = S.Scaled(0.05)
+    opt = keras.optimizers.SGD(schedule)
+    model = linear_model(opt)
+    w0 = model.get_weights()[0]
+    fit(model, epochs=3, callbacks=[WarmupScheduler(warmup_steps=4), never_improves()])
+    factors = [1.0] * 16 + [0.5] * 8
+    lrs = [0.05 * min(t, 4) / 4 * factors[t] for t in range(24)]
+    np.testing.assert_allclose(
+        model.get_weights()[0], replay_sgd(w0, lrs, 3), rtol=1e-5, atol=1e-6
+    )
+    assert all(v is not schedule.factor for v in opt.variables)  # untracked
+
+
+@pytest.mark.parametrize("wrap", ["warmup", "shifted_warmup"])
+def test_scaled_nested_in_wrapping_schedules_is_lowered(wrap):
+    schedule = S.Scaled(0.05)
+    rate = S.Warmup(schedule, 4)
+    if wrap == "shifted_warmup":
+        rate = S.Shifted(rate, 0)
+    opt = keras.optimizers.SGD(rate)
+    model = linear_model(opt)
+    w0 = model.get_weights()[0]
+    fit(model, epochs=3, callbacks=[never_improves()])
+    factors = [1.0] * 16 + [0.5] * 8
+    lrs = [0.05 * min(t, 4) / 4 * factors[t] for t in range(24)]
+    np.testing.assert_allclose(
+        model.get_weights()[0], replay_sgd(w0, lrs, 3), rtol=1e-5, atol=1e-6
+    )
+    assert float(keras.ops.convert_to_numpy(schedule.factor.value)) == 0.25
+    assert all(v is not schedule.factor for v in opt.variables)  # untracked
+
+
+def test_scaled_parts_of_a_joined_schedule_are_refused():
+    schedule = S.Join([S.Scaled(0.05), S.Scaled(0.01)], [8])
+    model = linear_model(keras.optimizers.SGD(schedule))
+    with pytest.raises(TypeError, match="scale only parts of it"):
+        fit(model, callbacks=[never_improves()])

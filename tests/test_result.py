@@ -84,3 +84,77 @@ def test_plot_returns_a_figure_with_marks(tmp_path):
     assert any(label.startswith("valley:") for label in labels)
     fig.savefig(tmp_path / "plot.png")
     assert (tmp_path / "plot.png").stat().st_size > 1000
+
+
+def test_json_round_trip_keeps_infinities_and_nan(tmp_path):
+    # Before: to_dict wrote every non-finite value as None: inf came back NaN.
+    losses = GOOD.copy()
+    losses[[90, 95, 99]] = [np.inf, -np.inf, np.nan]
+    result = LRRangeTestResult(
+        LRS,
+        losses,
+        diverged=True,
+        divergence_step=90,
+        val_lrs=[1e-3, 1e-2],
+        val_losses=[np.inf, 1.5],
+    )
+    text = result.to_json(tmp_path / "curve.json")
+    json.loads(text, parse_constant=pytest.fail)  # strict JSON: no Infinity/NaN
+    for back in (
+        LRRangeTestResult.from_json(text),
+        LRRangeTestResult.from_json(tmp_path / "curve.json"),
+    ):
+        assert back.losses.tobytes() == result.losses.tobytes()
+        assert back.lrs.tobytes() == result.lrs.tobytes()
+        assert back.val_losses.tobytes() == result.val_losses.tobytes()
+        assert back.divergence_step == 90 and back.diverged
+
+
+def test_from_dict_refuses_an_unknown_string():
+    data = LRRangeTestResult(LRS[:2], [1.0, 2.0]).to_dict()
+    data["losses"][1] = "inf?"
+    with pytest.raises(ValueError, match="Received: 'inf\\?'"):
+        LRRangeTestResult.from_dict(data)
+
+
+def test_to_json_converts_numpy_values():
+    # Before: json.dumps raised TypeError on np.float32.
+    result = LRRangeTestResult(
+        LRS,
+        GOOD,
+        smoothing=np.float32(0.5),
+        divergence_step=np.int64(7),
+        params={
+            "end_lr": np.float32(1.0),
+            "num_steps": np.int64(100),
+            "flags": (np.bool_(True), np.arange(2)),
+            "nested": {"lrs": np.array([0.5, 0.25])},
+        },
+    )
+    data = json.loads(result.to_json())
+    assert data["params"] == {
+        "end_lr": 1.0,
+        "num_steps": 100,
+        "flags": [True, [0, 1]],
+        "nested": {"lrs": [0.5, 0.25]},
+    }
+    assert type(data["params"]["num_steps"]) is int
+    assert data["smoothing"] == 0.5 and data["divergence_step"] == 7
+    back = LRRangeTestResult.from_json(result.to_json())
+    assert back.params["end_lr"] == 1.0 and back.smoothing == 0.5
+
+
+@pytest.mark.parametrize("smoothing", [1.0, 1.5, -0.1, float("nan")])
+def test_smoothing_must_be_in_the_unit_interval(smoothing):
+    # Before: smoothing=1.0 gave all-NaN smoothed losses and a wrong valley.
+    with pytest.raises(ValueError, match=r"`smoothing` must be in \[0.0, 1.0\)"):
+        LRRangeTestResult(LRS, GOOD, smoothing=smoothing)
+    with pytest.raises(TypeError, match="`smoothing` must be a number"):
+        LRRangeTestResult(LRS, GOOD, smoothing="0.9")
+
+
+def test_from_csv_checks_smoothing(tmp_path):
+    path = tmp_path / "curve.csv"
+    LRRangeTestResult(LRS, GOOD).to_csv(path)
+    with pytest.raises(ValueError, match="`smoothing` must be in"):
+        LRRangeTestResult.from_csv(path, smoothing=1.0)

@@ -167,3 +167,60 @@ def test_race_winner_rejects_bad_input():
         suggest.race_winner([1e-2, 1e-3], [0.5, 0.4])
     with pytest.raises(ValueError, match="No finite score"):
         suggest.race_winner([1e-3, 1e-2], [np.nan, np.inf])
+
+
+def _rule_calls():
+    """Each rule, called with (lrs, losses)."""
+    yield from suggest.RULES.values()
+    yield suggest.candidates
+    yield suggest.clean_curve
+
+
+@pytest.mark.parametrize("fn", list(_rule_calls()), ids=lambda f: f.__name__)
+def test_rules_refuse_rates_out_of_order(fn):
+    losses = curve()
+    with pytest.raises(ValueError, match=r"strictly increasing.*lrs\[0\]=10\.0"):
+        fn(LRS[::-1], losses[::-1])
+    repeated = np.repeat(LRS[::2], 2)
+    with pytest.raises(ValueError, match=r"strictly increasing.*lrs\[0\].*lrs\[1\]"):
+        fn(repeated, losses)
+    with pytest.raises(ValueError, match="same length"):
+        fn(LRS, losses[:-1])
+
+
+def test_steep_on_repeated_rates_does_not_divide_by_zero():
+    # Before: a slope of -inf at a repeated rate picked that rate silently.
+    with np.errstate(all="raise"), pytest.raises(ValueError, match="increasing"):
+        suggest.steep(np.repeat(LRS[::2], 2), curve(), smoothing=0.0)
+
+
+@pytest.mark.parametrize("num", [0, -1])
+def test_candidates_num_must_be_at_least_one(num):
+    with pytest.raises(ValueError, match=f"`num` must be >= 1. Received: num={num}"):
+        suggest.candidates(LRS, curve(), num=num)
+
+
+@pytest.mark.parametrize("num", [2.0, "3", None, True])
+def test_candidates_num_must_be_an_int(num):
+    with pytest.raises(TypeError, match="`num` must be an integer"):
+        suggest.candidates(LRS, curve(), num=num)
+
+
+def test_candidates_with_one_rung():
+    (only,) = suggest.candidates(LRS, curve(), num=1)
+    assert only == pytest.approx(suggest.default(LRS, curve()))
+
+
+@pytest.mark.parametrize("rule", ["valley", "steep", "minimum", "steepest"])
+@pytest.mark.parametrize("smoothing", [1.0, 1.5, -0.1, float("nan"), float("inf")])
+def test_smoothing_must_be_in_the_unit_interval(rule, smoothing):
+    # smoothing=1.0 gave an all-NaN smoothed curve and a meaningless rate.
+    with pytest.raises(ValueError, match=r"`smoothing` must be in \[0.0, 1.0\)"):
+        suggest.RULES[rule](LRS, curve(), smoothing=smoothing)
+
+
+@pytest.mark.parametrize("rule", ["valley", "steep", "minimum", "steepest"])
+def test_smoothing_must_be_a_number(rule):
+    with pytest.raises(TypeError, match="`smoothing` must be a number"):
+        suggest.RULES[rule](LRS, curve(), smoothing="0.9")
+    assert np.isfinite(suggest.RULES[rule](LRS, curve(), smoothing=np.float32(0.5)))

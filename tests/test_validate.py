@@ -40,3 +40,14 @@ def test_interval_and_choice_and_int():
         _validate.check_int("n", 1.5)
     with pytest.raises(TypeError, match="integer"):
         _validate.check_int("n", True)
+
+
+def test_check_smoothing():
+    assert _validate.check_smoothing("smoothing", 0) == 0.0
+    assert _validate.check_smoothing("beta", np.float32(0.5)) == 0.5
+    for bad in (1.0, -0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"`beta` must be in \[0.0, 1.0\)"):
+            _validate.check_smoothing("beta", bad)
+    for bad in ("0.9", None, True):
+        with pytest.raises(TypeError, match="`beta` must be a number"):
+            _validate.check_smoothing("beta", bad)

@@ -18,7 +18,12 @@ from keras import ops
 from keras_lr import _validate
 from keras_lr._state import base_optimizer
 from keras_lr.schedules import _base
-from keras_lr.schedules.scaled import Scaled, track_scaled, untrack_scaled
+from keras_lr.schedules.scaled import (
+    Scaled,
+    find_scaled,
+    track_scaled,
+    untrack_scaled,
+)
 
 __all__ = ["ReduceLROnPlateau"]
 
@@ -32,7 +37,10 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
 
     Works on an optimizer whose rate is a float, or a
     `keras_lr.schedules.Scaled` schedule (wrap any schedule in it: the
-    schedule's shape is kept, the whole of it is scaled).
+    schedule's shape is kept, the whole of it is scaled). The `Scaled` may
+    be nested in another schedule, such as the `keras_lr.schedules.Warmup`
+    that `keras_lr.callbacks.WarmupScheduler` installs around the rate: its
+    factor is lowered.
 
     Args:
         monitor: the logs key to watch.
@@ -111,9 +119,21 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
         self.cooldown_counter = 0
 
     def _target(self) -> Any:
+        """The rate's variable, or the outermost `Scaled` in its schedule."""
         lr = base_optimizer(self.model.optimizer)._learning_rate
-        if isinstance(lr, (keras.Variable, Scaled)):
+        if isinstance(lr, keras.Variable):
             return lr
+        outer = _outermost_scaled(lr)
+        if outer is not None:
+            return outer
+        if find_scaled(lr):
+            raise TypeError(
+                "ReduceLROnPlateau lowers the `Scaled` schedule that scales the "
+                "whole learning rate. The optimizer's rate, a "
+                f"{type(lr).__name__}, holds `Scaled` schedules that scale only "
+                "parts of it: wrap the whole schedule in one, e.g. "
+                "`keras_lr.schedules.Scaled(schedule)`."
+            )
         raise TypeError(
             "ReduceLROnPlateau can lower a float learning rate or a "
             "keras_lr.schedules.Scaled schedule. The optimizer's rate is a "
@@ -138,7 +158,11 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
         target = self._target()
         if isinstance(target, keras.Variable):
             return float(ops.convert_to_numpy(target.value))
-        return _base.lr_at(target, int(ops.convert_to_numpy(optimizer.iterations)))
+        return _base.lr_at(optimizer._learning_rate, self._step())
+
+    def _step(self) -> int:
+        optimizer = base_optimizer(self.model.optimizer)
+        return int(ops.convert_to_numpy(optimizer.iterations))
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -157,33 +181,72 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
             self.wait = 0
         elif self.cooldown_counter <= 0:
             self.wait += 1
-            if self.wait > self.patience:
-                self._lower(epoch)
+            # As Keras's own: `patience` epochs without improvement, then lower.
+            if self.wait >= self.patience and self._lower(epoch):
                 self.cooldown_counter = self.cooldown
                 self.wait = 0
         logs["learning_rate"] = self.current_lr()
 
-    def _lower(self, epoch: int) -> None:
+    def _lower(self, epoch: int) -> bool:
+        """Lowers the rate; False when it is at `min_lr` already.
+
+        Rates and factors are float32 variables: they are compared with
+        `min_lr` in float32, so that a rate set to `min_lr` (0.001 held as
+        0.0010000000475) counts as at `min_lr`, not above it.
+        """
+        min_lr = np.float32(self.min_lr)
         target = self._target()
         if isinstance(target, keras.Variable):
-            old = float(ops.convert_to_numpy(target.value))
-            if old <= self.min_lr:
-                return
-            target.assign(max(old * self.factor, self.min_lr))
+            old = np.float32(ops.convert_to_numpy(target.value))
+            if old <= min_lr:
+                return False
+            target.assign(max(float(old) * self.factor, self.min_lr))
         else:
-            step = int(
-                ops.convert_to_numpy(base_optimizer(self.model.optimizer).iterations)
-            )
-            base = _base.lr_at(target.schedule, step)
             old = float(ops.convert_to_numpy(target.factor.value))
+            if old <= 0:
+                return False
             new = old * self.factor
-            if base > 0 and self.min_lr > 0:
-                new = max(new, self.min_lr / base)
-            if new >= old:
-                return
+            if self.min_lr > 0:
+                rate = self.current_lr()
+                # A float32 rate set to `min_lr` may lie a rounding above it.
+                if rate <= self.min_lr * (1.0 + 1e-6):
+                    return False
+                # The rate is the factor times the schedule's rate without it.
+                new = max(new, old * self.min_lr / rate)
+            if np.float32(new) >= np.float32(old):
+                return False
             target.factor.assign(new)
         if self.verbose:
             print(
                 f"\nEpoch {epoch + 1}: ReduceLROnPlateau lowered the learning "
                 f"rate to {self.current_lr():.4g}."
             )
+        return True
+
+
+def _outermost_scaled(schedule: Any) -> Scaled | None:
+    """The `Scaled` that scales the whole of `schedule`, or None.
+
+    That is `schedule` itself or a `Scaled` reached through schedules that
+    wrap exactly one schedule (``Warmup(Scaled(f))``, which
+    `keras_lr.callbacks.WarmupScheduler` installs, or ``Shifted``). A
+    `Scaled` inside a list of schedules (``Join([Scaled(f), g])``) scales
+    only a part of the rate: lowering it would leave the rest as it is.
+    """
+    obj, seen = schedule, set()
+    while _base.is_schedule(obj) and id(obj) not in seen:
+        if isinstance(obj, Scaled):
+            return obj
+        seen.add(id(obj))
+        children = []
+        for value in vars(obj).values():
+            if isinstance(value, (list, tuple)) and any(
+                _base.is_schedule(v) for v in value
+            ):
+                return None
+            if _base.is_schedule(value):
+                children.append(value)
+        if len(children) != 1:
+            return None
+        obj = children[0]
+    return None

@@ -14,7 +14,7 @@ import numpy as np
 
 from keras_lr import suggest
 from keras_lr._detect import ema_smooth
-from keras_lr._validate import check_choice
+from keras_lr._validate import check_choice, check_smoothing
 
 __all__ = ["LRRangeTestResult", "RangeTestWarning"]
 
@@ -79,6 +79,7 @@ class LRRangeTestResult:
         self.losses = np.asarray(self.losses, dtype=np.float64).reshape(-1)
         self.val_lrs = np.asarray(self.val_lrs, dtype=np.float64).reshape(-1)
         self.val_losses = np.asarray(self.val_losses, dtype=np.float64).reshape(-1)
+        self.smoothing = check_smoothing("smoothing", self.smoothing)
         if self.lrs.shape != self.losses.shape:
             raise ValueError(
                 "Arguments `lrs` and `losses` must have the same length. "
@@ -179,20 +180,33 @@ class LRRangeTestResult:
     # Serialisation -----------------------------------------------------
 
     def to_dict(self) -> dict:
-        """A JSON-ready dict (lists of floats; NaN as None)."""
+        """A JSON-ready dict of plain Python values.
+
+        The curves are lists of floats, with NaN as None and infinities as
+        the strings ``"Infinity"`` and ``"-Infinity"`` (strict JSON has
+        neither), so that `from_dict` gives back the same arrays. numpy
+        scalars and arrays in `params` become Python numbers and lists.
+
+        Example:
+
+        >>> r = LRRangeTestResult([1e-3, 1e-2, 1e-1], [1.0, np.inf, np.nan])
+        >>> r.to_dict()["losses"]
+        [1.0, 'Infinity', None]
+        """
 
         def listify(a: np.ndarray) -> list:
-            return [float(v) if np.isfinite(v) else None for v in a]
+            return [_encode_float(float(v)) for v in a]
 
+        step = self.divergence_step
         return {
             "lrs": listify(self.lrs),
             "losses": listify(self.losses),
-            "smoothing": self.smoothing,
+            "smoothing": float(self.smoothing),
             "diverged": bool(self.diverged),
-            "divergence_step": self.divergence_step,
+            "divergence_step": None if step is None else int(step),
             "val_lrs": listify(self.val_lrs),
             "val_losses": listify(self.val_losses),
-            "params": dict(self.params),
+            "params": _plain(dict(self.params)),
         }
 
     @classmethod
@@ -200,9 +214,7 @@ class LRRangeTestResult:
         """Inverse of `to_dict`."""
 
         def arrayify(values) -> np.ndarray:
-            return np.array(
-                [np.nan if v is None else v for v in values or []], dtype=np.float64
-            )
+            return np.array([_decode_float(v) for v in values or []], dtype=np.float64)
 
         return cls(
             lrs=arrayify(data["lrs"]),
@@ -264,3 +276,42 @@ class LRRangeTestResult:
             f"lr=[{self.lrs[0] if len(self) else float('nan'):.3g}, "
             f"{self.lrs[-1] if len(self) else float('nan'):.3g}])"
         )
+
+
+_INFINITIES = {"Infinity": np.inf, "-Infinity": -np.inf}
+
+
+def _encode_float(value: float) -> float | str | None:
+    if np.isnan(value):
+        return None
+    if np.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def _decode_float(value: Any) -> float:
+    if value is None:
+        return np.nan
+    if isinstance(value, str):
+        if value not in _INFINITIES:
+            raise ValueError(
+                "A curve value must be a number, None (NaN), 'Infinity' or "
+                f"'-Infinity'. Received: {value!r}"
+            )
+        return _INFINITIES[value]
+    return float(value)
+
+
+def _plain(value: Any) -> Any:
+    """`value` with numpy scalars and arrays turned into Python values."""
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
