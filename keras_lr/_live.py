@@ -131,7 +131,19 @@ def fetch(arrays: Sequence[Any]) -> list[np.ndarray]:
         import jax
 
         return [np.array(a, copy=True) for a in jax.device_get(list(arrays))]
-    return [np.array(keras.ops.convert_to_numpy(a), copy=True) for a in arrays]
+    return [np.array(keras.ops.convert_to_numpy(_read(a)), copy=True) for a in arrays]
+
+
+def _read(value: Any) -> Any:
+    """A tensor for `value`; a TensorFlow variable (a `tf.distribute`
+    `MirroredVariable` among them, which numpy cannot convert) is read, which
+    gives its replica-agnostic value."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if isinstance(value, tf.Variable):
+            return value.read_value()
+    return value
 
 
 def variable_values(model: Any, variables: Sequence[Any]) -> list[np.ndarray]:

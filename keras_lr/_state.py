@@ -13,6 +13,7 @@ The range test and the `DivergenceDetector` share this one mechanism.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -62,6 +63,20 @@ def set_attr(obj: Any, name: str, value: Any) -> None:
             object.__delattr__(obj, name)
     else:
         object.__setattr__(obj, name, value)
+
+
+def _strategy_scope(model: Any) -> Any:
+    """The scope of the model's `tf.distribute` strategy, or a null context.
+
+    On TensorFlow a model compiled under a strategy's scope has it as
+    ``model.distribute_strategy``; variables created for it (an optimizer's
+    slots) must be created in that scope.
+    """
+    strategy = getattr(model, "distribute_strategy", None)
+    scope = getattr(strategy, "scope", None)
+    if scope is None:
+        return contextlib.nullcontext()
+    return scope()
 
 
 class TrainingState:
@@ -144,8 +159,10 @@ class TrainingState:
         if not self.model.built:
             return False
         if self.optimizer is not None and not self.optimizer.built:
-            # As `fit` would: an optimizer's slots exist once it is built.
-            self.optimizer.build(self.model.trainable_variables)
+            # As `fit` would: an optimizer's slots exist once it is built,
+            # under the model's distribution strategy (TensorFlow).
+            with _strategy_scope(self.model):
+                self.optimizer.build(self.model.trainable_variables)
         variables = self._variables()
         values = _live.variable_values(self.model, variables)
         self._values = list(zip(variables, values))

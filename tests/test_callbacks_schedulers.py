@@ -192,3 +192,157 @@ def test_learning_rate_logger_on_a_schedule():
     assert history.history["learning_rate"] == pytest.approx(
         [ref.cyclic(7, 0.01, 0.1, 3), ref.cyclic(15, 0.01, 0.1, 3)], rel=1e-5
     )
+
+
+def _host(variables):
+    return [np.array(keras.ops.convert_to_numpy(v.value)) for v in variables]
+
+
+class _OptimizerCopy(keras.callbacks.Callback):
+    """The optimizer's own variables (not a tracked `Scaled` factor) at each
+    epoch end."""
+
+    def __init__(self):
+        super().__init__()
+        self.values = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        optimizer = self.model.optimizer
+        own = [v for v in optimizer.variables if v.name != "lr_factor"]
+        self.values.append(_host(own))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: (keras.optimizers.SGD(0.05, momentum=0.9), OneCycleScheduler()),
+        lambda: (keras.optimizers.SGD(0.05, momentum=0.9), WarmupScheduler()),
+        lambda: (
+            keras_lr.optimizers.SGD(0.05, momentum=0.9),
+            OneCycleScheduler(cycle_momentum=True),
+        ),
+    ],
+    ids=["one_cycle", "warmup", "one_cycle_momentum"],
+)
+def test_checkpoint_written_during_fit_keeps_the_optimizer_state(tmp_path, make):
+    optimizer, scheduler = make()
+    model = linear_model(optimizer)
+    path = str(tmp_path / "ck_{epoch}.keras")
+    copy = _OptimizerCopy()
+    fit(model, callbacks=[scheduler, keras.callbacks.ModelCheckpoint(path), copy])
+    # The file of epoch 1 (8 steps in, mid-schedule) has the optimizer state
+    # of that epoch end, bitwise, and the rate the user compiled with.
+    loaded = keras.models.load_model(str(tmp_path / "ck_1.keras"))
+    values = copy.values[0]
+    assert len(loaded.optimizer.variables) == len(values) == 3
+    for expected, got in zip(values, _host(loaded.optimizer.variables)):
+        np.testing.assert_array_equal(got, expected)
+    assert int(keras.ops.convert_to_numpy(loaded.optimizer.iterations)) == 8
+    assert isinstance(loaded.optimizer._learning_rate, keras.Variable)
+    assert float(loaded.optimizer.learning_rate) == pytest.approx(0.05)
+    assert loaded.optimizer.momentum == pytest.approx(0.9)
+    # After fit, the user's optimizer describes itself as before.
+    assert type(model.optimizer).get_config(model.optimizer) == (
+        model.optimizer.get_config()
+    )
+    assert "get_config" not in vars(model.optimizer)
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise RuntimeError("interrupted")
+
+
+class _Rates(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.rates = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.rates.append(keras_lr._rate.current_rate(self.model.optimizer))
+
+
+@pytest.mark.parametrize("backup_first", [True, False])
+def test_resumed_fit_continues_the_schedule_at_the_global_step(tmp_path, backup_first):
+    def run(extra, backup_dir):
+        model = linear_model(keras.optimizers.SGD(0.05))
+        rates = _Rates()
+        scheduler = OneCycleScheduler()
+        order = [scheduler]
+        if backup_dir is not None:
+            backup = keras.callbacks.BackupAndRestore(backup_dir)
+            order = [backup, scheduler] if backup_first else [scheduler, backup]
+        try:
+            fit(model, epochs=4, callbacks=[*order, rates, *extra])
+        except RuntimeError:
+            pass
+        return model, rates.rates
+
+    reference, expected = run([], None)
+    assert len(expected) == 32
+    backup_dir = str(tmp_path / "backup")
+    _, first = run([_Interrupt()], backup_dir)
+    assert first == expected[:16]
+    model, resumed = run([], backup_dir)
+    assert resumed == expected[16:]
+    for a, b in zip(model.get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert isinstance(model.optimizer._learning_rate, keras.Variable)
+
+
+def test_initial_epoch_places_the_schedule_at_its_epoch():
+    model = linear_model(keras.optimizers.SGD(0.05))
+    x, y = data()
+    rates = _Rates()
+    cb = OneCycleScheduler()
+    model.fit(
+        x,
+        y,
+        batch_size=BS,
+        epochs=2,
+        initial_epoch=1,
+        shuffle=False,
+        verbose=0,
+        callbacks=[cb, rates],
+    )
+    assert cb.schedule.total_steps == 16
+    assert rates.rates == [float(cb.schedule(t)) for t in range(8, 16)]
+
+
+@pytest.mark.parametrize("detector_first", [True, False])
+def test_divergence_detector_rolls_back_a_scheduled_fit(detector_first):
+    x, y = data()
+    x = np.concatenate([x, x])
+    y = np.concatenate([y, y])
+    x[5 * BS] = np.nan  # batch 5 of 16
+    model = linear_model(keras.optimizers.SGD(0.05, momentum=0.9))
+    lr_variable = model.optimizer._learning_rate
+    det = keras_lr.callbacks.DivergenceDetector(
+        check_every=2, snapshot_every=2, verbose=0
+    )
+    scheduler = OneCycleScheduler()
+    order = [det, scheduler] if detector_first else [scheduler, det]
+    # One epoch: the NaN batch is met once.
+    model.fit(x, y, batch_size=BS, epochs=1, shuffle=False, verbose=0, callbacks=order)
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    assert len(det.events) == 1, det.events
+    assert det.events[0]["action"] == "rollback"
+    assert model.optimizer._learning_rate is lr_variable
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.05)
+
+
+def test_every_step_logging_reads_a_tracked_factor():
+    # The `Scaled` factor of the user's schedule is tracked during fit (on
+    # JAX it has no host value between syncs); the per-step log still reads it.
+    scaled = S.Scaled(0.05, factor=0.5)
+    model = linear_model(keras.optimizers.SGD(scaled))
+    seen = []
+    recorder = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: seen.append(logs["learning_rate"])
+    )
+    cb = WarmupScheduler(warmup_steps=4, log_every_step=True)
+    fit(model, epochs=1, callbacks=[cb, recorder])
+    expected = [0.025 * min(t, 4) / 4 for t in range(8)]
+    np.testing.assert_allclose(seen, expected, rtol=1e-6, atol=1e-9)
+    assert model.optimizer._learning_rate is scaled

@@ -308,3 +308,151 @@ def test_bad_x_is_blamed_on_x(x, with_y):
     y = np.ones((8, 1), "float32") if with_y else None
     with pytest.raises(TypeError, match=r"Argument `x` must be .*Received: x="):
         keras_lr.lr_range_test(model, x, y, num_steps=10, verbose=0)
+
+
+_MIRRORED_SCRIPT = """
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+)
+import keras
+import numpy as np
+
+import keras_lr
+
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+rng = np.random.default_rng(0)
+x = rng.random((256, 4)).astype("float32")
+y = x.sum(axis=1, keepdims=True)
+
+
+def host(variables):
+    return [np.array(v.value.read_value()) for v in variables]
+
+
+for prebuild in (False, True):
+    with strategy.scope():
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss="mse")
+        if prebuild:
+            model.optimizer.build(model.trainable_variables)
+    weights = host(model.weights)
+    optimizer = host(model.optimizer.variables) if prebuild else None
+    kwargs = dict(batch_size=16, num_steps=20, start_lr=1e-4, verbose=0)
+    result = keras_lr.lr_range_test(model, x, y, **kwargs)
+    assert len(result.lrs) >= 15 and np.isfinite(result.losses).all(), result.losses
+    keras_lr.find_best_learning_rate(model, (x, y), **kwargs)
+    assert model.optimizer.built
+    for a, b in zip(weights, host(model.weights)):
+        assert a.tobytes() == b.tobytes(), (prebuild, a, b)
+    if prebuild:
+        for a, b in zip(optimizer, host(model.optimizer.variables)):
+            assert a.tobytes() == b.tobytes(), (prebuild, a, b)
+    else:
+        # Built by the range test (under the strategy), with zero slots.
+        iterations, *rest = host(model.optimizer.variables)
+        assert int(iterations) == 0 and not any(v.any() for v in rest[1:])
+print("ok")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.tensorflow_only
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="needs tf.distribute")
+def test_range_test_under_mirrored_strategy_restores_the_model():
+    # Logical devices must be configured before TensorFlow initialises: a
+    # process of its own.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
+    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run(
+        [sys.executable, "-c", _MIRRORED_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith("ok")
+
+
+def _own_tracker_model():
+    """A subclassed model whose `train_step` keeps a loss tracker of its own
+    (not Keras's compiled loss)."""
+
+    class OwnTracker(keras.Model):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.loss_fn = keras.losses.MeanSquaredError()
+            self.my_loss = keras.metrics.Mean(name="loss")
+
+        @property
+        def metrics(self):
+            return [self.my_loss]
+
+        if BACKEND == "tensorflow":
+
+            def train_step(self, data):
+                import tensorflow as tf
+
+                x, y = data
+                with tf.GradientTape() as tape:
+                    loss = self.loss_fn(y, self(x, training=True))
+                grads = tape.gradient(loss, self.trainable_variables)
+                self.optimizer.apply(grads, self.trainable_variables)
+                self.my_loss.update_state(loss)
+                return {"loss": self.my_loss.result()}
+
+        else:
+
+            def train_step(self, state, data):
+                import jax
+
+                trainable, non_trainable, optimizer_vars, metrics_vars = state
+                x, y = data
+
+                def loss_of(tv):
+                    y_pred, _ = self.stateless_call(tv, non_trainable, x)
+                    return self.loss_fn(y, y_pred)
+
+                loss, grads = jax.value_and_grad(loss_of)(trainable)
+                trainable, optimizer_vars = self.optimizer.stateless_apply(
+                    optimizer_vars, grads, trainable
+                )
+                metrics_vars = self.my_loss.stateless_update_state(metrics_vars, loss)
+                logs = {"loss": self.my_loss.stateless_result(metrics_vars)}
+                return logs, (trainable, non_trainable, optimizer_vars, metrics_vars)
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    model = OwnTracker(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
+    return model
+
+
+@pytest.mark.skipif(
+    BACKEND not in ("tensorflow", "jax"), reason="a train_step for TF and JAX"
+)
+def test_train_step_with_its_own_loss_tracker_is_named():
+    model = _own_tracker_model()
+    model.optimizer.build(model.trainable_variables)
+    x, y = _linear_data()
+    before = all_state(model)
+    with pytest.raises(ValueError, match=r"recorded no loss.*`train_step`") as info:
+        keras_lr.lr_range_test(model, x, y, batch_size=16, num_steps=20, verbose=0)
+    assert "empty" not in str(info.value)
+    assert "compute_loss" in str(info.value)
+    assert_bitwise_equal(before, all_state(model))
+    with pytest.raises(ValueError, match="recorded no loss"):
+        keras_lr.find_best_learning_rate(
+            model, (x, y), batch_size=16, num_steps=20, verbose=0
+        )
+    assert_bitwise_equal(before, all_state(model))

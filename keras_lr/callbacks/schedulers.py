@@ -21,12 +21,18 @@ import numpy as np
 from keras import ops
 
 from keras_lr import _validate
+from keras_lr._rate import is_tracked
 from keras_lr._state import _MISSING, base_optimizer, set_attr
 from keras_lr.optimizers import SGD as ScheduledMomentumSGD
 from keras_lr.schedules import _base
 from keras_lr.schedules.cyclic import CyclicLR
 from keras_lr.schedules.one_cycle import OneCycle
-from keras_lr.schedules.scaled import track_scaled, untrack_scaled
+from keras_lr.schedules.scaled import (
+    Scaled,
+    find_scaled,
+    track_scaled,
+    untrack_scaled,
+)
 from keras_lr.schedules.warmup import Warmup
 
 __all__ = [
@@ -52,6 +58,14 @@ def lr_value(lr_object: Any, step: int) -> float:
     if callable(lr_object) and not _base.is_schedule(lr_object):
         return float(ops.convert_to_numpy(lr_object()))
     return _base.lr_at(lr_object, max(int(step), 0))
+
+
+def _has_tracked_factor(optimizer: Any, lr_object: Any) -> bool:
+    """Whether, on JAX, `lr_object` reads a factor the optimizer tracks."""
+    if keras.backend.backend() != "jax" or not _base.is_schedule(lr_object):
+        return False
+    optimizer = base_optimizer(optimizer)
+    return any(is_tracked(optimizer, s.factor) for s in find_scaled(lr_object))
 
 
 class LearningRateLogger(keras.callbacks.Callback):
@@ -100,7 +114,12 @@ class LearningRateLogger(keras.callbacks.Callback):
         if not self.every_step or logs is None:
             return
         # `batch` is the index of the last step of this call within the epoch.
-        lr_object = current_lr_object(self._model_ref().optimizer)
+        model = self._model_ref()
+        lr_object = current_lr_object(model.optimizer)
+        if _has_tracked_factor(model.optimizer, lr_object):
+            # On JAX the optimizer's variables (a tracked factor among
+            # them) have no host value between syncs; this reads them.
+            lr_object = current_lr_object(self.model.optimizer)
         logs[self.key] = lr_value(lr_object, self._epoch_start + int(batch))
 
     def on_epoch_end(self, epoch, logs=None):
@@ -138,6 +157,10 @@ class _ScheduleInstaller(LearningRateLogger):
         self.max_momentum = max_momentum
         self.schedule: Any = None
         self._saved: dict[str, Any] | None = None
+        self._scaled: Any = None
+        self._momentum: tuple[str, Any] | None = None
+        self._offset = 0
+        self._placed = True
 
     # Subclasses: the schedule for `total_steps` steps of this fit.
     def _build(self, optimizer: Any, total_steps: int | None) -> Any:
@@ -177,24 +200,63 @@ class _ScheduleInstaller(LearningRateLogger):
     def on_train_begin(self, logs=None):
         model = self.model
         optimizer = base_optimizer(model.optimizer)
+        # A fit that raised never reached `on_train_end`: put back what it
+        # left installed before reading the optimizer's own rate.
+        _uninstall(optimizer)
         offset = _iterations(optimizer)
         attribute = None
         if self.cycle_momentum:
             attribute = self._momentum_attribute(optimizer)
         schedule = self._build(optimizer, self._fit_steps())
         self.schedule = schedule
-        self._saved = {"lr": optimizer._learning_rate}
-        set_attr(optimizer, "_learning_rate", _shift(schedule, offset))
+        saved = {"_learning_rate": optimizer._learning_rate}
+        installed = {"_learning_rate": schedule}
         if attribute is not None:
-            momentum = schedule.momentum(self.base_momentum, self.max_momentum)
-            self._saved["momentum"] = (
-                attribute,
-                vars(optimizer).get(attribute, _MISSING),
+            saved[attribute] = vars(optimizer).get(attribute, _MISSING)
+            installed[attribute] = schedule.momentum(
+                self.base_momentum, self.max_momentum
             )
-            set_attr(optimizer, attribute, _shift(momentum, offset))
-        track_scaled(optimizer)
+        # Wrapped in `Scaled`, so that the divergence detector (or any
+        # callback following the `Scaled` contract) can lower the rate.
+        self._scaled = Scaled(_FitShift(schedule, offset))
+        self._momentum = None
+        if attribute is not None:
+            self._momentum = (attribute, _FitShift(installed[attribute], offset))
+        self._offset = offset
+        self._placed = False
+        _install(optimizer, saved, self._scaled, self._momentum)
+        self._saved = saved
         model.make_train_function(force=True)
         super().on_train_begin(logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._saved is not None and not self._placed:
+            self._placed = True
+            self._place(int(epoch))
+        super().on_epoch_begin(epoch, logs)
+
+    def _place(self, epoch: int) -> None:
+        """Aligns the schedule with the global step of this fit's first epoch.
+
+        The schedule's step 0 is the first step of epoch 0 of this fit, so a
+        fit resumed at `epoch` (`initial_epoch`, or `BackupAndRestore`, which
+        restores the optimizer's counter and the epoch in its own
+        `on_train_begin`, before or after this callback's) continues the
+        schedule at ``epoch * steps`` rather than starting it again.
+        """
+        steps = self.params.get("steps")
+        if not steps:
+            return  # Unknown epoch length: the schedule starts where fit did.
+        offset = _iterations(self._model.optimizer) - epoch * int(steps)
+        if offset == self._offset:
+            return
+        self._offset = offset
+        self._scaled.schedule = _FitShift(self.schedule, offset)
+        if self._momentum is not None:
+            attribute, shifted = self._momentum
+            self._momentum = (attribute, _FitShift(shifted.schedule, offset))
+            set_attr(base_optimizer(self._model.optimizer), *self._momentum)
+        self._model.make_train_function(force=True)
 
     def on_train_end(self, logs=None):
         self._restore()
@@ -203,18 +265,91 @@ class _ScheduleInstaller(LearningRateLogger):
         if self._saved is None:
             return
         model = self._model
-        optimizer = base_optimizer(model.optimizer)
-        untrack_scaled(optimizer)
-        set_attr(optimizer, "_learning_rate", self._saved["lr"])
-        if "momentum" in self._saved:
-            attribute, value = self._saved["momentum"]
-            set_attr(optimizer, attribute, value)
+        _uninstall(base_optimizer(model.optimizer))
         set_attr(model, "train_function", None)
         self._saved = None
 
 
-def _shift(schedule: Any, offset: int) -> Any:
-    return _base.Shifted(schedule, offset) if offset else schedule
+#: The optimizer attribute holding what a scheduler callback replaced.
+_INSTALLED = "_keras_lr_scheduler_saved"
+
+
+def _install(optimizer: Any, saved: dict, scaled: Any, momentum: Any) -> None:
+    """Installs `scaled` (and a momentum schedule) for the length of a fit.
+
+    The optimizer keeps its own variables (the float rate's variable among
+    them) and, through an instance `get_config`, describes itself with the
+    rate and momentum it had before: a model saved during `fit` (by
+    `ModelCheckpoint` or `BackupAndRestore`) is the model the user compiled,
+    with its full optimizer state, and loads as such.
+    """
+    set_attr(optimizer, "_learning_rate", scaled)
+    if momentum is not None:
+        set_attr(optimizer, *momentum)
+    set_attr(optimizer, _INSTALLED, saved)
+
+    def get_config():
+        current = {name: vars(optimizer).get(name, _MISSING) for name in saved}
+        for name, value in saved.items():
+            set_attr(optimizer, name, value)
+        try:
+            return type(optimizer).get_config(optimizer)
+        finally:
+            for name, value in current.items():
+                set_attr(optimizer, name, value)
+
+    set_attr(optimizer, "get_config", get_config)
+    # The `Scaled` schedules of the user's own rate (a `WarmupScheduler` of
+    # one) are tracked, so that a callback lowering them works on JAX. The
+    # wrapper's own factor is not: on JAX it is a constant of the compiled
+    # step, which the callback lowering it retraces (the divergence detector
+    # does), and the step count stays readable on the host for logging.
+    set_attr(optimizer, "_learning_rate", scaled.schedule)
+    try:
+        track_scaled(optimizer)
+    finally:
+        set_attr(optimizer, "_learning_rate", scaled)
+
+
+def _uninstall(optimizer: Any) -> None:
+    """Puts back what `_install` replaced (nothing if nothing is installed)."""
+    saved = vars(optimizer).get(_INSTALLED)
+    if saved is None:
+        return
+    untrack_scaled(optimizer)
+    for name, value in saved.items():
+        set_attr(optimizer, name, value)
+    set_attr(optimizer, "get_config", _MISSING)
+    set_attr(optimizer, _INSTALLED, _MISSING)
+
+
+@keras.saving.register_keras_serializable(package="keras_lr")
+class _FitShift(keras.optimizers.schedules.LearningRateSchedule):
+    """`schedule(step - offset)`, clamped at step 0; `offset` may be < 0.
+
+    The position of a scheduler callback's schedule: a fit resumed at a
+    later epoch than its optimizer's counter (a fresh optimizer given
+    `initial_epoch`) needs a negative offset, which `Shifted` refuses.
+    """
+
+    def __init__(self, schedule: Any, offset: int = 0):
+        self.schedule = schedule
+        self.offset = int(offset)
+
+    def __call__(self, step):
+        step = _base.int_step(step)
+        if self.offset < 0:
+            step = ops.minimum(step, _base.MAX_STEP + self.offset)
+        return _base.evaluate(self.schedule, ops.maximum(step - self.offset, 0))
+
+    def get_config(self) -> dict:
+        return {"schedule": _base.serialize(self.schedule), "offset": self.offset}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        config = dict(config)
+        config["schedule"] = _base.deserialize(config["schedule"])
+        return cls(**config)
 
 
 def _variable_float(variable: Any) -> float:

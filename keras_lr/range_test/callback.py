@@ -267,6 +267,7 @@ class LRRangeTest(keras.callbacks.Callback):
             smoothing=self.smoothing, best_ratio=self.diverge_threshold
         )
         self._consumed = 0
+        self._executions = 0
         self._pending: _live.PendingRead | None = None
         self._epoch_offset = 0
         spe = int(getattr(model, "steps_per_execution", 1) or 1)
@@ -311,6 +312,9 @@ class LRRangeTest(keras.callbacks.Callback):
         if self._session is not None:
             self._session.recorder.recording = True
 
+    def on_train_batch_end(self, batch, logs=None):
+        self._executions += 1
+
     def on_epoch_end(self, epoch, logs=None):
         self._check(now=True)
         self._epoch_offset = self._session.steps()
@@ -334,6 +338,17 @@ class LRRangeTest(keras.callbacks.Callback):
             self._session.uninstall()
             if self._state is not None:
                 self._state.restore_attributes(skip=("history",))
+        if self._executions and not len(self.result):
+            restored = "was restored" if self.restore_on_end else "keeps its weights"
+            raise ValueError(
+                f"The range test ran {self._executions * self._spe} step(s) but "
+                "recorded no loss: the model's `train_step` does not report its "
+                "loss through Keras's compiled loss (`self.compute_loss(...)`, "
+                "which updates the loss tracker the range test records; a "
+                "`train_step` keeping a loss tracker of its own bypasses it). "
+                "Compute the loss with `self.compute_loss(x=x, y=y, "
+                f"y_pred=y_pred)` in `train_step`. The model {restored}."
+            )
 
     # Reading the buffer -------------------------------------------------
 
