@@ -346,3 +346,53 @@ def test_every_step_logging_reads_a_tracked_factor():
     expected = [0.025 * min(t, 4) / 4 for t in range(8)]
     np.testing.assert_allclose(seen, expected, rtol=1e-6, atol=1e-9)
     assert model.optimizer._learning_rate is scaled
+
+
+def test_every_step_logging_of_a_float_rate():
+    # On JAX a float rate's variable has no host value during fit: the
+    # per-step logger used to crash reading it.
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    h = model.fit(
+        np.ones((N, 2), "float32"), np.ones((N, 1), "float32"), batch_size=BS,
+        epochs=1, verbose=0, callbacks=[LearningRateLogger(every_step=True)],
+    )  # fmt: skip
+    np.testing.assert_allclose(h.history["learning_rate"], [0.05], rtol=1e-6)
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() == "torch", reason="torch has no steps_per_execution"
+)
+def test_every_step_logging_of_a_partial_last_execution():
+    # 8 steps in executions of 3: the last execution runs steps 6-7, which
+    # Keras reports as ending at step 8; the log must hold step 7's rate.
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(logs["learning_rate"])
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.05), loss="mse", steps_per_execution=3
+    )
+    model.fit(
+        np.ones((64, 2), "float32"), np.ones((64, 1), "float32"), batch_size=8,
+        epochs=1, verbose=0,
+        callbacks=[OneCycleScheduler(total_steps=16, log_every_step=True), Record()],
+    )  # fmt: skip
+    expected = S.OneCycle(0.05, 16)
+    np.testing.assert_allclose(seen, [float(expected(s)) for s in (2, 5, 7)], rtol=1e-6)
+
+
+def test_cycle_momentum_refuses_an_sgd_without_momentum_on_every_backend():
+    # TensorFlow builds the optimizer only when it traces the first step:
+    # the check must not depend on it being built.
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras_lr.optimizers.SGD(0.05), loss="mse")
+    with pytest.raises(ValueError, match="momentum > 0"):
+        model.fit(
+            np.ones((N, 2), "float32"), np.ones((N, 1), "float32"),
+            batch_size=BS, epochs=1, verbose=0,
+            callbacks=[OneCycleScheduler(cycle_momentum=True)],
+        )  # fmt: skip

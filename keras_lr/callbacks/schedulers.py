@@ -116,11 +116,16 @@ class LearningRateLogger(keras.callbacks.Callback):
         # `batch` is the index of the last step of this call within the epoch.
         model = self._model_ref()
         lr_object = current_lr_object(model.optimizer)
-        if _has_tracked_factor(model.optimizer, lr_object):
-            # On JAX the optimizer's variables (a tracked factor among
-            # them) have no host value between syncs; this reads them.
+        if _has_tracked_factor(model.optimizer, lr_object) or (
+            keras.backend.backend() == "jax" and isinstance(lr_object, keras.Variable)
+        ):
+            # On JAX the optimizer's variables (a float rate's, or a tracked
+            # factor) have no host value between syncs; this reads them.
             lr_object = current_lr_object(self.model.optimizer)
-        logs[self.key] = lr_value(lr_object, self._epoch_start + int(batch))
+        # Keras reports a last, partial execution as if it were whole.
+        steps = (self.params or {}).get("steps")
+        last = int(batch) if not steps else min(int(batch), int(steps) - 1)
+        logs[self.key] = lr_value(lr_object, self._epoch_start + last)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
@@ -177,11 +182,7 @@ class _ScheduleInstaller(LearningRateLogger):
         from keras_lr.optimizers import Adam, AdamW
 
         if isinstance(optimizer, ScheduledMomentumSGD):
-            if (
-                not _base.is_schedule(optimizer.momentum)
-                and optimizer.built
-                and (optimizer.momentum == 0)
-            ):
+            if not _base.is_schedule(optimizer.momentum) and optimizer.momentum == 0:
                 raise ValueError(
                     "`cycle_momentum=True` needs an SGD optimizer built with "
                     "momentum > 0 (it has no momentum slots). Create it as "
