@@ -453,6 +453,9 @@ def test_snapshot_leaves_out_metrics(data):
         ({"smoothing": 1.0}, ValueError, "smoothing"),
         ({"restore_rate_after": 0}, ValueError, "restore_rate_after"),
         ({"restore_rate_after": "later"}, TypeError, "restore_rate_after"),
+        ({"monitor_val": "no"}, TypeError, "`monitor_val` must be a bool"),
+        ({"verbose": "yes"}, TypeError, "`verbose` must be an integer"),
+        ({"verbose": -1}, ValueError, "`verbose` must be >= 0"),
     ],
 )
 def test_bad_arguments(kwargs, error, match):

@@ -311,9 +311,18 @@ class DivergenceDetector(keras.callbacks.Callback):
                 "snapshot_every", snapshot_every, minimum=1
             )
         self.snapshot_every = snapshot_every
+        if not isinstance(monitor_val, (bool, np.bool_)):
+            raise TypeError(
+                "Argument `monitor_val` must be a bool. "
+                f"Received: monitor_val={monitor_val!r}"
+            )
         self.monitor_val = bool(monitor_val)
         self.val_spike_ratio = _ratio("val_spike_ratio", val_spike_ratio)
-        self.verbose = int(verbose)
+        self.verbose = (
+            int(verbose)
+            if isinstance(verbose, (bool, np.bool_))
+            else _validate.check_int("verbose", verbose, minimum=0)
+        )
         self.events: list[dict[str, Any]] = []
         self.rate_restorations: list[dict[str, Any]] = []
         self.recoveries = 0
