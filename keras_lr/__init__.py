@@ -5,7 +5,7 @@
 ['default', 'minimum', 'steep', 'steepest', 'valley']
 """
 
-from keras_lr import callbacks, optimizers, schedules, suggest
+from keras_lr import callbacks, data, optimizers, schedules, suggest
 from keras_lr.diagnose import Diagnosis, diagnose
 from keras_lr.plot import plot_range_test, plot_schedule
 from keras_lr.range_test import (
@@ -25,6 +25,7 @@ __all__ = [
     "RangeTestWarning",
     "__version__",
     "callbacks",
+    "data",
     "diagnose",
     "find_best_learning_rate",
     "lr_range_test",

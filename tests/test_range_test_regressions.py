@@ -456,3 +456,54 @@ def test_train_step_with_its_own_loss_tracker_is_named():
             model, (x, y), batch_size=16, num_steps=20, verbose=0
         )
     assert_bitwise_equal(before, all_state(model))
+
+
+def _regression_data(n=256):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 4)).astype("float32")
+    return x, x @ np.ones((4, 1), "float32")
+
+
+def _tiny_regression_model():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    return model
+
+
+@pytest.mark.multibackend
+def test_a_list_of_batches_is_data_that_can_be_raced():
+    # The error for a generator recommends a list of batches; `fit` alone
+    # would read a list as the inputs of a multi-input model.
+    x, y = _regression_data()
+    batches = [(x[i : i + 32], y[i : i + 32]) for i in range(0, 256, 32)]
+    model = _tiny_regression_model()
+    before = all_state(model)
+    search = keras_lr.find_best_learning_rate(
+        model, batches, num_steps=20, return_details=True, verbose=0
+    )
+    assert np.isfinite(search.learning_rate) and search.learning_rate > 0
+    assert len(search.scores) == len(search.candidates) >= 2
+    assert_bitwise_equal(before, all_state(model))
+    result = keras_lr.lr_range_test(model, batches, num_steps=20, verbose=0)
+    assert len(result.lrs) == 20
+
+
+def test_array_inputs_without_targets_are_named():
+    x, _ = _regression_data()
+    model = _tiny_regression_model()
+    with pytest.raises(ValueError, match=r"no targets: pass arrays as `\(x, y\)`"):
+        keras_lr.find_best_learning_rate(model, x, num_steps=20, verbose=0)
+    with pytest.raises(ValueError, match="no targets"):
+        keras_lr.lr_range_test(model, x, num_steps=20, verbose=0)
+
+
+def test_a_sweep_cut_short_by_fit_is_diagnosed():
+    # The callback in a user's fit of 60 steps with a 100-step sweep.
+    x, y = _regression_data(n=60 * 4)
+    model = _tiny_regression_model()
+    finder = LRRangeTest(start_lr=1e-5, end_lr=10.0, num_steps=100)
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[finder])
+    found = finder.result.diagnostics()
+    assert any("ran 60 of its 100 steps" in f for f in found)
+    assert not any("never diverged" in f for f in found)

@@ -17,6 +17,8 @@ def _is_array_like(x: Any) -> bool:
     """Arrays, tensors, and lists/tuples/dicts of them (fit's in-memory data)."""
     if isinstance(x, dict):
         return bool(x) and all(_is_array_like(v) for v in x.values())
+    if is_batch_list(x):
+        return False  # an iterable of batches, not a multi-input list
     if isinstance(x, (list, tuple)):
         return bool(x) and all(_is_array_like(v) for v in x)
     if isinstance(x, np.ndarray):
@@ -93,9 +95,15 @@ def fit_arguments(x: Any, y: Any, batch_size: int | None, num_steps: int) -> dic
     `DataLoader`) is re-iterated, or cached and replayed if it can only be
     iterated once.
 
+    A list of ``(x, y)`` or ``(x, y, sample_weight)`` tuples is a list of
+    batches (`model.fit` itself would read it as the inputs of a
+    multi-input model).
+
     Raises:
         ValueError: for empty data, or `y` given with a dataset.
     """
+    if y is None and is_batch_list(x):
+        return {"x": _cycle(x), "steps_per_epoch": num_steps, "epochs": 1}
     if _is_array_like(x):
         n = num_samples(x)
         if n == 0:
@@ -134,6 +142,33 @@ def fit_arguments(x: Any, y: Any, batch_size: int | None, num_steps: int) -> dic
             raise ValueError("The PyDataset passed as `x` is empty (len(x) == 0).")
         return {"x": _CyclingPyDataset(x, num_steps), "epochs": 1}
     return {"x": _cycle(x), "steps_per_epoch": num_steps, "epochs": 1}
+
+
+def is_batch_list(x: Any) -> bool:
+    """A list of ``(x, y)`` or ``(x, y, sample_weight)`` batches."""
+    return (
+        isinstance(x, list)
+        and bool(x)
+        and all(
+            isinstance(b, tuple) and len(b) in (2, 3) and _is_array_like(b[0])
+            for b in x
+        )
+    )
+
+
+def check_targets(model: Any, x: Any, y: Any) -> None:
+    """A model compiled with a loss needs targets next to in-memory inputs."""
+    if (
+        y is None
+        and getattr(model, "loss", None) is not None
+        and (isinstance(x, np.ndarray) or keras.ops.is_tensor(x))
+    ):
+        raise ValueError(
+            "The model was compiled with a loss, but the data holds inputs and "
+            "no targets: pass arrays as `(x, y)` (to `find_best_learning_rate`) "
+            "or `x, y` (to `lr_range_test`). Received: an array of shape "
+            f"{tuple(np.shape(x))} and no `y`."
+        )
 
 
 def _short_repr(x: Any) -> str:

@@ -15,6 +15,7 @@ from keras_lr._state import TrainingState, base_optimizer, set_attr
 from keras_lr.range_test._data import (
     _is_array_like,
     _take,
+    check_targets,
     first_batch,
     fit_arguments,
     is_one_shot,
@@ -153,6 +154,7 @@ def lr_range_test(
             "steps_per_execution", steps_per_execution, minimum=1
         )
     batch_size = _validate.check_optional_int("batch_size", batch_size, minimum=1)
+    check_targets(model, x, y)
     fit_kwargs = fit_arguments(x, y, batch_size, callback.num_steps)
     if not model.built:
         _build_from_first_batch(model, fit_kwargs)
@@ -188,18 +190,22 @@ class LRSearch:
     """What `find_best_learning_rate(..., return_details=True)` returns.
 
     Attributes:
-        learning_rate: the rate chosen.
+        learning_rate: the rate chosen: without a race, the curve rule's;
+            with one, the winner interpolated from the candidates' scores
+            (`keras_lr.suggest.race_winner`), usually between two of them.
         range_test: the `LRRangeTestResult` the candidates were read from.
         candidates: the rates raced (empty without a race).
-        scores: each candidate's race score (mean loss over the last third
-            of its race, or its validation loss).
+        scores: each candidate's race score: its loss on `validation_data`,
+            or else on the held-out part of the data (`holdout`), or else
+            its mean training loss over the last third of its race.
         steps: training steps spent in all (range test plus race).
 
     Example:
 
     >>> curve = LRRangeTestResult(np.geomspace(1e-4, 1.0, 30), np.linspace(2, 1, 30))
-    >>> search = LRSearch(0.1, curve, candidates=[0.03, 0.1], scores=[1.2, 1.1])
-    >>> search.learning_rate == search.candidates[int(np.argmin(search.scores))]
+    >>> search = LRSearch(0.05, curve, candidates=[0.01, 0.03, 0.1],
+    ...                   scores=[1.3, 1.1, 1.2])
+    >>> min(search.candidates) <= search.learning_rate <= max(search.candidates)
     True
     """
 
@@ -415,6 +421,7 @@ def find_best_learning_rate(
     if race_steps is not None:
         race_steps = _validate.check_int("race_steps", race_steps, minimum=1)
     x, y = split_data(data)
+    check_targets(model, x, y)
     if race and is_one_shot(x):
         raise TypeError(
             "Argument `data` must be iterable more than once: the range test "

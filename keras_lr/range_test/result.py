@@ -98,12 +98,25 @@ class LRRangeTestResult:
     def diagnostics(self) -> list[str]:
         """Why the curve may not be trusted; an empty list if it can be.
 
-        Checks: too few finite points, no descent (the loss never falls
-        meaningfully below where it started), and a sweep that never
-        diverged (the curve may not show where the rate becomes too high).
+        Checks: a sweep cut short (`fit` ended before its `num_steps`), too
+        few finite points, no descent (the loss never falls meaningfully
+        below where it started), and a sweep that never diverged (the curve
+        may not show where the rate becomes too high).
         """
         lrs, losses = suggest.clean_curve(self.lrs, self.losses)
         found = []
+        planned = int(self.params.get("num_steps") or 0)
+        spe = int(self.params.get("steps_per_execution") or 1)
+        ran = len(self.lrs)
+        if not self.diverged and planned and ran + spe <= planned:
+            end = float(self.lrs[-1]) if ran else float("nan")
+            found.append(
+                f"the sweep ran {ran} of its {planned} steps (to lr {end:.3g} of "
+                f"end_lr {self.params.get('end_lr', float('nan')):.3g}): `fit` "
+                "ended first; run more epochs or lower num_steps"
+            )
+            if lrs.size < MIN_POINTS:
+                return found
         if lrs.size < MIN_POINTS:
             found.append(
                 f"only {lrs.size} finite points (fewer than {MIN_POINTS}): "
@@ -122,7 +135,7 @@ class LRRangeTestResult:
                 "level; widen the sweep (lower start_lr, higher end_lr) or "
                 "check the data and the loss"
             )
-        if not self.diverged:
+        if not self.diverged and not (planned and ran + spe <= planned):
             found.append(
                 "the sweep never diverged: the curve may not show where the "
                 "rate becomes too high; raise end_lr or num_steps"
