@@ -30,8 +30,10 @@ from keras_lr.data import load_fashion_mnist, load_fashion_mnist_sample
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny run for CI")
-    parser.add_argument("--trials", type=int, default=12)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument(
+        "--trials", type=int, default=None, help="default 12 (smoke: 2)"
+    )
+    parser.add_argument("--epochs", type=int, default=None, help="default 3 (smoke: 1)")
     parser.add_argument("--directory", default=None)
     parser.add_argument("--plot", default="tune_fashion_mnist.png")
     args = parser.parse_args()
@@ -39,11 +41,12 @@ def main() -> None:
     if args.smoke:
         (x, y), (xt, yt) = load_fashion_mnist_sample()
         x, y, xt, yt = x[:512, ::2, ::2], y[:512], xt[:128, ::2, ::2], yt[:128]
-        trials, epochs, batch_sizes = 2, 1, (32, 64)
+        trials, epochs, batch_sizes = args.trials or 2, args.epochs or 1, (32, 64)
         widths, depths, stages = (4,), (1,), 2
     else:
         (x, y), (xt, yt) = load_fashion_mnist()
-        trials, epochs, batch_sizes = args.trials, args.epochs, (64, 128, 256, 512)
+        trials, epochs = args.trials or 12, args.epochs or 3
+        batch_sizes = (64, 128, 256, 512)
         widths, depths, stages = (16, 32), (1, 2), 3
     x = (x[..., None] / 255.0).astype("float32")
     xt = (xt[..., None] / 255.0).astype("float32")

@@ -249,6 +249,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    output = getattr(args, "output", None)
+    if output:
+        folder = os.path.dirname(os.path.abspath(output))
+        if not os.path.isdir(folder):
+            # Found before the range test runs, not after.
+            getattr(args, "command_parser", parser).error(
+                f"the folder of --output does not exist: {folder}"
+            )
     if args.command == "demo":
         return _demo(args)
     return _find(args, args.command_parser)

@@ -128,3 +128,15 @@ def test_unreadable_data_is_a_usage_error(tmp_path, capsys):
         assert info.value.code == 2
         err = capsys.readouterr().err
         assert f"keras-lr find: error: cannot read the data {path}" in err
+
+
+def test_output_in_a_missing_folder_is_a_usage_error_before_training(
+    tmp_path, capsys, monkeypatch
+):
+    ran = []
+    monkeypatch.setattr(cli, "_demo", lambda args: ran.append(args) or 0)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["demo", "--output", str(tmp_path / "missing" / "lr.png")])
+    assert exit_info.value.code == 2
+    assert "the folder of --output does not exist" in capsys.readouterr().err
+    assert ran == []  # refused before the range test

@@ -592,3 +592,28 @@ def test_image_classifier_accepts_numpy_integers():
     assert hm.widths == (4, 8) and hm.depths == (1,)
     model = hm.build(keras_tuner.HyperParameters())
     assert model.output_shape == (None, 3)
+
+
+def test_auto_range_at_the_end_of_its_sweep_is_warned(small_data, monkeypatch):
+    import keras_lr
+    from keras_lr.range_test import LRRangeTestResult, RangeTestWarning
+
+    (x, y), _ = small_data
+    x = x.reshape(len(x), -1).astype("float32") / 255.0
+    build = lambda hp: keras.Sequential(  # noqa: E731
+        [keras.Input((x.shape[1],)), keras.layers.Dense(10)]
+    )
+    hm = tuner.LRBatchSizeHyperModel(
+        build, batch_sizes=(32,), optimizer="sgd", range_test_steps=20,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        distribution_strategy=None,
+    )  # fmt: skip
+    # A loss still falling at the last rate of the sweep: no minimum.
+    lrs = np.geomspace(1e-7, 10.0, 20)
+    falling = LRRangeTestResult(lrs, np.linspace(2.3, 0.5, 20))
+    monkeypatch.setattr(keras_lr, "lr_range_test", lambda *a, **k: falling)
+    model = build(None)
+    model.build((None, x.shape[1]))
+    with pytest.warns(RangeTestWarning, match="lowest loss at the end of its sweep"):
+        _, high = hm.auto_range(model, 32, (x, y), {})
+    assert high == pytest.approx(3 * 10.0)

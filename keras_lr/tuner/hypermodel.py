@@ -551,6 +551,23 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
                 verbose=0,
             )
         _, lr_min = result.suggest_range()
+        lrs = np.asarray(result.lrs, dtype=float)
+        if lr_min <= lrs[0] * (1 + 1e-9) or lr_min >= lrs[-1] * (1 - 1e-9):
+            # The curve's lowest point at an end of the sweep locates nothing.
+            import warnings
+
+            from keras_lr.range_test import RangeTestWarning
+
+            notes = "; ".join(result.diagnostics()) or "no other finding"
+            warnings.warn(
+                f"The auto range test ({steps} steps) found its lowest loss at "
+                f"the {'start' if lr_min <= lrs[0] * (1 + 1e-9) else 'end'} of "
+                f"its sweep (lr {lr_min:.3g}), so the searched interval "
+                "rests on no measured minimum. Raise `range_test_steps`, or "
+                f"pass `lr_range=(min_lr, max_lr)`. Range test: {notes}.",
+                RangeTestWarning,
+                stacklevel=2,
+            )
         return float(lr_min)
 
 
