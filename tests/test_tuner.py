@@ -224,19 +224,25 @@ def test_image_classifier_search_auto_range_and_plot(small_data, tmp_path):
     )
 
 
-def test_auto_range_one_range_test_scaled_by_the_rule(small_data, monkeypatch):
-    import keras_lr
-
+def _auto_setup(small_data, batch_sizes):
+    """Flat images, a linear model's factory, and an auto-range SGD hypermodel."""
     (x, y), _ = small_data
     x = x.reshape(len(x), -1).astype("float32") / 255.0
     build = lambda hp: keras.Sequential(  # noqa: E731
         [keras.Input((x.shape[1],)), keras.layers.Dense(10)]
     )
     hm = tuner.LRBatchSizeHyperModel(
-        build, batch_sizes=(32, 128), optimizer="sgd", range_test_steps=20,
+        build, batch_sizes=batch_sizes, optimizer="sgd", range_test_steps=20,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         distribution_strategy=None,
     )  # fmt: skip
+    return x, y, build, hm
+
+
+def test_auto_range_one_range_test_scaled_by_the_rule(small_data, monkeypatch):
+    import keras_lr
+
+    x, y, build, hm = _auto_setup(small_data, (32, 128))
     calls, results = [], []
     real = keras_lr.lr_range_test
 
@@ -598,16 +604,7 @@ def test_auto_range_at_the_end_of_its_sweep_is_warned(small_data, monkeypatch):
     import keras_lr
     from keras_lr.range_test import LRRangeTestResult, RangeTestWarning
 
-    (x, y), _ = small_data
-    x = x.reshape(len(x), -1).astype("float32") / 255.0
-    build = lambda hp: keras.Sequential(  # noqa: E731
-        [keras.Input((x.shape[1],)), keras.layers.Dense(10)]
-    )
-    hm = tuner.LRBatchSizeHyperModel(
-        build, batch_sizes=(32,), optimizer="sgd", range_test_steps=20,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        distribution_strategy=None,
-    )  # fmt: skip
+    x, y, build, hm = _auto_setup(small_data, (32,))
     # A loss still falling at the last rate of the sweep: no minimum.
     lrs = np.geomspace(1e-7, 10.0, 20)
     falling = LRRangeTestResult(lrs, np.linspace(2.3, 0.5, 20))
