@@ -95,14 +95,15 @@ class DivergenceDetector(keras.callbacks.Callback):
       poisons the weights while the loss stays finite);
     - ``above_best``: the EMA-smoothed loss ``s_t`` (factor `smoothing`)
       exceeds ``best_ratio * min(s)``, and the median of the last 9 raw
-      losses is at least halfway there (or the smoothed loss is over
-      ``best_ratio**2 * min(s)``, ``best_ratio**3`` times a provisional best,
-      as after a blow-up by orders of magnitude) (near a loss of zero, as when `fit` resumes a trained
-      model, a few unlucky batches lift the EMA many times over its best
-      without lifting most batches); a best set in the first 20 steps
-      (after each recovery too), when the EMA averages only a few batches
-      and one lucky batch can set it, needs all of those 9 losses over
-      the limit;
+      losses is at least halfway there: near a loss of zero (as when `fit`
+      resumes a trained model) a few unlucky batches lift the EMA many times
+      over its best without lifting most batches. A best set in the first
+      20 steps (after each recovery too), when the EMA averages only a few
+      batches and one lucky batch can set it, is provisional: a rise above
+      it needs all of the last 9 losses over the limit. A smoothed loss over
+      ``best_ratio**2`` times the best (``best_ratio**3`` times a
+      provisional one), as after a blow-up by orders of magnitude, needs no
+      confirmation;
     - ``spike``: the step's loss exceeds ``spike_ratio * s_{t-1}``;
     - ``zscore``: the robust z-score of ``log(loss)`` against the previous
       `window` steps, ``(log x_t - median) / (1.4826 MAD)``, exceeds
