@@ -284,6 +284,29 @@ class LossWatch:
         values = [*recent, x]
         return float(np.median(values) if settled else min(values)) > limit
 
+    def _rise(
+        self, best: float, s: float, x: float, settled: bool, waiver: float | None
+    ) -> tuple[str, float, float] | None:
+        """An ``above_best`` violation of `s` against `best`, or None.
+
+        `s` must exceed ``best_ratio`` times `best`, confirmed by the recent
+        raw losses (`_confirmed`: their median halfway up against a settled
+        best, all of them over the limit against a provisional one), unless
+        it exceeds ``best_ratio**waiver`` times `best`: a few catastrophic
+        steps (a blow-up to thousands that leaves a dead network at its
+        starting loss) lift it there, ordinary unlucky batches do not.
+        """
+        excess = (self.best_ratio - 1.0) * abs(best)
+        if not (s > best + excess and s > best):
+            return None
+        severe = waiver is not None and s > best + (
+            self.best_ratio**waiver - 1.0
+        ) * abs(best)
+        limit = best + (0.5 * excess if settled else excess)
+        if not severe and not self._confirmed(x, limit, settled=settled):
+            return None
+        return ("above_best", best, s / best if best > 0 else float("inf"))
+
     def _zscore(self, x: float) -> tuple[float, float] | None:
         recent = np.fromiter(self._recent, dtype=np.float64)[-self.window :]
         if self.log_z:
@@ -309,37 +332,14 @@ class LossWatch:
             and self._material(s)
         ):
             # A best set by the first, barely averaged values is provisional:
-            # a rise above it must lift all the last `confirm` losses, where
-            # a settled one needs their median.
+            # a rise above it must lift all the last `confirm` losses (or be
+            # best_ratio**3 over it); a rise above a settled best, their
+            # median halfway up (or best_ratio**2 over it). Failing that, the
+            # rise is tested against the settled best.
             settled = self.best >= self._settled_best
-            limit = self.best + (self.best_ratio - 1.0) * abs(self.best)
-            # Most batches must be clearly up (halfway to the limit) against
-            # a settled best; all of them over the limit against a
-            # provisional one.
-            half = self.best + 0.5 * (self.best_ratio - 1.0) * abs(self.best)
-            # A smoothed loss `best_ratio` times over the limit (twice over
-            # a provisional best) needs no confirmation: a few catastrophic
-            # steps (a blow-up to thousands that leaves a dead network at its
-            # starting loss) lift it there, ordinary unlucky batches do not.
-            power = 2.0 if settled else 3.0
-            severe = self.best + (self.best_ratio**power - 1.0) * abs(self.best)
-            if (
-                s > limit
-                and s > self.best
-                and (
-                    s > severe
-                    or self._confirmed(x, half if settled else limit, settled=settled)
-                )
-            ):
-                score = s / self.best if self.best > 0 else float("inf")
-                found = ("above_best", self.best, score)
-            elif not settled and math.isfinite(self._settled_best):
-                best = self._settled_best
-                limit = best + (self.best_ratio - 1.0) * abs(best)
-                half = best + 0.5 * (self.best_ratio - 1.0) * abs(best)
-                if s > limit and s > best and self._confirmed(x, half):
-                    score = s / best if best > 0 else float("inf")
-                    found = ("above_best", best, score)
+            found = self._rise(self.best, s, x, settled, 2.0 if settled else 3.0)
+            if found is None and not settled and math.isfinite(self._settled_best):
+                found = self._rise(self._settled_best, s, x, True, None)
         material = self._material(x)
         if (
             found is None

@@ -65,12 +65,13 @@ def set_attr(obj: Any, name: str, value: Any) -> None:
         object.__setattr__(obj, name, value)
 
 
-def _strategy_scope(model: Any) -> Any:
+def distribution_scope(model: Any) -> Any:
     """The scope of the model's `tf.distribute` strategy, or a null context.
 
     On TensorFlow a model compiled under a strategy's scope has it as
     ``model.distribute_strategy``; variables created for it (an optimizer's
-    slots) must be created in that scope.
+    slots, a recorder's buffer) must be created in that scope. Other
+    backends' models have no such attribute.
     """
     strategy = getattr(model, "distribute_strategy", None)
     scope = getattr(strategy, "scope", None)
@@ -161,7 +162,7 @@ class TrainingState:
         if self.optimizer is not None and not self.optimizer.built:
             # As `fit` would: an optimizer's slots exist once it is built,
             # under the model's distribution strategy (TensorFlow).
-            with _strategy_scope(self.model):
+            with distribution_scope(self.model):
                 self.optimizer.build(self.model.trainable_variables)
         variables = self._variables()
         values = _live.variable_values(self.model, variables)

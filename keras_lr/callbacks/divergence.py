@@ -23,9 +23,8 @@ import numpy as np
 
 from keras_lr import _live, _rate, _validate
 from keras_lr._detect import DivergenceEvent, LossWatch
-from keras_lr._state import TrainingState, set_attr
+from keras_lr._state import TrainingState, distribution_scope, set_attr
 from keras_lr.callbacks._ring import RingLossRecorder
-from keras_lr.range_test.callback import _distribution_scope
 
 __all__ = ["DivergenceDetector", "DivergenceError"]
 
@@ -402,14 +401,14 @@ class DivergenceDetector(keras.callbacks.Callback):
             # TensorFlow builds the optimizer when it traces the first step;
             # build it now (as Keras does after loading) so that the state
             # before any update can be snapshot.
-            with _distribution_scope(model):
+            with distribution_scope(model):
                 optimizer.build(model.trainable_variables)
         self._take_snapshot(0)
 
     def _install(self) -> None:
         model = self._model
         capacity = 2 * (self._every + self._spe)
-        with _distribution_scope(model):
+        with distribution_scope(model):
             self._recorder = RingLossRecorder(capacity)
         self._ring_live = _live.LiveIndex(
             model, [self._recorder.buffer, self._recorder.steps]

@@ -219,10 +219,10 @@ class _ScheduleInstaller(LearningRateLogger):
             )
         # Wrapped in `Scaled`, so that the divergence detector (or any
         # callback following the `Scaled` contract) can lower the rate.
-        self._scaled = Scaled(_FitShift(schedule, offset))
+        self._scaled = Scaled(_base.Shifted(schedule, offset))
         self._momentum = None
         if attribute is not None:
-            self._momentum = (attribute, _FitShift(installed[attribute], offset))
+            self._momentum = (attribute, _base.Shifted(installed[attribute], offset))
         self._offset = offset
         self._placed = False
         _install(optimizer, saved, self._scaled, self._momentum)
@@ -252,10 +252,10 @@ class _ScheduleInstaller(LearningRateLogger):
         if offset == self._offset:
             return
         self._offset = offset
-        self._scaled.schedule = _FitShift(self.schedule, offset)
+        self._scaled.schedule = _base.Shifted(self.schedule, offset)
         if self._momentum is not None:
             attribute, shifted = self._momentum
-            self._momentum = (attribute, _FitShift(shifted.schedule, offset))
+            self._momentum = (attribute, _base.Shifted(shifted.schedule, offset))
             set_attr(base_optimizer(self._model.optimizer), *self._momentum)
         self._model.make_train_function(force=True)
 
@@ -284,7 +284,6 @@ def _install(optimizer: Any, saved: dict, scaled: Any, momentum: Any) -> None:
     `ModelCheckpoint` or `BackupAndRestore`) is the model the user compiled,
     with its full optimizer state, and loads as such.
     """
-    set_attr(optimizer, "_learning_rate", scaled)
     if momentum is not None:
         set_attr(optimizer, *momentum)
     set_attr(optimizer, _INSTALLED, saved)
@@ -322,35 +321,6 @@ def _uninstall(optimizer: Any) -> None:
         set_attr(optimizer, name, value)
     set_attr(optimizer, "get_config", _MISSING)
     set_attr(optimizer, _INSTALLED, _MISSING)
-
-
-@keras.saving.register_keras_serializable(package="keras_lr")
-class _FitShift(keras.optimizers.schedules.LearningRateSchedule):
-    """`schedule(step - offset)`, clamped at step 0; `offset` may be < 0.
-
-    The position of a scheduler callback's schedule: a fit resumed at a
-    later epoch than its optimizer's counter (a fresh optimizer given
-    `initial_epoch`) needs a negative offset, which `Shifted` refuses.
-    """
-
-    def __init__(self, schedule: Any, offset: int = 0):
-        self.schedule = schedule
-        self.offset = int(offset)
-
-    def __call__(self, step):
-        step = _base.int_step(step)
-        if self.offset < 0:
-            step = ops.minimum(step, _base.MAX_STEP + self.offset)
-        return _base.evaluate(self.schedule, ops.maximum(step - self.offset, 0))
-
-    def get_config(self) -> dict:
-        return {"schedule": _base.serialize(self.schedule), "offset": self.offset}
-
-    @classmethod
-    def from_config(cls, config: dict):
-        config = dict(config)
-        config["schedule"] = _base.deserialize(config["schedule"])
-        return cls(**config)
 
 
 def _variable_float(variable: Any) -> float:

@@ -11,7 +11,12 @@ import keras
 import numpy as np
 
 from keras_lr import _validate, suggest
-from keras_lr._state import TrainingState, base_optimizer, set_attr
+from keras_lr._state import (
+    TrainingState,
+    base_optimizer,
+    distribution_scope,
+    set_attr,
+)
 from keras_lr.range_test._data import (
     _is_array_like,
     _take,
@@ -23,11 +28,7 @@ from keras_lr.range_test._data import (
     split_data,
 )
 from keras_lr.range_test._sweep import SweepSchedule
-from keras_lr.range_test.callback import (
-    LRRangeTest,
-    StepLossSession,
-    _distribution_scope,
-)
+from keras_lr.range_test.callback import LRRangeTest, StepLossSession
 from keras_lr.range_test.result import LRRangeTestResult, RangeTestWarning
 
 __all__ = ["LRSearch", "find_best_learning_rate", "lr_range_test"]
@@ -71,7 +72,7 @@ def _build_from_first_batch(model: keras.Model, fit_kwargs: dict) -> None:
 
     batch = keras.tree.map_structure(to_array, batch)
     # The same private method `fit` calls on JAX and torch.
-    with _distribution_scope(model):
+    with distribution_scope(model):
         model._symbolic_build(data_batch=batch)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
 from typing import Any
@@ -12,7 +11,13 @@ import numpy as np
 
 from keras_lr import _live, _validate
 from keras_lr._detect import LossWatch, first_divergence
-from keras_lr._state import _MISSING, TrainingState, base_optimizer, set_attr
+from keras_lr._state import (
+    _MISSING,
+    TrainingState,
+    base_optimizer,
+    distribution_scope,
+    set_attr,
+)
 from keras_lr.range_test._recorder import StepLossRecorder
 from keras_lr.range_test._sweep import SweepSchedule, sweep_lrs
 from keras_lr.range_test.result import LRRangeTestResult
@@ -48,13 +53,6 @@ def validate_sweep(
             f"Received: diverge_threshold={diverge_threshold}"
         )
     return start_lr, end_lr, num_steps, smoothing, diverge_threshold
-
-
-def _distribution_scope(model: Any):
-    strategy = getattr(model, "distribute_strategy", None)
-    if keras.backend.backend() == "tensorflow" and strategy is not None:
-        return strategy.scope()
-    return contextlib.nullcontext()
 
 
 def _retrace_train_function(model: Any) -> None:
@@ -102,7 +100,7 @@ class StepLossSession:
 
     def __init__(self, model: Any, capacity: int):
         self.model = model
-        with _distribution_scope(model):
+        with distribution_scope(model):
             self.recorder = StepLossRecorder(capacity)
         self._saved: dict[str, Any] | None = None
 
@@ -287,6 +285,9 @@ class LRRangeTest(keras.callbacks.Callback):
         )
 
     def on_train_batch_begin(self, batch, logs=None):
+        # Counted here: an `on_train_batch_end` hook would turn off Keras's
+        # asynchronous dispatch (a host sync of the logs every step).
+        self._executions += 1
         done = self._epoch_offset + int(batch)
         if done + self._spe >= self.num_steps:
             # The execution starting now completes the sweep. (`_model`, not
@@ -311,9 +312,6 @@ class LRRangeTest(keras.callbacks.Callback):
     def on_test_end(self, logs=None):
         if self._session is not None:
             self._session.recorder.recording = True
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._executions += 1
 
     def on_epoch_end(self, epoch, logs=None):
         self._check(now=True)

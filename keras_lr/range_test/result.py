@@ -108,7 +108,8 @@ class LRRangeTestResult:
         planned = int(self.params.get("num_steps") or 0)
         spe = int(self.params.get("steps_per_execution") or 1)
         ran = len(self.lrs)
-        if not self.diverged and planned and ran + spe <= planned:
+        cut_short = not self.diverged and planned and ran + spe <= planned
+        if cut_short:
             end = float(self.lrs[-1]) if ran else float("nan")
             found.append(
                 f"the sweep ran {ran} of its {planned} steps (to lr {end:.3g} of "
@@ -135,7 +136,7 @@ class LRRangeTestResult:
                 "level; widen the sweep (lower start_lr, higher end_lr) or "
                 "check the data and the loss"
             )
-        if not self.diverged and not (planned and ran + spe <= planned):
+        if not self.diverged and not cut_short:
             found.append(
                 "the sweep never diverged: the curve may not show where the "
                 "rate becomes too high; raise end_lr or num_steps"

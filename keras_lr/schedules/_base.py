@@ -180,7 +180,9 @@ class Shifted(keras.optimizers.schedules.LearningRateSchedule):
     """`schedule(step - offset)` (steps before `offset` see step 0).
 
     The callback forms install a schedule this way when `fit` starts from
-    an optimizer counter that is not zero, so the schedule starts there.
+    an optimizer counter that is not zero, so the schedule starts there. A
+    negative `offset` starts the schedule further on (a fit resumed at a
+    later epoch than its optimizer's counter).
 
     Example:
 
@@ -192,10 +194,13 @@ class Shifted(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(self, schedule: Any, offset: int = 0):
         self.schedule = check_schedule_or_lr("schedule", schedule)
-        self.offset = check_steps("offset", offset, minimum=0)
+        self.offset = check_steps("offset", offset, minimum=-MAX_STEP)
 
     def __call__(self, step):
         step = int_step(step)
+        if self.offset < 0:
+            # `step - offset` stays within int32.
+            step = ops.minimum(step, MAX_STEP + self.offset)
         return evaluate(self.schedule, ops.maximum(step - self.offset, 0))
 
     def get_config(self) -> dict:

@@ -213,10 +213,7 @@ class CosineRestarts(keras.optimizers.schedules.LearningRateSchedule):
         )
         self.t_mul = _validate.check_real("t_mul", t_mul)
         _validate.check_at_least("t_mul", self.t_mul, 1.0)
-        if not math.isfinite(self.t_mul):
-            raise ValueError(
-                f"Argument `t_mul` must be finite. Received: t_mul={t_mul}"
-            )
+        _validate.check_finite("t_mul", self.t_mul)
         self.m_mul = _validate.check_real("m_mul", m_mul)
         _validate.check_in_interval(
             "m_mul", self.m_mul, 0.0, 1.0, low_closed=False, high_closed=True
