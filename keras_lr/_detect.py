@@ -108,7 +108,8 @@ class LossWatch:
       small-batch losses (every loss in the window must then be > 0).
 
     The ratio and z tests start after ``grace_steps`` steps and fire after
-    ``patience`` consecutive violating steps. With ``rise_fraction`` a
+    ``patience`` consecutive violating steps; in the grace period only a
+    blow-up counts, a smoothed loss over ``best_ratio**3`` times its best. With ``rise_fraction`` a
     violation also has to be material: the tested loss ``v`` must have given
     back at least that fraction of the progress made since the stream began,
     ``v - best >= rise_fraction * (reference - best)``, where ``reference`` is
@@ -257,6 +258,8 @@ class LossWatch:
         event = None
         if step >= self._grace_until:
             event = self._check(step, x, s, prev_smoothed)
+        elif self.best_ratio is not None:
+            event = self._check_blowup(step, x, s)
         if event is None:
             self.best = min(self.best, s)
             if self._t >= self.warmup:
@@ -360,6 +363,33 @@ class LossWatch:
             scored = self._zscore(x)
             if scored is not None and scored[1] > self.z_threshold:
                 found = ("zscore", scored[0], scored[1])
+        return self._count(step, x, found)
+
+    def _check_blowup(self, step: int, x: float, s: float) -> DivergenceEvent | None:
+        """The grace period's one test: a blow-up by orders of magnitude.
+
+        The grace period keeps the noise of the first steps from counting,
+        but a smoothed loss over ``best_ratio**3`` times its best (a
+        positive loss), as when the first updates throw the loss up a
+        thousandfold and leave a dead network at its starting level, is no
+        noise: the EMA would have averaged the blow-up away by the time the
+        grace period ends. It counts towards `patience` like the other tests.
+        """
+        best = self.best
+        found = None
+        if (
+            math.isfinite(best)
+            and best > 0
+            and s > self.best_ratio**3 * best
+            and self._material(s)
+        ):
+            found = ("above_best", best, s / best)
+        return self._count(step, x, found)
+
+    def _count(
+        self, step: int, x: float, found: tuple[str, float, float] | None
+    ) -> DivergenceEvent | None:
+        """Applies `patience` to a violation found at `step` (or to none)."""
         if found is None:
             self._violations = 0
             return None

@@ -194,6 +194,19 @@ def test_learning_rate_logger_on_a_schedule():
     )
 
 
+@pytest.mark.parametrize("every_step", [False, True])
+def test_learning_rate_logger_keeps_asynchronous_dispatch(every_step):
+    # A per-epoch logger must not make Keras wait for the device every step.
+    from keras.src import backend as keras_backend
+
+    callbacks = keras.callbacks.CallbackList(
+        [LearningRateLogger(every_step=every_step)],
+        model=linear_model(keras.optimizers.SGD(0.1)),
+    )
+    expected = keras_backend.IS_THREAD_SAFE and not every_step
+    assert getattr(callbacks, "_async_train", False) is expected
+
+
 def _host(variables):
     return [np.array(keras.ops.convert_to_numpy(v.value)) for v in variables]
 

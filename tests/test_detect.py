@@ -232,6 +232,33 @@ def test_grace_period_skips_ratio_tests_but_not_nan():
     assert watch.update([np.nan]).reason == "nonfinite"
 
 
+def test_blow_up_in_the_grace_period_is_an_event():
+    # Adam at 300x its usual rate: the first update throws the loss up
+    # ~900x, then the network sits dead at its starting loss. By the end of
+    # the grace period the EMA has averaged the blow-up down to ~27x its best.
+    rng = np.random.default_rng(3)
+    dead = 2.3 + 0.05 * rng.random(60)
+    losses = np.concatenate([[2.3, 2084.0, 7.5, 2.7, 2.6], dead])
+    event = detector_watch().update(losses)
+    assert event is not None and event.reason == "above_best"
+    assert event.step == 3  # patience 3: steps 1, 2 and 3 in violation
+    assert event.baseline == 2.3 and event.score > 100
+    # The same blow-up two orders of magnitude smaller is left to the
+    # regular tests after the grace period.
+    smaller = np.concatenate([[2.3, 20.84, 7.5, 2.7, 2.6], dead])
+    assert detector_watch().update(smaller) is None
+
+
+def test_one_outlier_batch_in_the_grace_period_is_no_event():
+    # Heavy-tailed targets: one batch's squared error 100x the others', at
+    # any step of the grace period, falls short of patience or of 27x.
+    rng = np.random.default_rng(4)
+    for at in range(1, 20):
+        losses = 1.0 + 0.1 * rng.random(60)
+        losses[at] = 100.0
+        assert detector_watch().update(losses) is None, at
+
+
 def test_rebase_restarts_baselines():
     watch = LossWatch(smoothing=0.0, best_ratio=2.0)
     watch.update([1.0, 0.1])

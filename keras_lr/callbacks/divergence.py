@@ -113,7 +113,12 @@ class DivergenceDetector(keras.callbacks.Callback):
     `rise_fraction` of the progress made since the start of training
     (``x - best >= rise_fraction * (first - best)``: late in training a noisy
     batch can be several times the baseline without any harm), and fire
-    after `patience` consecutive violating steps. With ``monitor_val=True``
+    after `patience` consecutive violating steps. In the grace period only
+    a blow-up counts: the smoothed loss over ``best_ratio**3`` times its
+    best for `patience` steps (a rate far too high can throw the loss up a
+    thousandfold in the first updates and leave a dead network at its
+    starting loss, which the EMA has forgotten when the grace period ends).
+    With ``monitor_val=True``
     the epoch's ``val_loss`` is also watched: an event when it is not finite
     or jumps over `val_spike_ratio` times the previous epoch's; its rollback
     goes back to the end of the last epoch whose ``val_loss`` was healthy

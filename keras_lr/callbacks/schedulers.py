@@ -102,6 +102,10 @@ class LearningRateLogger(keras.callbacks.Callback):
             )
         self.key = key
         self._epoch_start = 0
+        # Keras turns its asynchronous dispatch off for a callback with an
+        # ``on_train_batch_end`` hook unless it says it is safe; this one
+        # does nothing there without `every_step`.
+        self.async_safe = not self.every_step
 
     def on_train_begin(self, logs=None):
         self._epoch_start = _iterations(self.model.optimizer)
