@@ -20,8 +20,8 @@ import numpy as np
 class Task:
     name: str
     data: str  # "fmnist" or "digits"
-    model: str  # "cnn_bn", "cnn", "mlp", "cnn_small"
-    optimizer: str  # "sgd", "adam", "adamw", "rmsprop"
+    model: str  # "cnn_bn", "cnn", "mlp", "mlp_dropout", "cnn_small"
+    optimizer: str  # "sgd", "sgd_plain", "nesterov", "adam", "adamw", "nadam", ...
     batch_size: int
     epochs: int
     grid: tuple[float, float]  # log10 bounds of the oracle grid (3 per decade)
@@ -90,6 +90,15 @@ def build_model(task: Task, input_shape: tuple[int, ...], seed: int) -> keras.Mo
             L.Dense(128, activation="relu"),
             L.Dense(10),
         ]
+    elif task.model == "mlp_dropout":
+        layers = [
+            L.Flatten(),
+            L.Dense(256, activation="relu"),
+            L.Dropout(0.3),
+            L.Dense(128, activation="relu"),
+            L.Dropout(0.3),
+            L.Dense(10),
+        ]
     elif task.model == "cnn_small":
         layers = [
             L.Conv2D(16, 3, padding="same", activation="relu"),
@@ -107,8 +116,16 @@ def make_optimizer(task: Task, lr: float) -> keras.optimizers.Optimizer:
     lr = float(lr)
     if task.optimizer == "sgd":
         return keras.optimizers.SGD(lr, momentum=0.9)
+    if task.optimizer == "sgd_plain":
+        return keras.optimizers.SGD(lr)
+    if task.optimizer == "nesterov":
+        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
     if task.optimizer == "adam":
         return keras.optimizers.Adam(lr)
+    if task.optimizer == "nadam":
+        return keras.optimizers.Nadam(lr)
+    if task.optimizer == "adamax":
+        return keras.optimizers.Adamax(lr)
     if task.optimizer == "adamw":
         return keras.optimizers.AdamW(lr, weight_decay=1e-4)
     if task.optimizer == "rmsprop":
@@ -192,6 +209,33 @@ TASKS = (
         32,
         2,
         (-5.0, -1.0),
+        True,
+    ),
+    # Held out, fourth round (stop 13): new optimizers (Nadam, Nesterov,
+    # Adamax, SGD without momentum), a dropout MLP, batches 8 to 64;
+    # evaluation only, defined before any of them was trained.
+    Task("digits-mlp-nadam-b64", "digits", "mlp", "nadam", 64, 12, (-5.0, -1.0), True),
+    Task(
+        "fmnist-cnn-nesterov-b32", "fmnist", "cnn", "nesterov", 32, 2, (-4.0, 0.0), True
+    ),
+    Task(
+        "fmnist-mlp-dropout-adamax-b16",
+        "fmnist",
+        "mlp_dropout",
+        "adamax",
+        16,
+        2,
+        (-5.0, -1.0),
+        True,
+    ),
+    Task(
+        "digits-cnn-small-sgd-b8",
+        "digits",
+        "cnn_small",
+        "sgd_plain",
+        8,
+        4,
+        (-4.0, 0.0),
         True,
     ),
 )

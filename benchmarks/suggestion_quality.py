@@ -184,7 +184,7 @@ def main(argv=None) -> int:
     ]
     table = "\n".join(lines)
     print(table)
-    if not args.quick:
+    if not args.quick and not args.tasks:  # a subset only prints its table
         (RESULTS / "suggestion_quality.md").write_text(
             "Command: `python benchmarks/suggestion_quality.py`\n\n" + table + "\n"
         )

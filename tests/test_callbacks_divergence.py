@@ -131,6 +131,7 @@ def test_nan_batch_mid_epoch_rollback(fashion_sample, caplog):
     assert h.history["divergence_events"] == [1]
     assert np.isfinite(h.history["loss"][0])
     assert "Rolled back" in caplog.text and "0.025" in caplog.text
+    assert "never trained healthily" not in caplog.text
 
 
 @pytest.mark.multibackend
@@ -254,18 +255,24 @@ def test_rate_spike_rollback(data):
     assert all(e["action"] == "rollback" for e in det.events)
     assert det.events[0]["step"] >= 30
     assert det.events[0]["learning_rate"] > 1.0  # caught inside the spike
+    # The rate trained healthily before the spike: the usual cut (factor).
+    assert det.events[0]["rate_never_healthy"] is False
 
 
 @pytest.mark.multibackend
-def test_rate_too_high_from_first_step(data):
+def test_rate_too_high_from_first_step(data, caplog):
     x, y, *_ = data
     model = small_cnn(keras.optimizers.SGD(20.0, momentum=0.9))
     det = DivergenceDetector(check_every=8, verbose=0)
-    h = model.fit(x, y, batch_size=BATCH, epochs=3, callbacks=[det], verbose=0)
+    with caplog.at_level(logging.INFO, logger="keras_lr"):
+        h = model.fit(x, y, batch_size=BATCH, epochs=3, callbacks=[det], verbose=0)
+    assert "never trained healthily" in caplog.text
+    assert "find_best_learning_rate" in caplog.text
     assert finite(model)
     assert det.events and det.events[0]["restored_step"] == 0
     # No healthy stretch at this rate: the cut is repeat_factor (10x).
     np.testing.assert_allclose(det.events[0]["learning_rate_after"], 2.0, rtol=1e-6)
+    assert det.events[0]["rate_never_healthy"] is True
     assert float(model.optimizer.learning_rate) < 20.0
     assert sum(h.history["divergence_events"]) == len(det.events)
 

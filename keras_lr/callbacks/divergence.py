@@ -162,7 +162,11 @@ class DivergenceDetector(keras.callbacks.Callback):
     `min_lr`, it stops instead. ``"stop"`` stops training (the weights are
     restored again when `fit` ends, after the last execution in flight);
     ``"raise"`` raises `DivergenceError`. Every event is appended to
-    `events`, logged on the ``"keras_lr"`` logger, and counted in the
+    `events` (a dict: ``epoch``, ``step``, ``source``, ``reason``, ``loss``,
+    ``baseline``, ``score``, ``restored_step``, ``learning_rate`` and
+    ``learning_rate_after``, ``action``, and ``rate_never_healthy``: whether
+    the rate had not yet trained healthily, so that `repeat_factor`
+    applied), logged on the ``"keras_lr"`` logger, and counted in the
     epoch's logs as ``divergence_events`` (so `History` has it).
 
     The default `factor` is 0.5: a transient fault (a NaN batch, a few
@@ -748,6 +752,7 @@ class DivergenceDetector(keras.callbacks.Callback):
             self._snapshot is self._last_restored or self._snapshot_step == 0
         )
         factor = self.repeat_factor if systematic else self.factor
+        record["rate_never_healthy"] = bool(systematic)
         if action == "rollback":
             lr_after = record["learning_rate"] * factor
             if self.recoveries >= self.max_recoveries:
@@ -847,6 +852,13 @@ class DivergenceDetector(keras.callbacks.Callback):
                 f"to {record['learning_rate_after']:.3g} "
                 f"(recovery {self.recoveries} of {self.max_recoveries})."
             )
+            if record.get("rate_never_healthy"):
+                text += (
+                    " The rate never trained healthily (no healthy snapshot "
+                    "since it was set), so it was cut by repeat_factor: it is "
+                    "too high, and `keras_lr.find_best_learning_rate(model, "
+                    "data)` can find one that trains."
+                )
         elif record["action"] == "stop":
             text += f" Training stopped, {restored_text}."
             if message:
