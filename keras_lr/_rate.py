@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from keras_lr import _validate
-from keras_lr._state import base_optimizer
+from keras_lr._state import _MISSING, base_optimizer, set_attr
 
 __all__ = [
     "can_scale",
@@ -155,3 +155,48 @@ def is_tracked(optimizer: Any, variable: Any) -> bool:
     assigning it, the train function must be traced again.
     """
     return any(v is variable for v in optimizer.variables)
+
+
+def retrace_train_function(model: Any) -> None:
+    """Makes `model.train_function` anew, traced with the current rate object.
+
+    On TensorFlow and torch, ``make_train_function(force=True)`` builds a new
+    function that is traced on its first call. Keras's JAX trainer instead
+    passes the bound method ``model.train_step`` to `jax.jit`, and jax's
+    trace cache matches a bound method of the same object (equal, though not
+    identical) as long as the state's structure is unchanged: a new rate
+    object (a sweep, a race candidate's schedule) would then train with the
+    constants of an old trace. For the time of the call, a fresh function
+    object stands in for ``train_step``, so that `jax.jit` traces anew; the
+    jitted function keeps it, and the model's own attribute is put back.
+
+    Args:
+        model: a compiled Keras model.
+    """
+    if keras.backend.backend() != "jax":
+        model.make_train_function(force=True)
+        return
+    bound_step = model.train_step
+
+    def train_step(state: Any, data: Any) -> Any:
+        return bound_step(state, data)
+
+    own = vars(model).get("train_step", _MISSING)
+    set_attr(model, "train_step", train_step)
+    try:
+        model.make_train_function(force=True)
+    finally:
+        set_attr(model, "train_step", own)
+
+
+def retrace_if_untracked(model: Any, variable: Any) -> None:
+    """Retraces the train step on JAX when `variable` is not optimizer state.
+
+    A rate factor outside ``optimizer.variables`` is a constant of JAX's
+    compiled step: after it is assigned, the step must be traced again for
+    the new value to be used. Other backends read it at every step.
+    """
+    if keras.backend.backend() != "jax":
+        return
+    if not is_tracked(base_optimizer(model.optimizer), variable):
+        retrace_train_function(model)

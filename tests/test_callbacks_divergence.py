@@ -377,6 +377,103 @@ def test_schedule_with_factor_is_lowered(fashion_sample):
     np.testing.assert_allclose(float(np.asarray(sched.factor.value)), 0.5)
 
 
+class _StepWeights(keras.callbacks.Callback):
+    """The single weight after each step (with x = 1 and an MAE loss far
+    from the target, each SGD step lowers it by exactly the rate used)."""
+
+    def on_train_begin(self, logs=None):
+        self.w = [float(self.model.get_weights()[0].reshape(()))]
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.w.append(float(self.model.get_weights()[0].reshape(())))
+
+
+def _unit_model(lr):
+    model = keras.Sequential(
+        [
+            keras.Input((1,)),
+            keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros"),
+        ]
+    )
+    model.compile(optimizer=keras.optimizers.SGD(lr), loss="mae")
+    return model
+
+
+@pytest.mark.multibackend
+@pytest.mark.parametrize("how", ["scaled", "scheduler"])
+def test_cut_of_a_scheduled_rate_is_the_rate_used(how):
+    # On JAX a `Scaled` factor outside the optimizer's state is a constant of
+    # the compiled step: the rollback must trace it anew, or the next steps
+    # keep the old rate while the event reports the cut one.
+    import _schedule_reference as ref
+
+    from keras_lr.callbacks import CyclicLRScheduler
+    from keras_lr.schedules import CyclicLR, Scaled
+
+    x = np.ones((8, 1), "float32")
+    x[5] = np.nan  # step 5's loss is NaN
+    y = np.full((8, 1), -1e6, "float32")
+    if how == "scaled":
+        model, extra = _unit_model(Scaled(CyclicLR(0.01, 0.1, 4))), []
+    else:
+        model, extra = _unit_model(0.05), [CyclicLRScheduler(0.01, 0.1, 4)]
+    det = DivergenceDetector(check_every=2, snapshot_every=2, grace_steps=0, verbose=0)
+    rec = _StepWeights()
+    model.fit(
+        x, y, batch_size=1, epochs=1, shuffle=False, verbose=0,
+        callbacks=[det, *extra, rec],
+    )  # fmt: skip
+    event = det.events[0]
+    assert event["restored_step"] == 4
+    # After the rollback (to the weights after step 4, iterations 4), the
+    # next step is the schedule's step 4, at half its rate.
+    expected = 0.5 * ref.cyclic(4, 0.01, 0.1, 4)
+    np.testing.assert_allclose(event["learning_rate_after"], expected, rtol=1e-5)
+    np.testing.assert_allclose(rec.w[4] - rec.w[7], expected, rtol=1e-4)
+
+
+@pytest.mark.multibackend
+@pytest.mark.parametrize("detector_first", [True, False])
+def test_snapshot_is_of_the_run_that_backup_and_restore_resumes(
+    tmp_path, detector_first
+):
+    x = np.ones((5, 1), "float32")
+    y = np.full((5, 1), -1e6, "float32")
+
+    class Preempt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.epoch == 2 and batch == 2:
+                raise KeyboardInterrupt
+
+    def callbacks(det):
+        backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+        return [det, backup] if detector_first else [backup, det]
+
+    det = DivergenceDetector(check_every=1, verbose=0)
+    with pytest.raises(KeyboardInterrupt):
+        _unit_model(0.05).fit(
+            x, y, batch_size=1, epochs=4, shuffle=False, verbose=0,
+            callbacks=[*callbacks(det), Preempt()],
+        )  # fmt: skip
+    model = _unit_model(0.05)  # the restarted job: BackupAndRestore resumes
+    x_bad = x.copy()
+    x_bad[3] = np.nan
+    det = DivergenceDetector(check_every=1, max_recoveries=1, verbose=0)
+    model.fit(
+        x_bad, y, batch_size=1, epochs=3, shuffle=False, verbose=0,
+        callbacks=callbacks(det),
+    )  # fmt: skip
+    assert len(det.events) == 1
+    # The backup (end of epoch 2: 10 steps at 0.05) is where a rollback can
+    # go back to, not the fresh model's weights.
+    assert det.events[0]["restored_step"] >= 0
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) >= 10
+    assert float(model.get_weights()[0].reshape(())) <= -0.5 + 1e-6
+
+
 def test_plain_schedule_cannot_roll_back(data):
     x, y, *_ = data
     sched = keras.optimizers.schedules.ExponentialDecay(0.05, 100, 0.5)

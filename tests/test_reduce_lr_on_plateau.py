@@ -261,3 +261,40 @@ def test_scaled_parts_of_a_joined_schedule_are_refused():
     model = linear_model(keras.optimizers.SGD(schedule))
     with pytest.raises(TypeError, match="scale only parts of it"):
         fit(model, callbacks=[never_improves()])
+
+
+def test_cut_reaches_a_schedule_installed_after_it():
+    # ReduceLROnPlateau listed before a scheduler: the scheduler installs its
+    # `Scaled` after ReduceLROnPlateau's `on_train_begin`. On JAX the cut
+    # factor is a constant of the compiled step unless traced anew.
+    from keras_lr.callbacks import CyclicLRScheduler
+
+    model = keras.Sequential(
+        [
+            keras.Input((1,)),
+            keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros"),
+        ]
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mae")
+    x = np.ones((4, 1), "float32")
+    y = np.full((4, 1), -1e6, "float32")  # each step lowers w by the rate used
+
+    class StepWeights(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.w = [0.0]
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.w.append(float(self.model.get_weights()[0].reshape(())))
+
+    plateau = ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=1e9)
+    rec = StepWeights()
+    model.fit(
+        x, y, batch_size=1, epochs=3, verbose=0, shuffle=False,
+        callbacks=[plateau, CyclicLRScheduler(0.01, 0.1, step_size_up=3), rec],
+    )  # fmt: skip
+    used = -np.diff(rec.w)
+    # Epoch 1 sets the best; epoch 2 does not improve on it by `min_delta`:
+    # the rate is halved for epoch 3.
+    scale = np.repeat([1.0, 1.0, 0.5], 4)
+    expected = scale * np.array([ref.cyclic(n, 0.01, 0.1, 3) for n in range(12)])
+    np.testing.assert_allclose(used, expected, rtol=1e-4)

@@ -142,7 +142,10 @@ class DivergenceDetector(keras.callbacks.Callback):
 
     **Snapshot.** A host copy of the model's and the optimizer's variables
     (one copy, `snapshot_nbytes` bytes, fetched together) is taken when
-    `fit` starts and then, at most every `snapshot_every` steps, at a read
+    the first epoch of `fit` begins (after every callback's
+    ``on_train_begin``: a run that `keras.callbacks.BackupAndRestore`
+    resumes is snapshot as restored) and then, at most every
+    `snapshot_every` steps, at a read
     that found every loss since the last one healthy and no test in
     violation. Without an explicit `snapshot_every`, snapshots are also at
     least 0.5 s apart, so that fast steps on an accelerator do not wait for
@@ -338,6 +341,7 @@ class DivergenceDetector(keras.callbacks.Callback):
         self.snapshot_nbytes = 0
         self._recorder: RingLossRecorder | None = None
         self._saved_tracker: Any = None
+        self._start_snapshot_due = False
 
     # Set-up ----------------------------------------------------------------
 
@@ -412,7 +416,11 @@ class DivergenceDetector(keras.callbacks.Callback):
             # before any update can be snapshot.
             with distribution_scope(model):
                 optimizer.build(model.trainable_variables)
-        self._take_snapshot(0)
+        # The first snapshot is taken when the first epoch begins: by then
+        # every callback's `on_train_begin` has run, `BackupAndRestore`'s
+        # (which loads the weights of an interrupted run) included, whatever
+        # their order in the list.
+        self._start_snapshot_due = True
 
     def _install(self) -> None:
         model = self._model
@@ -424,7 +432,7 @@ class DivergenceDetector(keras.callbacks.Callback):
         )
         self._saved_tracker = vars(model).get("_loss_tracker")
         set_attr(model, "_loss_tracker", self._recorder)
-        model.make_train_function(force=True)
+        _rate.retrace_train_function(model)
         # Validation must not write into the ring: the test step is traced
         # anew, inside `on_test_begin`, with recording off.
         set_attr(model, "test_function", None)
@@ -487,6 +495,9 @@ class DivergenceDetector(keras.callbacks.Callback):
     # Keras hooks -----------------------------------------------------------
 
     def on_epoch_begin(self, epoch, logs=None):
+        if self._start_snapshot_due:
+            self._start_snapshot_due = False
+            self._take_snapshot(self._consumed)
         self._epoch = epoch
         self._epoch_events = 0
         self._epoch_start = self._consumed
@@ -711,14 +722,10 @@ class DivergenceDetector(keras.callbacks.Callback):
             logger.info(text)
 
     def _retrace_if_needed(self) -> None:
-        optimizer = self.model.optimizer
-        if keras.backend.backend() == "jax" and not _rate.is_tracked(
-            optimizer, self._scale_var
-        ):
-            # TODO: `keras_lr.schedules.track_scaled(optimizer)` will make
-            # the schedule's factor part of the optimizer state; until
-            # then the compiled step holds it as a constant.
-            self.model.make_train_function(force=True)
+        # On JAX a factor outside the optimizer's state (a scheduler's
+        # `Scaled`, or the user's untracked one) is a constant of the
+        # compiled step: trace it anew for the cut to take effect.
+        _rate.retrace_if_untracked(self.model, self._scale_var)
 
     def _handle(
         self, event: DivergenceEvent, *, source: str, total: int | None = None

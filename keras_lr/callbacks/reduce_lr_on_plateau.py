@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_lr import _validate
+from keras_lr import _rate, _validate
 from keras_lr._state import base_optimizer
 from keras_lr.schedules import _base
 from keras_lr.schedules.scaled import (
@@ -147,7 +147,7 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
             before = len(self.model.optimizer.variables)
             track_scaled(self.model.optimizer)
             if len(self.model.optimizer.variables) != before:
-                self.model.make_train_function(force=True)
+                _rate.retrace_train_function(self.model)
 
     def on_train_end(self, logs=None):
         untrack_scaled(self._model.optimizer)
@@ -216,6 +216,10 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
             if np.float32(new) >= np.float32(old):
                 return False
             target.factor.assign(new)
+            # A `Scaled` installed after `on_train_begin` (by a scheduler
+            # listed after this callback) is not tracked: on JAX its factor
+            # is a constant of the compiled step until traced again.
+            _rate.retrace_if_untracked(self.model, target.factor)
         if self.verbose:
             print(
                 f"\nEpoch {epoch + 1}: ReduceLROnPlateau lowered the learning "

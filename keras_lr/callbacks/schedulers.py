@@ -20,7 +20,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_lr import _validate
+from keras_lr import _rate, _validate
 from keras_lr._rate import is_tracked
 from keras_lr._state import _MISSING, base_optimizer, set_attr
 from keras_lr.optimizers import SGD as ScheduledMomentumSGD
@@ -231,7 +231,7 @@ class _ScheduleInstaller(LearningRateLogger):
         self._placed = False
         _install(optimizer, saved, self._scaled, self._momentum)
         self._saved = saved
-        model.make_train_function(force=True)
+        _rate.retrace_train_function(model)
         super().on_train_begin(logs)
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -261,7 +261,7 @@ class _ScheduleInstaller(LearningRateLogger):
             attribute, shifted = self._momentum
             self._momentum = (attribute, _base.Shifted(shifted.schedule, offset))
             set_attr(base_optimizer(self._model.optimizer), *self._momentum)
-        self._model.make_train_function(force=True)
+        _rate.retrace_train_function(self._model)
 
     def on_train_end(self, logs=None):
         self._restore()

@@ -9,10 +9,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_lr import _live, _validate
+from keras_lr import _live, _rate, _validate
 from keras_lr._detect import LossWatch, first_divergence
 from keras_lr._state import (
-    _MISSING,
     TrainingState,
     base_optimizer,
     distribution_scope,
@@ -55,38 +54,6 @@ def validate_sweep(
     return start_lr, end_lr, num_steps, smoothing, diverge_threshold
 
 
-def _retrace_train_function(model: Any) -> None:
-    """Makes `model.train_function` anew, traced with the current rate object.
-
-    On TensorFlow and torch, ``make_train_function(force=True)`` builds a new
-    function that is traced on its first call. Keras's JAX trainer instead
-    passes the bound method ``model.train_step`` to `jax.jit`, and jax's
-    trace cache matches a bound method of the same object (equal, though not
-    identical) as long as the state's structure is unchanged: a new rate
-    object (a sweep, a race candidate's schedule) would then train with the
-    constants of an old trace. For the time of the call, a fresh function
-    object stands in for ``train_step``, so that `jax.jit` traces anew; the
-    jitted function keeps it, and the model's own attribute is put back.
-
-    Args:
-        model: a compiled Keras model.
-    """
-    if keras.backend.backend() != "jax":
-        model.make_train_function(force=True)
-        return
-    bound_step = model.train_step
-
-    def train_step(state: Any, data: Any) -> Any:
-        return bound_step(state, data)
-
-    own = vars(model).get("train_step", _MISSING)
-    set_attr(model, "train_step", train_step)
-    try:
-        model.make_train_function(force=True)
-    finally:
-        set_attr(model, "train_step", own)
-
-
 class StepLossSession:
     """Swaps a per-step loss recorder and a learning-rate object into a model.
 
@@ -114,7 +81,7 @@ class StepLossSession:
             }
         set_attr(model, "_loss_tracker", self.recorder)
         set_attr(optimizer, "_learning_rate", lr_object)
-        _retrace_train_function(model)
+        _rate.retrace_train_function(model)
         set_attr(model, "test_function", None)
 
     def uninstall(self) -> None:
