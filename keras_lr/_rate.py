@@ -96,6 +96,27 @@ def _value(variable: Any) -> float:
     return float(np.asarray(keras.ops.convert_to_numpy(variable.value)))
 
 
+def schedule_step(optimizer: Any) -> int:
+    """The step a learning-rate schedule is called with at the next update.
+
+    Keras calls the schedule with the optimizer's raw step counter, which
+    counts every batch; with ``gradient_accumulation_steps`` the public
+    ``iterations`` counts only the applied updates (the raw count divided
+    by the accumulation steps).
+
+    Example:
+
+    >>> opt = keras.optimizers.SGD(0.1, gradient_accumulation_steps=4)
+    >>> schedule_step(opt)
+    0
+    """
+    opt = base_optimizer(optimizer)
+    counter = getattr(opt, "_iterations", None)
+    if counter is None:
+        counter = opt.iterations
+    return int(np.asarray(keras.ops.convert_to_numpy(counter)))
+
+
 def current_rate(optimizer: Any) -> float:
     """The learning rate in effect at the optimizer's current iteration.
 
@@ -108,7 +129,7 @@ def current_rate(optimizer: Any) -> float:
     if _is_variable(lr):
         return _value(lr)
     if callable(lr):
-        step = base_optimizer(optimizer).iterations
+        step = schedule_step(optimizer)
         return float(np.asarray(keras.ops.convert_to_numpy(lr(step))))
     return float(lr)
 

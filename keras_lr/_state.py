@@ -14,6 +14,8 @@ The range test and the `DivergenceDetector` share this one mechanism.
 from __future__ import annotations
 
 import contextlib
+import random
+import sys
 from typing import Any
 
 import numpy as np
@@ -78,6 +80,47 @@ def distribution_scope(model: Any) -> Any:
     if scope is None:
         return contextlib.nullcontext()
     return scope()
+
+
+class GlobalRandomState:
+    """The process's global random generators, captured to be put back.
+
+    Keras draws from them where no seed is given: the array adapter shuffles
+    with numpy's global generator, and on PyTorch each `fit` draws its data
+    loader's seed (and unseeded dropout its masks) from torch's. A range
+    test that consumed them would change what a later `fit` does; the
+    one-call APIs put them back. Python's `random`, numpy's global generator
+    and, when torch is imported, torch's CPU and CUDA generators are kept.
+
+    Example:
+
+    >>> state = GlobalRandomState()
+    >>> a = np.random.random()
+    >>> state.restore()
+    >>> bool(np.random.random() == a)
+    True
+    """
+
+    def __init__(self) -> None:
+        self._python = random.getstate()
+        self._numpy = np.random.get_state()  # noqa: NPY002 (the global one)
+        self._torch = None
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            cuda = None
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                cuda = torch.cuda.get_rng_state_all()
+            self._torch = (torch.get_rng_state(), cuda)
+
+    def restore(self) -> None:
+        random.setstate(self._python)
+        np.random.set_state(self._numpy)  # noqa: NPY002
+        if self._torch is not None:
+            torch = sys.modules["torch"]
+            cpu, cuda = self._torch
+            torch.set_rng_state(cpu)
+            if cuda is not None:
+                torch.cuda.set_rng_state_all(cuda)
 
 
 class TrainingState:

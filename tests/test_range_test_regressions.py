@@ -507,3 +507,78 @@ def test_a_sweep_cut_short_by_fit_is_diagnosed():
     found = finder.result.diagnostics()
     assert any("ran 60 of its 100 steps" in f for f in found)
     assert not any("never diverged" in f for f in found)
+
+
+class _RateSpy(keras.callbacks.Callback):
+    """The rate the optimizer uses at each coming step."""
+
+    def on_train_begin(self, logs=None):
+        self.lrs = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        rate = self.model.optimizer.learning_rate
+        self.lrs.append(float(keras.ops.convert_to_numpy(rate)))
+
+
+def test_sweep_with_gradient_accumulation_after_training():
+    # With gradient accumulation `iterations` counts updates (raw steps / 4),
+    # while the schedule is called with the raw step count: the sweep must
+    # start from the raw count, or it runs ahead of the rates it reports.
+    x, y = _linear_data(256)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.01, gradient_accumulation_steps=4),
+        loss="mse",
+    )
+    model.fit(x, y, batch_size=32, epochs=5, verbose=0)  # 40 raw steps
+    finder = LRRangeTest(1e-5, 1.0, num_steps=20, stop_on_divergence=False)
+    spy = _RateSpy()
+    model.fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=[finder, spy])
+    n = len(finder.result.lrs)
+    assert n == 20
+    expected = 1e-5 * (1.0 / 1e-5) ** (np.arange(n) / (n - 1))
+    np.testing.assert_allclose(finder.result.lrs, expected, rtol=1e-5)
+    np.testing.assert_allclose(spy.lrs[:n], expected, rtol=1e-4)
+
+
+def test_arrays_with_sample_weights_get_a_clear_error():
+    x, y = _linear_data(64)
+    model = _linear_model()
+    before = all_state(model)
+    with pytest.raises(ValueError, match=r"\(x, y, sample_weight\)"):
+        keras_lr.find_best_learning_rate(model, (x, y, np.ones(len(x))), verbose=0)
+    assert_bitwise_equal(before, all_state(model))
+
+
+@pytest.mark.parametrize("api", ["lr_range_test", "find_best_learning_rate"])
+def test_a_later_fit_is_the_same_as_without_the_search(api):
+    # Keras draws from the global generators where no seed is given (numpy's
+    # for shuffling arrays, torch's for its loader and dropout): the search
+    # puts them back, so a later `fit` trains exactly as it would have.
+    x, y = _linear_data(256)
+
+    def trained_model():
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential(
+            [
+                keras.Input((4,)),
+                keras.layers.Dense(16, activation="relu"),
+                keras.layers.Dropout(0.3),
+                keras.layers.Dense(1),
+            ]
+        )
+        model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+        model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+        return model
+
+    plain = trained_model()
+    plain.fit(x, y, batch_size=32, epochs=2, verbose=0)
+    searched = trained_model()
+    if api == "lr_range_test":
+        keras_lr.lr_range_test(searched, x, y, batch_size=32, num_steps=20, verbose=0)
+    else:
+        keras_lr.find_best_learning_rate(
+            searched, (x, y), batch_size=32, num_steps=20, verbose=0
+        )
+    searched.fit(x, y, batch_size=32, epochs=2, verbose=0)
+    assert_bitwise_equal(plain.get_weights(), searched.get_weights())

@@ -161,8 +161,7 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
         return _base.lr_at(optimizer._learning_rate, self._step())
 
     def _step(self) -> int:
-        optimizer = base_optimizer(self.model.optimizer)
-        return int(ops.convert_to_numpy(optimizer.iterations))
+        return _rate.schedule_step(self.model.optimizer)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}

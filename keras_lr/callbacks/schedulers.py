@@ -44,7 +44,9 @@ __all__ = [
 
 
 def _iterations(optimizer: Any) -> int:
-    return int(ops.convert_to_numpy(base_optimizer(optimizer).iterations))
+    # The step the schedule is called with (the raw count, with gradient
+    # accumulation too).
+    return _rate.schedule_step(optimizer)
 
 
 def current_lr_object(optimizer: Any) -> Any:

@@ -236,4 +236,16 @@ def split_data(data: Any) -> tuple[Any, Any]:
         return data[0], data[1]
     if isinstance(data, tuple) and len(data) == 1:
         return data[0], None
+    if (
+        isinstance(data, tuple)
+        and len(data) == 3
+        and all(_is_array_like(part) or part is None for part in data)
+    ):
+        raise ValueError(
+            "Argument `data` as a tuple of arrays must be `(x, y)`. Received a "
+            "tuple of 3 (`(x, y, sample_weight)`?): sample weights are not "
+            "taken with arrays here; pass a `tf.data.Dataset` or a "
+            "`keras.utils.PyDataset` whose batches are `(x, y, sample_weight)`, "
+            "or a multi-input `x` as a list or a dict inside `(x, y)`."
+        )
     return data, None

@@ -12,6 +12,7 @@ import numpy as np
 
 from keras_lr import _validate, suggest
 from keras_lr._state import (
+    GlobalRandomState,
     TrainingState,
     base_optimizer,
     distribution_scope,
@@ -100,7 +101,10 @@ def lr_range_test(
     is recorded on the device. The sweep stops early when the smoothed loss
     exceeds `diverge_threshold` times its best. Whether it returns or raises,
     every weight, optimizer variable, the learning rate (float or schedule),
-    the metrics and the compiled functions are restored bitwise, in memory.
+    the metrics and the compiled functions are restored bitwise, in memory,
+    and so are the global random generators (Python's, numpy's and torch's),
+    which Keras draws from to shuffle arrays and, on PyTorch, for its data
+    loader and unseeded dropout: a later `fit` trains as if no test had run.
 
     Args:
         model: a compiled Keras model.
@@ -160,6 +164,7 @@ def lr_range_test(
     if not model.built:
         _build_from_first_batch(model, fit_kwargs)
     state = TrainingState(model)
+    rng = GlobalRandomState()
     callback._given_state = state
     try:
         if steps_per_execution is not None:
@@ -171,6 +176,7 @@ def lr_range_test(
     finally:
         callback.restore()
         state.restore()
+        rng.restore()
     result = callback.result
     if result is None or len(result) == 0:
         raise ValueError(
@@ -269,6 +275,7 @@ def _race(
 ) -> list[float]:
     """Trains from the same state at each rate; returns each one's score."""
     state = TrainingState(model)
+    rng = GlobalRandomState()
     session = StepLossSession(model, steps)
     fit_kwargs = _race_arguments(x, y, batch_size, steps, seed)
     # A float rate lives in an optimizer variable: set it per candidate and
@@ -311,6 +318,7 @@ def _race(
     finally:
         session.uninstall()
         state.restore()
+        rng.restore()
     return scores
 
 

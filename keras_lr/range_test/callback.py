@@ -221,8 +221,9 @@ class LRRangeTest(keras.callbacks.Callback):
                     "builds it, or pass `restore=False`."
                 )
         self._state = state
-        optimizer = base_optimizer(model.optimizer)
-        offset = int(keras.ops.convert_to_numpy(optimizer.iterations))
+        # The schedule is called with the raw step count (which, with
+        # gradient accumulation, is not `iterations`).
+        offset = _rate.schedule_step(model.optimizer)
         self._lrs = sweep_lrs(self.start_lr, self.end_lr, self.num_steps, self.mode)
         self._session = StepLossSession(model, self.num_steps)
         self._session.install(
