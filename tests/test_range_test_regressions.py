@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -317,6 +319,8 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     cpu, [tf.config.LogicalDeviceConfiguration()] * 2
 )
+import warnings
+
 import keras
 import numpy as np
 
@@ -582,3 +586,56 @@ def test_a_later_fit_is_the_same_as_without_the_search(api):
         )
     searched.fit(x, y, batch_size=32, epochs=2, verbose=0)
     assert_bitwise_equal(plain.get_weights(), searched.get_weights())
+
+
+def _mixed_float16_model():
+    # Targets x 100: at the initial loss scale (2**15) the float16 gradients
+    # overflow, and the LossScaleOptimizer skips the first updates.
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential(
+            [
+                keras.Input((4,)),
+                keras.layers.Dense(16),
+                keras.layers.Dense(1, dtype="float32"),
+            ]
+        )
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    finally:
+        keras.config.set_dtype_policy(policy)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    return model
+
+
+def test_skipped_loss_scale_steps_are_reported_by_the_callback():
+    x, y = _linear_data(256)
+    model = _mixed_float16_model()
+    finder = LRRangeTest(1e-6, 1e-3, num_steps=30, stop_on_divergence=False)
+    spy = _RateSpy()
+    with pytest.warns(keras_lr.RangeTestWarning, match="skipped by the LossScale"):
+        model.fit(
+            x, 100 * y, batch_size=32, epochs=4, verbose=0, callbacks=[finder, spy]
+        )
+    skipped = finder.result.params["skipped_steps"]
+    # The rates used lag the labels by exactly the skipped steps.
+    assert skipped >= 1
+    inner = [float(v) for v in spy.lrs[:30]]
+    np.testing.assert_allclose(inner[-1], finder.result.lrs[29 - skipped], rtol=1e-4)
+
+
+def test_range_test_settles_the_loss_scale_first():
+    x, y = _linear_data(256)
+    model = _mixed_float16_model()
+    model.optimizer.build(model.trainable_variables)
+    before = all_state(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", keras_lr.RangeTestWarning)
+        result = keras_lr.lr_range_test(
+            model, x, 100 * y, batch_size=32, start_lr=1e-6, end_lr=1e-3,
+            num_steps=30, verbose=0,
+        )  # fmt: skip
+    assert len(result) == 30 and result.params["skipped_steps"] == 0
+    # The settling is undone too: the scale and every variable as before.
+    assert_bitwise_equal(before, all_state(model))

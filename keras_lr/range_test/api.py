@@ -77,6 +77,50 @@ def _build_from_first_batch(model: keras.Model, fit_kwargs: dict) -> None:
         model._symbolic_build(data_batch=batch)
 
 
+#: Steps that let a `LossScaleOptimizer`'s dynamic scale settle.
+_SETTLE_STEPS = 16
+
+
+def _settle_loss_scale(
+    model: keras.Model, x: Any, y: Any, batch_size: int | None, state: Any
+) -> None:
+    """Lets a dynamic loss scale settle before the sweep (mixed float16).
+
+    A `LossScaleOptimizer` starts at a scale of 2**15 and halves it at
+    every step whose float16 gradients overflow, skipping that update. The
+    sweep's rate advances only with applied updates while each recorded
+    step is labelled with the next rate of the sweep, so skipped first
+    steps would label the whole curve with rates up to a few steps of the
+    sweep (a factor of several) too high. Up to `_SETTLE_STEPS` steps at a
+    rate of zero let the scale find its level; then everything but the
+    scale is put back (`state`, captured before), the scale is halved once
+    more for a margin, and the sweep starts.
+    Data that can be iterated only once is left alone (the sweep needs its
+    first batches).
+    """
+    optimizer = model.optimizer
+    if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return
+    if is_one_shot(x):
+        return
+    kwargs = fit_arguments(x, y, batch_size, _SETTLE_STEPS)
+    kwargs.update(epochs=1, steps_per_epoch=_SETTLE_STEPS)
+    session = StepLossSession(model, _SETTLE_STEPS)
+    try:
+        session.install(0.0)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*ran out of data.*")
+            model.fit(**kwargs, verbose=0)
+        _ = model.optimizer  # JAX: the state is synced into the variables
+        scale = np.array(keras.ops.convert_to_numpy(optimizer.dynamic_scale.value))
+    finally:
+        session.uninstall()
+        state.restore_variables()
+    # The settled scale is the largest that the batches seen did not
+    # overflow; half of it leaves a margin for the sweep's other batches.
+    optimizer.dynamic_scale.assign(scale * 0.5)
+
+
 def lr_range_test(
     model: keras.Model,
     x: Any,
@@ -169,6 +213,7 @@ def lr_range_test(
     try:
         if steps_per_execution is not None:
             set_attr(model, "steps_per_execution", steps_per_execution)
+        _settle_loss_scale(model, x, y, batch_size, state)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*ran out of data.*")
             warnings.filterwarnings("ignore", message=".*shuffle=True.*")

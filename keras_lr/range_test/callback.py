@@ -19,7 +19,7 @@ from keras_lr._state import (
 )
 from keras_lr.range_test._recorder import StepLossRecorder
 from keras_lr.range_test._sweep import SweepSchedule, sweep_lrs
-from keras_lr.range_test.result import LRRangeTestResult
+from keras_lr.range_test.result import LRRangeTestResult, RangeTestWarning
 
 __all__ = ["LRRangeTest"]
 
@@ -224,6 +224,7 @@ class LRRangeTest(keras.callbacks.Callback):
         # The schedule is called with the raw step count (which, with
         # gradient accumulation, is not `iterations`).
         offset = _rate.schedule_step(model.optimizer)
+        self._offset = offset
         self._lrs = sweep_lrs(self.start_lr, self.end_lr, self.num_steps, self.mode)
         self._session = StepLossSession(model, self.num_steps)
         self._session.install(
@@ -401,6 +402,19 @@ class LRRangeTest(keras.callbacks.Callback):
                 "steps_per_execution": self._spe,
             },
         )
+        skipped = self._skipped_steps(losses.size)
+        result.params["skipped_steps"] = skipped
+        if skipped:
+            warnings.warn(
+                f"LR range test: at least {skipped} of the curve's {losses.size} "
+                "steps were skipped by the LossScaleOptimizer (their float16 "
+                "gradients overflowed). The sweep's rate advances only with "
+                "applied updates, so the steps after a skipped one ran at lower "
+                "rates than `result.lrs` says. `keras_lr.lr_range_test` lets "
+                "the loss scale settle before its sweep.",
+                RangeTestWarning,
+                stacklevel=2,
+            )
         if losses.size and not math.isfinite(losses[0]):
             warnings.warn(
                 "LR range test: the loss was not finite at the very first step "
@@ -409,6 +423,18 @@ class LRRangeTest(keras.callbacks.Callback):
                 stacklevel=2,
             )
         return result
+
+    def _skipped_steps(self, used: int) -> int:
+        """Steps of the curve a `LossScaleOptimizer` skipped (a lower bound).
+
+        Updates applied over the whole sweep, fewer than the `used` steps of
+        the curve, mean that at least the difference were skipped within it.
+        """
+        optimizer = self._model.optimizer
+        if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            return 0
+        applied = _rate.schedule_step(optimizer) - self._offset
+        return max(0, int(used) - applied)
 
     def restore(self, _skip: tuple[str, ...] = ()) -> None:
         """Restores the model as it was when `fit` began; safe to call twice."""
