@@ -42,6 +42,15 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
     that `keras_lr.callbacks.WarmupScheduler` installs around the rate: its
     factor is lowered.
 
+    Checkpoints: a float rate is an optimizer variable, so weights-only
+    checkpoints (`keras.callbacks.BackupAndRestore`, `save_weights`) keep
+    its cuts. A `Scaled` factor is not written to them: the optimizer's
+    saved variables stay the standard list, which any optimizer of the same
+    kind can load. Only a whole-model save (``model.save("m.keras")``)
+    keeps it, through the schedule's config. A run that `BackupAndRestore`
+    resumes therefore restarts a `Scaled` rate at its full value. As with
+    Keras's own callback, the plateau counters restart too.
+
     Args:
         monitor: the logs key to watch.
         factor: multiplier of the rate, in (0, 1).
