@@ -211,6 +211,8 @@ def steepest(
     True
     """
     smoothing = _smoothing(smoothing)
+    skip_start = _validate.check_int("skip_start", skip_start, minimum=0)
+    skip_end = _validate.check_int("skip_end", skip_end, minimum=0)
     lrs, losses = clean_curve(lrs, losses)
     smoothed = ema_smooth(losses, smoothing)
     n = lrs.size

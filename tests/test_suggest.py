@@ -224,3 +224,20 @@ def test_smoothing_must_be_a_number(rule):
     with pytest.raises(TypeError, match="`smoothing` must be a number"):
         suggest.RULES[rule](LRS, curve(), smoothing="0.9")
     assert np.isfinite(suggest.RULES[rule](LRS, curve(), smoothing=np.float32(0.5)))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        ({"skip_start": -1}, ValueError),
+        ({"skip_end": -2}, ValueError),
+        ({"skip_start": 1.5}, TypeError),
+        ({"skip_end": "5"}, TypeError),
+    ],
+)
+def test_steepest_checks_its_skips(kwargs, error):
+    lrs = np.geomspace(1e-5, 1.0, 60)
+    losses = 2.0 - np.tanh(np.log10(lrs) + 3.0)
+    name = next(iter(kwargs))
+    with pytest.raises(error, match=f"`{name}`"):
+        suggest.steepest(lrs, losses, **kwargs)
