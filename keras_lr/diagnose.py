@@ -28,9 +28,10 @@ Python; no keras import.
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,6 +107,10 @@ STALLED = 0.01
 DEAD_ACCURACY = 0.5
 DEAD_CONSTANT = 1.5
 DEAD_RISE = 0.02
+#: ...unless its loss fell at every epoch from a first epoch under this
+#: multiple of the last: a slow descent, not a network killed by an early
+#: blow-up whose loss crawls back to a constant's.
+DEAD_BLOW_UP = 1.5
 #: Training accuracy this far above validation accuracy, with the validation
 #: loss still falling (so not overfitting), is a run whose inference-mode
 #: model lags its training (BatchNorm's moving statistics lag weights that
@@ -181,7 +186,24 @@ def _as_dict(history: Any) -> dict[str, list[float]]:
 def _series(h: dict, key: str) -> np.ndarray | None:
     if key not in h:
         return None
-    values = np.asarray(list(h[key]), dtype=np.float64).reshape(-1)
+    raw = h[key]
+    if isinstance(raw, (str, bytes)) or not isinstance(raw, Iterable):
+        raise TypeError(
+            f"`history['{key}']` must be a sequence of numbers, one per epoch. "
+            f"Received: {raw!r}"
+        )
+    try:
+        values = np.asarray(list(raw), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"`history['{key}']` must hold numbers, one per epoch. "
+            f"Received: {list(raw)!r}"
+        ) from None
+    if values.ndim != 1:
+        raise ValueError(
+            f"`history['{key}']` must be one number per epoch (1-D). "
+            f"Received: values of shape {values.shape}"
+        )
     return values if values.size else None
 
 
@@ -198,23 +220,50 @@ def _give_back(values: np.ndarray) -> float:
     return float(drops[drops >= _DROP_MIN].sum())
 
 
-def _validation_freqs(epochs: int, size: int) -> list[int]:
-    """Every ``validation_freq`` k of a fit of `epochs` that validates `size` times.
+def _validation_freqs(epochs: int, size: int, first: int = 0) -> dict[int, tuple]:
+    """The ``validation_freq`` values k that validate `size` of `epochs` epochs.
 
-    ``fit(epochs=E, validation_freq=k)`` validates ``E // k`` times, after
-    epochs ``k, 2k, ...``: the k with ``E // k == size``, that is
-    ``E / (size + 1) < k <= E / size``.
+    ``fit(validation_freq=k)`` validates after every epoch whose 0-based
+    number ``e`` (counted from `initial_epoch`'s origin, as in
+    ``History.epoch``) has ``(e + 1) % k == 0``. For a history whose first
+    epoch is `first`, returns each such k with the 0-based positions in the
+    history of the epochs it validates.
     """
-    return list(range(epochs // (size + 1) + 1, epochs // size + 1))
+    numbers = np.arange(first, first + epochs)
+    found = {}
+    for k in range(1, first + epochs + 1):
+        at = np.flatnonzero((numbers + 1) % k == 0)
+        if at.size == size:
+            found[k] = tuple(int(i) for i in at)
+    return found
 
 
-def _validation_epochs(epochs: int, size: int, given: Any) -> np.ndarray:
-    """0-based training epochs of the `size` validation entries.
+def _first_epoch(history: Any, epochs: int) -> int:
+    """The epoch number of a History's first entry (0 for a dict).
+
+    ``fit(initial_epoch=n)`` numbers its epochs from n; ``History.epoch``
+    keeps those numbers, which place its ``validation_freq`` validations.
+    """
+    seq = getattr(history, "epoch", None)
+    if not isinstance(seq, list) or len(seq) != epochs or not seq:
+        return 0
+    if not all(isinstance(e, numbers.Integral) for e in seq):
+        return 0
+    if any(b - a != 1 for a, b in itertools.pairwise(seq)):
+        return 0
+    return max(int(seq[0]), 0)
+
+
+def _validation_epochs(
+    epochs: int, size: int, given: Any, first: int = 0
+) -> np.ndarray:
+    """0-based positions, in the history, of the `size` validation entries.
 
     Keras's ``fit(validation_freq=k)`` validates after epochs ``k, 2k, ...``
-    (1-based): a validation series shorter than the training series is read
-    that way when a single k is consistent with it (``epochs // k == size``),
-    unless `given` names the epochs.
+    (1-based, counted from the origin of ``initial_epoch``): a validation
+    series shorter than the training series is read that way when the k
+    consistent with it agree on where it was measured, unless `given`
+    names the epochs.
     """
     if given is None:
         if size > epochs:
@@ -222,9 +271,11 @@ def _validation_epochs(epochs: int, size: int, given: Any) -> np.ndarray:
                 "The validation series of `history` are longer than its 'loss' "
                 f"series. Received: {size} validation values for {epochs} epochs"
             )
-        freqs = _validation_freqs(epochs, size)
-        if len(freqs) == 1:
-            return np.arange(1, size + 1) * freqs[0] - 1
+        found = _validation_freqs(epochs, size, first)
+        places = set(found.values())
+        if len(places) == 1:
+            return np.asarray(places.pop(), dtype=np.int64)
+        freqs = sorted(found)
         if not freqs:
             raise ValueError(
                 f"The validation series of `history` ({size} values over "
@@ -233,7 +284,8 @@ def _validation_epochs(epochs: int, size: int, given: Any) -> np.ndarray:
                 "times): pass `validation_epochs=`, the 1-based epoch after "
                 "which each validation value was measured."
             )
-        options = [list(range(k, k * size + 1, k)) for k in freqs]
+        options = sorted({tuple(i + 1 for i in found[k]) for k in freqs})
+        options = [list(o) for o in options]
         raise ValueError(
             f"The validation series of `history` ({size} value{'s' * (size != 1)} "
             f"over {epochs} epochs) fit several `validation_freq` values "
@@ -276,10 +328,22 @@ def _validation_epochs(epochs: int, size: int, given: Any) -> np.ndarray:
     return at - 1
 
 
-def _fitted(loss: np.ndarray, accuracy: np.ndarray | None) -> bool:
-    """Whether the run fitted its training data (see `FITTED_ACCURACY`)."""
+def _fitted(
+    loss: np.ndarray, accuracy: np.ndarray | None, first_val_loss: float | None
+) -> bool:
+    """Whether the run fitted its training data (see `FITTED_ACCURACY`).
+
+    Without an accuracy, a loss down to `FITTED_LOSS` of the first epoch's
+    mean; not when that mean blew up (over `BLOW_UP` times the validation
+    loss after it: it is then no measure of where training started), nor
+    for a loss that is not positive (where ratios of losses change sign).
+    """
     if accuracy is not None and np.any(np.isfinite(accuracy)):
         return bool(np.nanmax(accuracy) >= FITTED_ACCURACY)
+    if first_val_loss is not None and loss[0] > BLOW_UP * abs(first_val_loss):
+        return False
+    if loss.min() <= 0.0:
+        return False
     return bool(loss.min() <= FITTED_LOSS * loss[0])
 
 
@@ -320,8 +384,9 @@ def diagnose(
        than 2 points above its first epoch, with ``a exp(L) < 1.5`` (a
        constant prediction over C balanced classes scores ``a = 1/C`` with
        ``L >= ln C``) or a validation accuracy that never rose 2 points
-       either: **too high** (it predicts no better than a constant: the
-       rate killed it);
+       either, unless its loss fell at every epoch from a first epoch under
+       1.5x the last (a slow descent): **too high** (it predicts no better
+       than a constant: the rate killed it);
     7c. training accuracy ends more than 10 points above validation accuracy
        while the validation loss still falls (not overfitting: the
        inference-mode model, e.g. BatchNorm's moving statistics, has not
@@ -337,8 +402,8 @@ def diagnose(
     10. otherwise **good**.
 
     A run that fitted its training data (training accuracy 99% or more, or
-    without an accuracy a training loss down to 2% of the first epoch's)
-    was not held back by its rate: rules 2 and 5 do not apply to it, and
+    without an accuracy a positive training loss down to 2% of the first
+    epoch's, when that epoch did not blow up) was not held back by its rate: rules 2 and 5 do not apply to it, and
     rule 3 counts only jumps that give back half the progress. Its later
     jumps are reported among the reasons of a ``good`` verdict (a decay
     schedule settles them).
@@ -408,7 +473,9 @@ def diagnose(
             f"Received: {acc.size} values for {epochs} epochs"
         )
     if sizes:
-        val_at = _validation_epochs(epochs, sizes.pop(), validation_epochs)
+        val_at = _validation_epochs(
+            epochs, sizes.pop(), validation_epochs, _first_epoch(history, epochs)
+        )
     elif validation_epochs is not None:
         raise ValueError(
             "Argument `validation_epochs` was given but `history` has no "
@@ -441,6 +508,8 @@ def diagnose(
     for key, series in (("loss", loss), ("val_loss", val_loss)):
         if series is not None and not np.all(np.isfinite(series)):
             first = int(np.flatnonzero(~np.isfinite(series))[0])
+            if key == "val_loss":
+                first = int(val_at[first])  # the epoch it was measured after
             ev[f"{key}_nonfinite_epoch"] = first + 1
             reasons.append(f"{key} is not finite from epoch {first + 1}: it diverged")
             return verdict("too_high")
@@ -454,7 +523,10 @@ def diagnose(
 
     # A run that fitted its training data was not crippled by its rate:
     # rules 2, 3 (small jumps) and 5 do not hold it against the rate.
-    fitted = _fitted(loss, acc)
+    first_val_loss = (
+        float(val_loss[0]) if val_loss is not None and val_at[0] == 0 else None
+    )
+    fitted = _fitted(loss, acc, first_val_loss)
     ev["fitted_training_data"] = fitted
 
     # 2. Blown up in the first epoch, then stalled or crawling back.
@@ -494,8 +566,12 @@ def diagnose(
             f"the training loss rose from {loss[0]:.4g} to {loss[-1]:.4g} over the run"
         )
         return verdict("too_high")
-    ev["last_over_best"] = float(loss[-1] / max(loss.min(), 1e-12) - 1.0)
-    if rebound.max() > REBOUND and loss[-1] > (1.0 + SETTLED) * loss.min():
+    best = float(loss.min())
+    # Relative to |best|: a loss may be negative (cosine similarity, a
+    # Gaussian log-likelihood), where ratios of losses change sign.
+    over_best = (float(loss[-1]) - best) / max(abs(best), 1e-12)
+    ev["last_over_best"] = over_best
+    if rebound.max() > REBOUND and over_best > SETTLED:
         e = int(np.argmax(rebound)) + 2
         reasons.append(
             f"the training loss jumped back up {100 * rebound.max():.0f}% above "
@@ -553,14 +629,14 @@ def diagnose(
         if rising and acc_held:
             reasons.append(
                 f"validation loss rose {100 * rise:.0f}% from its minimum at epoch "
-                f"{k + 1} while validation accuracy held within "
+                f"{int(val_at[k]) + 1} while validation accuracy held within "
                 f"{100 * VAL_COST:.0f} points of its best: the predictions grow "
                 "over-confident (watch it; stop early on val_accuracy)"
             )
         if rising and not acc_held:
             reasons.append(
                 f"validation loss rose {100 * rise:.0f}% from its minimum at epoch "
-                f"{k + 1} while the training loss fell another "
+                f"{int(val_at[k]) + 1} while the training loss fell another "
                 f"{100 * train_fall:.0f}%"
             )
             return verdict("overfitting")
@@ -596,16 +672,22 @@ def diagnose(
         # Chance level: a constant's score, or (confidently wrong, with a
         # large loss) a validation accuracy that never rose either.
         flat_val = val_acc is not None and float(val_acc.max() - val_acc[0]) < DEAD_RISE
+        # A loss that fell at every epoch from a first epoch not blown up
+        # (under DEAD_BLOW_UP times the last) is a slow descent, not a
+        # network killed early and crawling back to a constant's loss.
+        crawling = monotone and loss[0] < DEAD_BLOW_UP * loss[-1]
         if (
             acc[-1] < DEAD_ACCURACY
             and acc[-1] - acc[0] < DEAD_RISE
             and (constant < DEAD_CONSTANT or flat_val)
+            and not crawling
         ):
+            val_text = ", nor has validation accuracy" if flat_val else ""
             reasons.append(
                 f"training accuracy ends at {100 * acc[-1]:.1f}% (loss "
-                f"{loss[-1]:.3g}) and has not risen, nor has validation accuracy: "
-                "the network predicts no better than a constant (a rate so high "
-                "that it killed it)"
+                f"{loss[-1]:.3g}) and has not risen{val_text}: the network "
+                "predicts no better than a constant (a rate so high that it "
+                "killed it)"
             )
             return verdict("too_high")
 

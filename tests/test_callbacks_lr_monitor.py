@@ -110,3 +110,31 @@ def test_in_fit_with_validation_freq(fashion_sample):
     assert monitor.diagnosis.evidence["validation_epochs"] == [2, 4]
     history = {k: v for k, v in h.history.items() if k != "lr_diagnosis"}
     assert monitor.diagnosis == diagnose(history, validation_epochs=[2, 4])
+
+
+def test_resumed_fit_says_how_its_epochs_are_counted(caplog):
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = x.sum(axis=1)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
+
+    class BlowUp(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 7:
+                self.model.optimizer.learning_rate.assign(1e30)
+
+    monitor = LRMonitor()
+    with caplog.at_level(logging.WARNING, logger="keras_lr"):
+        model.fit(
+            x, y, initial_epoch=5, epochs=9, verbose=0, callbacks=[BlowUp(), monitor]
+        )
+    (epoch, finding), *_ = monitor.findings
+    assert epoch == 7 and finding.verdict == "too_high"
+    # Keras's epoch 8 is the third of this fit, as the reasons count it.
+    assert "loss is not finite from epoch 3" in finding.reasons[0]
+    assert "epoch 8; the epochs below count from this fit's first, epoch 6" in (
+        caplog.text
+    )

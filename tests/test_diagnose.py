@@ -503,3 +503,81 @@ def test_validation_epochs_without_validation_values():
     with pytest.raises(ValueError, match="has no validation values"):
         diagnose(h, validation_epochs=[])
     assert diagnose(h).verdict in ("good", "too_low")
+
+
+# Regressions (stop 13) ------------------------------------------------------
+
+
+def test_a_blown_up_first_epoch_is_no_reference_for_a_fitted_loss():
+    # Without an accuracy, a loss down to 2% of the first epoch's counted as
+    # "fitted", which exempted the run from the blow-up rule; against a
+    # blown-up first epoch any recovery qualified.
+    h = {
+        "loss": [1.5e17, 0.5544, 0.0101, 0.0101, 0.0101],
+        "val_loss": [6.481, 0.00947, 0.009472, 0.009472, 0.009472],
+    }
+    d = diagnose(h)
+    assert d.verdict == "too_high"
+    assert d.evidence["fitted_training_data"] is False
+    assert d.evidence["first_epoch_blow_up"] > 1e15
+
+
+def test_a_slow_steady_run_is_not_read_as_a_dead_network():
+    h = {
+        "loss": [1.157, 1.137, 1.118, 1.1, 1.082, 1.066, 1.05, 1.034],
+        "accuracy": [0.417, 0.417, 0.417, 0.417, 0.427, 0.427, 0.427, 0.427],
+    }
+    d = diagnose(h)
+    assert d.verdict == "too_low"
+    assert not any("validation" in r for r in d.reasons)
+
+
+def test_validation_epochs_in_reasons_are_epochs_not_positions():
+    loss = [1.0, 0.8, 0.6, 0.5, 0.4, 0.3]
+    d = diagnose({"loss": loss, "val_loss": [0.9, 0.5, float("nan")]})
+    assert d.evidence["val_loss_nonfinite_epoch"] == 6
+    assert "from epoch 6" in d.reasons[0]
+    d = diagnose(
+        {"loss": loss, "val_loss": [0.9, 0.4, 1.0]}, validation_epochs=[2, 4, 6]
+    )
+    assert d.verdict == "overfitting"
+    assert d.evidence["val_loss_best_epoch"] == 4
+    assert "minimum at epoch 4" in d.reasons[0]
+
+
+def test_negative_losses_read_as_their_positive_shift():
+    shape = np.array([-0.1, -0.9, -0.4, -0.91, -0.915])
+    negative = diagnose({"loss": list(shape)})
+    positive = diagnose({"loss": list(shape + 2.0)})
+    assert negative.verdict == positive.verdict == "good"
+    assert negative.evidence["fitted_training_data"] is False
+
+
+def test_history_of_a_resumed_fit_places_its_validations():
+    import keras
+
+    # fit(initial_epoch=1, epochs=5, validation_freq=2) validates after
+    # epochs 2 and 4 (1-based, from the origin), the 1st and 3rd entries.
+    history = keras.callbacks.History()
+    history.epoch = [1, 2, 3, 4]
+    history.history = {"loss": [1.0, 0.7, 0.6, 0.55], "val_loss": [0.8, 0.6]}
+    d = diagnose(history)
+    assert d.evidence["validation_epochs"] == [1, 3]
+    # The same figures as a dict (no epoch numbers): every 2nd epoch.
+    d = diagnose(history.history)
+    assert d.evidence["validation_epochs"] == [2, 4]
+
+
+@pytest.mark.parametrize(
+    "value, error",
+    [
+        ("abc", TypeError),
+        (1.0, TypeError),
+        (None, TypeError),
+        (["a", "b"], TypeError),
+        ([[1.0, 0.5], [0.3, 0.2]], ValueError),
+    ],
+)
+def test_malformed_series_name_the_key(value, error):
+    with pytest.raises(error, match=r"history\['loss'\]"):
+        diagnose({"loss": value})

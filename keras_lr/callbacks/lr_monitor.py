@@ -57,16 +57,20 @@ class LRMonitor(keras.callbacks.Callback):
         self.diagnosis: Diagnosis | None = None
         self._history: dict[str, list[Any]] = {}
         self._validated: list[int] = []
+        self._first_epoch: int | None = None
 
     def on_train_begin(self, logs=None):
         self.findings = []
         self.diagnosis = None
         self._history = {}
         self._validated = []
+        self._first_epoch = None
 
     def on_epoch_end(self, epoch, logs=None):
         if not logs or "loss" not in logs:
             return
+        if self._first_epoch is None:
+            self._first_epoch = int(epoch)
         for key, value in logs.items():
             if key == "lr_diagnosis":
                 continue
@@ -89,6 +93,12 @@ class LRMonitor(keras.callbacks.Callback):
             return
         self.findings.append((epoch, d))
         text = f"LRMonitor (epoch {epoch + 1}): {d}"
+        if self._first_epoch:
+            # `fit(initial_epoch=n)`: the diagnosis counts this fit's epochs.
+            text = (
+                f"LRMonitor (epoch {epoch + 1}; the epochs below count from "
+                f"this fit's first, epoch {self._first_epoch + 1}): {d}"
+            )
         if self.verbose:
             logger.warning(text)
         else:
