@@ -98,8 +98,12 @@ def _report(result: Any, output: str, started: float) -> None:
             continue
         note = "   <- keras_lr's suggestion" if method == "default" else ""
         print(f"  {method:<9} {lr:.3g}{note}")
-    low, high = result.suggest_range()
-    print(f"Range for cyclical / 1cycle schedules: {low:.3g} .. {high:.3g}")
+    try:
+        low, high = result.suggest_range()
+    except ValueError as error:
+        print(f"Range for cyclical / 1cycle schedules: -  ({error})")
+    else:
+        print(f"Range for cyclical / 1cycle schedules: {low:.3g} .. {high:.3g}")
     for finding in result.diagnostics():
         print(f"Note: {finding}")
     with warnings.catch_warnings():
@@ -187,16 +191,48 @@ def _find(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     ):
         x = x[..., None]
     started = time.time()
-    result = keras_lr.lr_range_test(
-        model,
-        x,
-        y,
-        batch_size=args.batch_size,
-        num_steps=args.steps,
-        verbose=0 if args.quiet else 1,
-    )
+    try:
+        result = keras_lr.lr_range_test(
+            model,
+            x,
+            y,
+            batch_size=args.batch_size,
+            num_steps=args.steps,
+            verbose=0 if args.quiet else 1,
+        )
+    except (ValueError, TypeError) as error:
+        # Data that does not fit the model, a model without a loss, NaN
+        # inputs: the user's files, not a crash of the tool.
+        parser.error(f"the range test of {args.model} on {args.data} failed: {error}")
     _report(result, args.output, started)
     return 0
+
+
+def _check_output(path: str, parser: argparse.ArgumentParser) -> str:
+    """The plot's path, checked before any training; ``.png`` when no extension.
+
+    Raises (through `parser.error`, exit status 2): an empty path, a folder,
+    a missing folder, or a format matplotlib cannot write.
+    """
+    if not path.strip():
+        parser.error("--output must name a file, e.g. --output lr.png")
+    if os.path.isdir(path):
+        parser.error(f"--output is a folder: {path} (give a file name, e.g. lr.png)")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        parser.error(f"the folder of --output does not exist: {folder}")
+    extension = os.path.splitext(path)[1].lower().lstrip(".")
+    if not extension:
+        return path + ".png"
+    from matplotlib.figure import Figure
+
+    formats = Figure().canvas.get_supported_filetypes()
+    if extension not in formats:
+        parser.error(
+            f"--output {path}: matplotlib cannot write .{extension} files; "
+            f"use one of {', '.join('.' + f for f in sorted(formats))}"
+        )
+    return path
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -213,8 +249,13 @@ def _parser() -> argparse.ArgumentParser:
         "--steps", type=steps, default=100, help="steps of the sweep (>= 10)"
     )
     demo.add_argument("--batch-size", type=batch_size, default=64)
-    demo.add_argument("--output", default="keras_lr_demo.png", help="plot file (PNG)")
+    demo.add_argument(
+        "--output",
+        default="keras_lr_demo.png",
+        help="plot file (.png unless another extension is given)",
+    )
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    demo.set_defaults(command_parser=demo)
     find = sub.add_parser("find", help="range test of a saved model on an .npz file")
     find.add_argument("model", help="a compiled model saved as .keras")
     find.add_argument("data", help="an .npz with images (x) and labels (y)")
@@ -222,7 +263,11 @@ def _parser() -> argparse.ArgumentParser:
         "--steps", type=steps, default=100, help="steps of the sweep (>= 10)"
     )
     find.add_argument("--batch-size", type=batch_size, default=32)
-    find.add_argument("--output", default="lr_range_test.png")
+    find.add_argument(
+        "--output",
+        default="lr_range_test.png",
+        help="plot file (.png unless another extension is given)",
+    )
     find.add_argument("--quiet", action="store_true")
     find.set_defaults(command_parser=find)
     return parser
@@ -249,14 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    output = getattr(args, "output", None)
-    if output:
-        folder = os.path.dirname(os.path.abspath(output))
-        if not os.path.isdir(folder):
-            # Found before the range test runs, not after.
-            getattr(args, "command_parser", parser).error(
-                f"the folder of --output does not exist: {folder}"
-            )
+    # Found before the range test runs, not after.
+    args.output = _check_output(args.output, args.command_parser)
     if args.command == "demo":
         return _demo(args)
     return _find(args, args.command_parser)

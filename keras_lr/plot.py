@@ -37,8 +37,9 @@ def plot_range_test(result: Any, ax: Any = None, *, methods: Any = None) -> Any:
         result: an `LRRangeTestResult`.
         ax: a matplotlib `Axes` to draw on; a new `Figure` when None.
         methods: names of the suggestion rules to mark, among
-            `keras_lr.suggest.RULES` (default: all). A rule that does not
-            apply to the curve (too few finite points) is left out.
+            `keras_lr.suggest.RULES` (default: all; an empty sequence marks
+            none). A rule that does not apply to the curve (too few finite
+            points) is left out.
 
     Returns:
         The matplotlib `Figure` (not shown; save it with `fig.savefig`).
@@ -59,7 +60,8 @@ def plot_range_test(result: Any, ax: Any = None, *, methods: Any = None) -> Any:
 
     if isinstance(methods, str):
         methods = (methods,)
-    methods = tuple(methods or suggest.RULES)
+    # None: every rule; an empty selection: none.
+    methods = tuple(suggest.RULES) if methods is None else tuple(methods)
     unknown = [m for m in methods if m not in suggest.RULES]
     if unknown:
         raise ValueError(

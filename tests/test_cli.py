@@ -140,3 +140,58 @@ def test_output_in_a_missing_folder_is_a_usage_error_before_training(
     assert exit_info.value.code == 2
     assert "the folder of --output does not exist" in capsys.readouterr().err
     assert ran == []  # refused before the range test
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("", "--output must name a file"),
+        ("a_folder", "--output is a folder"),
+        ("lr.jpgg", "matplotlib cannot write .jpgg files"),
+    ],
+)
+def test_unusable_output_is_a_usage_error_before_training(
+    tmp_path, capsys, monkeypatch, name, message
+):
+    ran = []
+    monkeypatch.setattr(cli, "_demo", lambda args: ran.append(args) or 0)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a_folder").mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["demo", "--output", name])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert ran == []
+
+
+def test_output_without_an_extension_is_written_as_png(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(cli, "_demo", lambda args: seen.append(args.output) or 0)
+    assert cli.main(["demo", "--output", str(tmp_path / "plot")]) == 0
+    assert seen == [str(tmp_path / "plot") + ".png"]
+
+
+def test_data_that_does_not_fit_the_model_is_a_usage_error(tmp_path, capsys):
+    model_path = tmp_path / "model.keras"
+    cli.build_demo_model().save(model_path)
+    data_path = tmp_path / "data.npz"
+    # Three channels for a model of grey images.
+    x = np.zeros((64, 28, 28, 3), "float32")
+    np.savez(data_path, x=x, y=np.zeros(64, "int32"))
+    out = str(tmp_path / "lr.png")
+    with pytest.raises(SystemExit) as info:
+        cli.main(["find", str(model_path), str(data_path), "--quiet", "--output", out])
+    assert info.value.code == 2
+    assert "keras-lr find: error: the range test of" in capsys.readouterr().err
+
+
+def test_a_curve_too_short_for_a_range_still_reports(tmp_path, capsys):
+    from keras_lr.range_test.result import LRRangeTestResult
+
+    result = LRRangeTestResult(
+        lrs=np.array([1e-3, 1e-2]), losses=np.array([1.0, 0.9]), smoothing=0.0
+    )
+    cli._report(result, str(tmp_path / "short.png"), 0.0)
+    printed = capsys.readouterr().out
+    assert "Range for cyclical / 1cycle schedules: -" in printed
+    assert (tmp_path / "short.png").exists()

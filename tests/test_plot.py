@@ -53,3 +53,17 @@ def test_empty_result_with_a_divergence_step_plots():
         "trend (no lag)",
     ]
     assert all(line.get_xdata().size == 0 for line in fig.axes[0].get_lines())
+
+
+def test_an_empty_selection_of_methods_marks_no_rule():
+    lrs = np.geomspace(1e-6, 1.0, 100)
+    losses = 2.3 - 2.0 / (1 + np.exp(-3 * (np.log10(lrs) + 3))) + 30 * lrs**2
+    result = LRRangeTestResult(lrs, losses, diverged=True)
+    none = plot_range_test(result, methods=())
+    every = plot_range_test(result)
+    assert len(every.axes[0].get_lines()) > len(none.axes[0].get_lines())
+    assert not none.axes[0].get_legend() or all(
+        rule not in text.get_text()
+        for text in none.axes[0].get_legend().get_texts()
+        for rule in ("valley", "steep", "minimum")
+    )

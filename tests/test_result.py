@@ -158,3 +158,16 @@ def test_from_csv_checks_smoothing(tmp_path):
     LRRangeTestResult(LRS, GOOD).to_csv(path)
     with pytest.raises(ValueError, match="`smoothing` must be in"):
         LRRangeTestResult.from_csv(path, smoothing=1.0)
+
+
+def test_json_is_strict_when_params_hold_infinities():
+    result = LRRangeTestResult(
+        [1e-3, 1e-2, 1e-1],
+        [1.0, 0.5, 2.0],
+        params={"diverge_threshold": float("inf"), "floor": np.float32(-np.inf)},
+    )
+    text = result.to_json()
+    json.loads(text, parse_constant=lambda name: pytest.fail(name))
+    back = LRRangeTestResult.from_json(text)
+    assert back.params["diverge_threshold"] == float("inf")
+    assert back.params["floor"] == float("-inf")

@@ -199,7 +199,8 @@ class LRRangeTestResult:
         The curves are lists of floats, with NaN as None and infinities as
         the strings ``"Infinity"`` and ``"-Infinity"`` (strict JSON has
         neither), so that `from_dict` gives back the same arrays. numpy
-        scalars and arrays in `params` become Python numbers and lists.
+        scalars and arrays in `params` become Python numbers and lists, and
+        their floats are encoded the same way.
 
         Example:
 
@@ -238,7 +239,7 @@ class LRRangeTestResult:
             divergence_step=data.get("divergence_step"),
             val_lrs=arrayify(data.get("val_lrs")),
             val_losses=arrayify(data.get("val_losses")),
-            params=dict(data.get("params", {})),
+            params=_unplain(dict(data.get("params", {}))),
         )
 
     def to_json(self, path: str | Path | None = None) -> str:
@@ -327,5 +328,19 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return _plain(value.tolist())
     if isinstance(value, np.generic):
-        return value.item()
+        value = value.item()
+    if isinstance(value, float):
+        # Strict JSON has no NaN or infinities: encoded as in the curves.
+        return _encode_float(value)
+    return value
+
+
+def _unplain(value: Any) -> Any:
+    """Reverses `_plain`'s encoding of infinities in `params`."""
+    if isinstance(value, dict):
+        return {k: _unplain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unplain(v) for v in value]
+    if isinstance(value, str) and value in _INFINITIES:
+        return float(_INFINITIES[value])
     return value
