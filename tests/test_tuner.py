@@ -614,3 +614,103 @@ def test_auto_range_at_the_end_of_its_sweep_is_warned(small_data, monkeypatch):
     with pytest.warns(RangeTestWarning, match="lowest loss at the end of its sweep"):
         _, high = hm.auto_range(model, 32, (x, y), {})
     assert high == pytest.approx(3 * 10.0)
+
+
+# Regressions (stop 13) ------------------------------------------------------
+
+
+def test_batch_sizes_as_a_string_or_a_numpy_array():
+    with pytest.raises(TypeError, match="batch_sizes='32'"):
+        tuner.LRBatchSizeHyperModel(_dense, batch_sizes="32", loss="mse")
+    hm = tuner.LRBatchSizeHyperModel(
+        _dense, batch_sizes=2 ** np.arange(5, 9), loss="mse"
+    )
+    assert hm.batch_sizes == (32, 64, 128, 256)
+
+
+def test_a_type_error_inside_build_model_reaches_the_user():
+    def build(hp):
+        return keras.Sequential([keras.Input((3,)), keras.layers.Dense()])
+
+    hm = tuner.LRBatchSizeHyperModel(build, lr_range=(1e-3, 1e-1), loss="mse")
+    with pytest.raises(TypeError, match="units"):
+        hm.build(keras_tuner.HyperParameters())
+    # A factory of no argument is still called without one.
+    hm = tuner.LRBatchSizeHyperModel(_dense, lr_range=(1e-3, 1e-1), loss="mse")
+    assert isinstance(hm.build(keras_tuner.HyperParameters()), keras.Model)
+
+
+def test_a_compiled_build_model_gets_the_trials_rate_and_keeps_its_scaling():
+    def build(hp):
+        model = _dense()
+        opt = keras.optimizers.LossScaleOptimizer(
+            keras.optimizers.SGD(0.5, momentum=0.8),
+            initial_scale=1024.0,
+            dynamic_growth_steps=7,
+        )
+        model.compile(optimizer=opt, loss="mse")
+        return model
+
+    hm = tuner.LRBatchSizeHyperModel(
+        build, lr_range=(1e-3, 1e-1), distribution_strategy=None
+    )
+    hp = keras_tuner.HyperParameters()
+    model = hm.build(hp)
+    rate = hm.learning_rate(hp.values)
+    # `build` (and so get_best_models / build(best_hp)) at the trial's rate.
+    assert float(model.optimizer.learning_rate) == pytest.approx(rate, rel=1e-6)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert model.optimizer.initial_scale == 1024.0
+    assert model.optimizer.dynamic_growth_steps == 7
+    assert model.optimizer.inner_optimizer.momentum == pytest.approx(0.8)
+
+
+def test_a_run_of_one_step_trains_at_its_rate():
+    kwargs = {"lr_range": (1e-4, 1e-1), "loss": "mse", "distribution_strategy": None}
+    hm = tuner.LRBatchSizeHyperModel(_dense, schedule="warmup_cosine", **kwargs)
+    sched, warmup = hm._schedule(0.1, 64, 1)
+    assert warmup == 0 and float(sched(0)) == pytest.approx(0.1, rel=1e-6)
+    hm = tuner.LRBatchSizeHyperModel(
+        _dense, batch_sizes=(256, 2048), warmup_batch_size=1024, **kwargs
+    )
+    assert hm._schedule(0.1, 2048, 1) == (0.1, 0)
+
+
+def test_datasets_are_counted_before_rebatching_and_unbatched_ones_batched():
+    import tensorflow as tf
+
+    from keras_lr.tuner.hypermodel import _rebatch, _steps_per_epoch
+
+    model = _dense()
+    x = np.zeros((256, 3), "float32")
+    y = np.zeros((256, 1), "float32")
+    batched = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+    assert _steps_per_epoch((batched,), {}, 64, model) == 4
+    single = tf.data.Dataset.from_tensor_slices((x, y))
+    assert _steps_per_epoch((single,), {}, 64, model) == 4
+    (rebatched,), _ = _rebatch((single,), {}, 64, model)
+    assert [int(b[0].shape[0]) for b in rebatched] == [64, 64, 64, 64]
+
+
+def test_inputs_that_fix_their_own_batches_are_refused():
+    from keras_lr.tuner.hypermodel import _rebatch
+
+    def batches():
+        yield np.zeros((10, 3)), np.zeros((10, 1))
+
+    with pytest.raises(TypeError, match="fixes its own batches"):
+        _rebatch((batches(),), {}, 64)
+
+
+def test_an_augmenting_image_classifier_reloads(tmp_path):
+    hm = tuner.ImageClassifierHyperModel(
+        (28, 28, 1), 10, lr_range=(1e-3, 1e-1), distribution_strategy=None
+    )
+    hp = keras_tuner.HyperParameters()
+    hp.Fixed("augment", True)
+    model = hm.build(hp)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    again = keras.models.load_model(path)
+    x = np.random.default_rng(0).random((2, 28, 28, 1)).astype("float32")
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0))

@@ -15,6 +15,7 @@ import keras
 from keras import ops
 
 
+@keras.saving.register_keras_serializable(package="keras_lr")
 class RandomShiftFlip(keras.layers.Layer):
     """Random horizontal flip and integer shift of each image, in training.
 

@@ -14,6 +14,7 @@ fewer trials than one over the raw log-rate × batch size plane.
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from collections.abc import Callable, Sequence
@@ -59,7 +60,9 @@ def scale_factor(batch_size: int, reference_batch_size: int, scaling: str) -> fl
 
 
 def _check_batch_sizes(batch_sizes: Any) -> tuple[int, ...]:
-    if isinstance(batch_sizes, numbers.Integral) or not isinstance(
+    if isinstance(batch_sizes, np.ndarray) and batch_sizes.ndim == 1:
+        batch_sizes = batch_sizes.tolist()
+    if isinstance(batch_sizes, (numbers.Integral, str, bytes)) or not isinstance(
         batch_sizes, Sequence
     ):
         raise TypeError(
@@ -192,8 +195,12 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
     replaces).
 
     `fit` re-batches `tf.data.Dataset` inputs to the trial's global batch
-    (KerasTuner's own `fit` would ignore ``batch_size`` for them), passes
-    ``batch_size`` for arrays, appends `callbacks` to the tuner's, applies
+    (KerasTuner's own `fit` would ignore ``batch_size`` for them; a dataset
+    of single samples, whose elements have one axis less than the model's
+    input, is batched), passes ``batch_size`` for arrays, and refuses, with
+    a `TypeError`, inputs that fix their own batches (a generator, a
+    `keras.utils.PyDataset`, a torch `DataLoader`). It appends `callbacks`
+    to the tuner's, applies
     `schedule`, and adds a linear warmup where the global batch is at least
     `warmup_batch_size` (Goyal et al. 2017). A batch that runs out of memory
     fails its trial with `keras_tuner.errors.FailedTrialError` (ruled out
@@ -372,12 +379,13 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
     # -- build ----------------------------------------------------------------
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         self.declare_hyperparameters(hp)
-        try:
-            model = self.build_model(hp)
-        except TypeError as error:
-            if "positional argument" not in str(error):
-                raise
-            model = self.build_model()
+        # A `build_model(hp)` or a factory of no argument: told apart by its
+        # signature, so that a TypeError raised inside it reaches the user.
+        model = (
+            self.build_model(hp)
+            if _takes_hp(self.build_model)
+            else (self.build_model())
+        )
         if not isinstance(model, keras.Model):
             raise TypeError(
                 "`build_model` must return a keras.Model. Received: an object "
@@ -393,15 +401,20 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
             # The rule follows the optimizer the model was compiled with.
             name = type(_unwrap(model.optimizer)).__name__.lower()
             self.lr_scaling = _DEFAULT_SCALING.get(name, "sqrt")
+        learning_rate = self._known_learning_rate(hp.values)
         if not getattr(model, "compiled", False):
             # Compiled here so that the tuner's `get_best_models()` returns a
             # model ready for `evaluate`; `fit` compiles it again at the
             # trial's (scheduled) rate.
-            learning_rate = self._known_learning_rate(hp.values)
             setattr(model, _DEFAULT_COMPILE, True)
             self._compile(
                 model, _PLACEHOLDER_LR if learning_rate is None else learning_rate
             )
+        elif learning_rate is not None:
+            # The user's compiled model, with the optimizer re-created at the
+            # trial's rate: `get_best_models()` and `build(best_hp)` give a
+            # model that goes on at the rate the search chose.
+            self._compile(model, learning_rate)
         return model
 
     # -- optimizer ------------------------------------------------------------
@@ -410,7 +423,17 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
             old = _unwrap(model.optimizer)
             config = old.get_config()
             config["learning_rate"] = learning_rate
-            return type(old).from_config(config)
+            optimizer = type(old).from_config(config)
+            wrapper = model.optimizer
+            if isinstance(wrapper, keras.optimizers.LossScaleOptimizer):
+                # The loss scaling the user set (its initial scale and
+                # growth) is kept around the re-created optimizer.
+                optimizer = keras.optimizers.LossScaleOptimizer(
+                    optimizer,
+                    initial_scale=wrapper.initial_scale,
+                    dynamic_growth_steps=wrapper.dynamic_growth_steps,
+                )
+            return optimizer
         if callable(self.optimizer):
             return self.optimizer(learning_rate)
         if self.optimizer == "sgd":
@@ -435,12 +458,15 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
         warmup = 0
         if self.schedule == "one_cycle":
             return OneCycle(max_lr=lr, total_steps=total_steps), warmup
+        # At least one warmup step, and at least one step after it: a run
+        # of a single step has none (its only step would be at rate 0).
+        steps = min(max(1, int(self.warmup_fraction * total_steps)), total_steps - 1)
         if self.schedule == "warmup_cosine":
-            warmup = max(1, int(self.warmup_fraction * total_steps))
-            return WarmupCosineDecay(lr, total_steps, warmup), warmup
+            warmup = max(steps, 0)
+            return WarmupCosineDecay(lr, max(total_steps, 1), warmup), warmup
         if self.warmup_batch_size is not None and batch >= self.warmup_batch_size:
-            warmup = max(1, int(self.warmup_fraction * total_steps))
-            return Warmup(lr, warmup), warmup
+            if steps >= 1:
+                return Warmup(lr, steps), steps
         return lr, warmup
 
     # -- fit ------------------------------------------------------------------
@@ -458,10 +484,13 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
             self.auto_range(model, batch, args, kwargs)
             if stored is None:
                 hp.Fixed(AUTO_LR_MIN, float(self._reference_lr_min))
-        args, kwargs = _rebatch(args, kwargs, batch)
+        # Counted before re-batching, which leaves a dataset's length unknown.
+        steps = kwargs.get("steps_per_epoch") or _steps_per_epoch(
+            args, kwargs, batch, model
+        )
+        args, kwargs = _rebatch(args, kwargs, batch, model)
         lr = self.learning_rate(hp.values)
         epochs = int(kwargs.get("epochs", 1)) - int(kwargs.get("initial_epoch", 0))
-        steps = kwargs.get("steps_per_epoch") or _steps_per_epoch(args, kwargs, batch)
         total = max(1, epochs * int(steps)) if steps else max(1, epochs * 100)
         learning_rate, warmup = self._schedule(lr, batch, total)
         self._compile(model, learning_rate)
@@ -519,7 +548,7 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
         if batch not in self._range_cache:
             if self._reference_lr_min is None:
                 ref = self.reference_batch_size
-                ref_args, ref_kwargs = _rebatch(args, kwargs, ref)
+                ref_args, ref_kwargs = _rebatch(args, kwargs, ref, model)
                 self._use_lr_min(self._auto_range(model, ref, ref_args, ref_kwargs))
             low, high = self._reference_range
             factor = scale_factor(batch, self.reference_batch_size, self.lr_scaling)
@@ -593,35 +622,96 @@ def _is_dataset(data: Any) -> bool:
     return type(data).__module__.startswith("tensorflow") and hasattr(data, "rebatch")
 
 
-def _rebatch(args: tuple, kwargs: dict, batch: int) -> tuple[tuple, dict]:
+def _is_unbatched(dataset: Any, model: keras.Model | None) -> bool:
+    """Whether a dataset's elements are single samples, not batches.
+
+    Read from the model's first input: a batched element has its rank
+    (batch axis included), a single sample one less. Unknown (False) when
+    the model has no known input shape.
+    """
+    try:
+        shape = model.inputs[0].shape if model is not None else None
+        element = keras.tree.flatten(dataset.element_spec)[0]
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return False
+    if shape is None or element.shape.rank is None:
+        return False
+    return element.shape.rank == len(shape) - 1
+
+
+def _batched(dataset: Any, batch: int, model: keras.Model | None) -> Any:
+    if _is_unbatched(dataset, model):
+        return dataset.batch(batch)
+    return dataset.rebatch(batch)
+
+
+def _rebatch(
+    args: tuple, kwargs: dict, batch: int, model: keras.Model | None = None
+) -> tuple[tuple, dict]:
     args = list(args)
     kwargs = dict(kwargs)
     x = args[0] if args else kwargs.get("x")
     if _is_dataset(x):
-        x = x.rebatch(batch)
+        x = _batched(x, batch, model)
         if args:
             args[0] = x
         else:
             kwargs["x"] = x
         kwargs.pop("batch_size", None)
-    elif isinstance(x, keras.utils.PyDataset):
+    elif isinstance(x, keras.utils.PyDataset) or not _in_memory(x):
         raise TypeError(
-            "A keras.utils.PyDataset fixes its own batch size, so the batch "
-            "size cannot be searched: pass arrays or a tf.data.Dataset."
+            f"A {type(x).__name__} fixes its own batches, so the batch size "
+            "cannot be searched (`fit` ignores `batch_size` for it): pass "
+            "arrays (a dict or list of arrays) or a tf.data.Dataset."
         )
     else:
         kwargs["batch_size"] = batch
     val = kwargs.get("validation_data")
     if _is_dataset(val):
-        kwargs["validation_data"] = val.rebatch(batch)
+        kwargs["validation_data"] = _batched(val, batch, model)
     return tuple(args), kwargs
 
 
-def _steps_per_epoch(args, kwargs, batch: int) -> int | None:
+def _in_memory(x: Any) -> bool:
+    """Whether `fit` batches `x` itself (arrays, tensors, a DataFrame...).
+
+    Not a generator or iterator, nor a torch `DataLoader`: those yield
+    batches of their own, and `fit` ignores `batch_size` for them.
+    """
+    from keras_lr.range_test._data import is_one_shot
+
+    if is_one_shot(x):
+        return False
+    return not type(x).__module__.startswith("torch.utils.data")
+
+
+def _dataset_samples(dataset: Any, model: keras.Model | None) -> int | None:
+    """Samples in one pass of a finite dataset (None when unknown).
+
+    A batched dataset holds its cardinality times its batch size, read from
+    its first batch (the last batch may be smaller: an estimate within one
+    batch).
+    """
+    n = int(dataset.cardinality())
+    if n <= 0:
+        return None
+    if _is_unbatched(dataset, model):
+        return n
+    try:
+        first = next(iter(dataset.take(1)))
+        size = int(np.shape(keras.tree.flatten(first)[0])[0])
+    except (StopIteration, TypeError, IndexError, ValueError):
+        return None
+    return n * size
+
+
+def _steps_per_epoch(
+    args, kwargs, batch: int, model: keras.Model | None = None
+) -> int | None:
     x = args[0] if args else kwargs.get("x")
     if _is_dataset(x):
-        n = int(x.cardinality())
-        return n if n > 0 else None
+        n = _dataset_samples(x, model)
+        return max(1, math.ceil(n / batch)) if n else None
     try:
         first = keras.tree.flatten(x)[0]
         n = int(np.shape(first)[0])
@@ -630,3 +720,17 @@ def _steps_per_epoch(args, kwargs, batch: int) -> int | None:
     split = float(kwargs.get("validation_split", 0.0) or 0.0)
     n = int(n * (1.0 - split))
     return max(1, math.ceil(n / batch))
+
+
+def _takes_hp(fn: Any) -> bool:
+    """Whether `fn` takes a positional argument (the hyperparameters)."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return True
+    kinds = (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.VAR_POSITIONAL,
+    )
+    return any(p.kind in kinds for p in signature.parameters.values())
