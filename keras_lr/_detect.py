@@ -109,7 +109,8 @@ class LossWatch:
 
     The ratio and z tests start after ``grace_steps`` steps and fire after
     ``patience`` consecutive violating steps; in the grace period only a
-    blow-up counts, a smoothed loss over ``best_ratio**3`` times its best. With ``rise_fraction`` a
+    blow-up counts, a smoothed loss over ``best_ratio**3`` times its best
+    and the median of the losses so far. With ``rise_fraction`` a
     violation also has to be material: the tested loss ``v`` must have given
     back at least that fraction of the progress made since the stream began,
     ``v - best >= rise_fraction * (reference - best)``, where ``reference`` is
@@ -121,8 +122,9 @@ class LossWatch:
     With ``confirm=k`` the ``best_ratio`` test also needs the median of the
     last ``k`` raw losses halfway up to its limit (``best * (1 + best_ratio)
     / 2``), unless the smoothed loss is over ``best_ratio**2 * best``
-    (``best_ratio**3 * best`` against a provisional best; a blow-up by orders
-    of magnitude): a divergence lifts most batches,
+    (``best_ratio**3`` times a provisional best and the median of the raw
+    losses so far; a blow-up by orders of magnitude): a divergence lifts
+    most batches,
     while near a loss of zero (a model that already fits its data, e.g. when
     `fit` resumes a trained model) a few unlucky batches lift the EMA many
     times over its best without moving the median.
@@ -276,7 +278,7 @@ class LossWatch:
         return value - self.best >= self.rise_fraction * progress
 
     def _confirmed(self, x: float, limit: float, *, settled: bool = True) -> bool:
-        """The last `confirm` raw losses (x included) are over `limit`.
+        """The recent raw losses (x included) are over `limit`.
 
         Their median, against a settled best; all of them, against a
         provisional one.
@@ -287,8 +289,22 @@ class LossWatch:
         values = [*recent, x]
         return float(np.median(values) if settled else min(values)) > limit
 
+    def _median_so_far(self, x: float) -> float:
+        """Median of the raw losses since the stream began (or was rebased).
+
+        The window holds the last `window` losses; early in a stream (where
+        it is used) that is all of them.
+        """
+        return float(np.median([*self._recent, x]))
+
     def _rise(
-        self, best: float, s: float, x: float, settled: bool, waiver: float | None
+        self,
+        best: float,
+        s: float,
+        x: float,
+        settled: bool,
+        waiver: float | None,
+        floor: float | None = None,
     ) -> tuple[str, float, float] | None:
         """An ``above_best`` violation of `s` against `best`, or None.
 
@@ -302,9 +318,14 @@ class LossWatch:
         excess = (self.best_ratio - 1.0) * abs(best)
         if not (s > best + excess and s > best):
             return None
-        severe = waiver is not None and s > best + (
-            self.best_ratio**waiver - 1.0
-        ) * abs(best)
+        # The waiver's reference is at least `floor` (the median of the raw
+        # losses so far, for a provisional best): one unusually low first
+        # batch (a squared error near zero) must not make the run's ordinary
+        # level look like a blow-up.
+        ref = best if floor is None else max(best, floor)
+        severe = waiver is not None and s > ref + (self.best_ratio**waiver - 1.0) * abs(
+            ref
+        )
         limit = best + (0.5 * excess if settled else excess)
         if not severe and not self._confirmed(x, limit, settled=settled):
             return None
@@ -336,13 +357,17 @@ class LossWatch:
         ):
             # A best set by the first, barely averaged values is provisional:
             # a rise above it must lift all the last `confirm` losses (or be
-            # best_ratio**3 over it); a rise above a settled best, their
-            # median halfway up (or best_ratio**2 over it). Failing that, the
-            # rise is tested against the settled best.
+            # best_ratio**3 over it and over the median of the losses so
+            # far: one lucky early batch, a squared error near zero at batch
+            # size 1, must not make the run's ordinary level a blow-up); a
+            # rise above a settled best, their median halfway up (or
+            # best_ratio**2 over it). Failing that, the rise is tested
+            # against the settled best.
             settled = self.best >= self._settled_best
-            found = self._rise(self.best, s, x, settled, 2.0 if settled else 3.0)
+            floor = None if settled else self._median_so_far(x)
+            found = self._rise(self.best, s, x, settled, 2.0 if settled else 3.0, floor)
             if found is None and not settled and math.isfinite(self._settled_best):
-                found = self._rise(self._settled_best, s, x, True, None)
+                found = self._rise(self._settled_best, s, x, True, 2.0)
         material = self._material(x)
         if (
             found is None
@@ -369,21 +394,32 @@ class LossWatch:
         """The grace period's one test: a blow-up by orders of magnitude.
 
         The grace period keeps the noise of the first steps from counting,
-        but a smoothed loss over ``best_ratio**3`` times its best (a
-        positive loss), as when the first updates throw the loss up a
-        thousandfold and leave a dead network at its starting level, is no
-        noise: the EMA would have averaged the blow-up away by the time the
-        grace period ends. It counts towards `patience` like the other tests.
+        but a smoothed loss over ``best_ratio**3`` (27x) times its best and
+        times the median of the raw losses so far (a positive loss; judged
+        once `confirm` losses are in, as a median of fewer says little), as
+        when the first updates throw the loss up a thousandfold and leave a
+        dead network at its starting level, is no noise: the EMA would have
+        averaged the blow-up away by the time the grace period ends. One
+        outlier batch would have to be some 300 times the others to hold
+        the EMA there for `patience` steps. It counts towards `patience`
+        like the other tests.
         """
         best = self.best
         found = None
+        # A median of a handful of losses says little (at batch size 1 most
+        # squared errors may be near zero): wait for `confirm` of them.
         if (
             math.isfinite(best)
             and best > 0
-            and s > self.best_ratio**3 * best
-            and self._material(s)
+            and len(self._recent) + 1 >= (self.confirm or 5)
         ):
-            found = ("above_best", best, s / best)
+            # Against the median of the raw losses so far, not only the best:
+            # a first batch far below the run's ordinary level (one squared
+            # error near zero, at batch size 1) sets a best that ordinary
+            # batches are many times over.
+            ref = max(best, self._median_so_far(x))
+            if s > self.best_ratio**3 * ref and self._material(s):
+                found = ("above_best", ref, s / ref)
         return self._count(step, x, found)
 
     def _count(

@@ -111,6 +111,12 @@ DEAD_RISE = 0.02
 #: multiple of the last: a slow descent, not a network killed by an early
 #: blow-up whose loss crawls back to a constant's.
 DEAD_BLOW_UP = 1.5
+#: ...and whose training accuracy rose at least this much: a dead network's
+#: constant prediction scores the same every epoch.
+DEAD_CRAWL_RISE = 0.005
+#: A loss "falls" at an epoch when it drops by more than this fraction of
+#: its value: a dead network's loss drifts by float rounding (1e-7).
+FALL_TOLERANCE = 1e-5
 #: Training accuracy this far above validation accuracy, with the validation
 #: loss still falling (so not overfitting), is a run whose inference-mode
 #: model lags its training (BatchNorm's moving statistics lag weights that
@@ -212,6 +218,12 @@ def _accuracy_key(h: dict) -> str | None:
         if key in h or f"val_{key}" in h:
             return key
     return None
+
+
+def _falling(values: np.ndarray) -> bool:
+    """Whether every epoch lowered `values` by more than `FALL_TOLERANCE`."""
+    drops = -np.diff(values)
+    return bool(np.all(drops > FALL_TOLERANCE * np.abs(values[:-1])))
 
 
 def _give_back(values: np.ndarray) -> float:
@@ -385,8 +397,9 @@ def diagnose(
        constant prediction over C balanced classes scores ``a = 1/C`` with
        ``L >= ln C``) or a validation accuracy that never rose 2 points
        either, unless its loss fell at every epoch from a first epoch under
-       1.5x the last (a slow descent): **too high** (it predicts no better
-       than a constant: the rate killed it);
+       1.5x the last while its accuracy rose half a point or more (a slow
+       descent): **too high** (it predicts no better than a constant: the
+       rate killed it);
     7c. training accuracy ends more than 10 points above validation accuracy
        while the validation loss still falls (not overfitting: the
        inference-mode model, e.g. BatchNorm's moving statistics, has not
@@ -643,13 +656,12 @@ def diagnose(
 
     # 7. Barely moving.
     moved = (loss[0] - loss[-1]) / max(abs(loss[0]), 1e-12)
-    diffs = np.diff(loss)
-    monotone = bool(np.all(diffs < 0))
+    monotone = _falling(loss)
     ev["relative_decrease"] = float(moved)
     ev["monotone"] = monotone
     # With dropout the training loss jitters; the validation loss, measured
     # with dropout off, shows a steady crawl.
-    val_monotone = val_loss is not None and bool(np.all(np.diff(val_loss) < 0))
+    val_monotone = val_loss is not None and _falling(val_loss)
     ev["val_loss_monotone"] = val_monotone
     if moved < BARELY:
         if monotone or (val_monotone and val_loss.size >= 3):
@@ -675,7 +687,11 @@ def diagnose(
         # A loss that fell at every epoch from a first epoch not blown up
         # (under DEAD_BLOW_UP times the last) is a slow descent, not a
         # network killed early and crawling back to a constant's loss.
-        crawling = monotone and loss[0] < DEAD_BLOW_UP * loss[-1]
+        crawling = (
+            monotone
+            and loss[0] < DEAD_BLOW_UP * loss[-1]
+            and acc[-1] - acc[0] >= DEAD_CRAWL_RISE
+        )
         if (
             acc[-1] < DEAD_ACCURACY
             and acc[-1] - acc[0] < DEAD_RISE

@@ -734,3 +734,24 @@ def test_rate_replaced_by_an_unscalable_schedule_stops_cleanly(data):
     assert finite(model)
     assert [e["action"] for e in det.events] == ["stop"]
     assert det._recorder is None  # uninstalled at the end of fit
+
+
+@pytest.mark.multibackend
+def test_model_built_by_its_first_step_is_snapshot_in_time():
+    # Without an `Input`, TensorFlow builds the model while tracing its first
+    # step, after `fit` began: a NaN batch early in the first epoch found no
+    # snapshot, and "rollback" became "stop" with NaN weights.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 4)).astype("float32")
+    y = x.sum(axis=1, keepdims=True)
+    x[40:48] = np.nan  # the sixth batch of 8
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential(
+        [keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)]
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    det = DivergenceDetector(max_recoveries=1, verbose=0)
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, callbacks=[det], verbose=0)
+    assert det.events and det.events[0]["action"] == "rollback"
+    assert det.events[0]["restored_step"] is not None
+    assert finite(model)

@@ -581,3 +581,26 @@ def test_history_of_a_resumed_fit_places_its_validations():
 def test_malformed_series_name_the_key(value, error):
     with pytest.raises(error, match=r"history\['loss'\]"):
         diagnose({"loss": value})
+
+
+def test_a_dead_network_crawling_back_to_chance_is_too_high():
+    # After an early blow-up the loss falls steadily towards ln(10) while
+    # the accuracy stays at chance: dead, not slow.
+    d = diagnose(
+        {
+            "loss": [2.9, 2.6, 2.45, 2.39, 2.36],
+            "accuracy": [0.100, 0.100, 0.101, 0.100, 0.100],
+            "val_loss": [2.5, 2.4, 2.37, 2.35, 2.34],
+            "val_accuracy": [0.1, 0.1, 0.1, 0.1, 0.1],
+        }
+    )
+    assert d.verdict == "too_high"
+
+
+def test_a_loss_drifting_by_float_rounding_is_not_a_steady_descent():
+    # SGD at 2.0 killed the network: the loss sits above ln(10) and moves by
+    # float32 rounding only.
+    loss = [2.3828, 2.3827998, 2.3827996, 2.3827994, 2.3827992]
+    d = diagnose({"loss": loss, "accuracy": [0.102] * 5})
+    assert d.verdict == "too_high"
+    assert d.evidence["monotone"] is False

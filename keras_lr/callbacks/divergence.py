@@ -101,8 +101,8 @@ class DivergenceDetector(keras.callbacks.Callback):
       batches and one lucky batch can set it, is provisional: a rise above
       it needs all of the last 9 losses over the limit. A smoothed loss over
       ``best_ratio**2`` times the best (``best_ratio**3`` times a
-      provisional one), as after a blow-up by orders of magnitude, needs no
-      confirmation;
+      provisional one and the median of the losses so far), as after a
+      blow-up by orders of magnitude, needs no confirmation;
     - ``spike``: the step's loss exceeds ``spike_ratio * s_{t-1}``;
     - ``zscore``: the robust z-score of ``log(loss)`` against the previous
       `window` steps, ``(log x_t - median) / (1.4826 MAD)``, exceeds
@@ -114,10 +114,12 @@ class DivergenceDetector(keras.callbacks.Callback):
     (``x - best >= rise_fraction * (first - best)``: late in training a noisy
     batch can be several times the baseline without any harm), and fire
     after `patience` consecutive violating steps. In the grace period only
-    a blow-up counts: the smoothed loss over ``best_ratio**3`` times its
-    best for `patience` steps (a rate far too high can throw the loss up a
+    a blow-up counts: the smoothed loss over ``best_ratio**3`` (27x) times
+    its best and the median of the losses so far (once 9 are in), for
+    `patience` steps (a rate far too high can throw the loss up a
     thousandfold in the first updates and leave a dead network at its
-    starting loss, which the EMA has forgotten when the grace period ends).
+    starting loss, which the EMA has forgotten when the grace period ends;
+    one outlier batch would have to be some 300 times the others).
     With ``monitor_val=True``
     the epoch's ``val_loss`` is also watched: an event when it is not finite
     or jumps over `val_spike_ratio` times the previous epoch's; its rollback
@@ -508,6 +510,13 @@ class DivergenceDetector(keras.callbacks.Callback):
         if self._stopped:
             return
         step = self._epoch_start + int(batch)
+        if self._snapshot is None and self._model.built:
+            # TensorFlow builds a model without an `Input` while tracing its
+            # first step, after `fit` began: without this, the first
+            # snapshot would wait for a healthy read, and an early NaN
+            # would find nothing to roll back to. (Taken after the first
+            # step; a copy holding NaN or Inf is refused.)
+            self._take_snapshot(step)
         if step >= self._next_check:
             self._check(step)
 
