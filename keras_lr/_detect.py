@@ -109,8 +109,7 @@ class LossWatch:
 
     The ratio and z tests start after ``grace_steps`` steps and fire after
     ``patience`` consecutive violating steps; in the grace period only a
-    blow-up counts, a smoothed loss over ``best_ratio**3`` times its best
-    and the median of the losses so far. With ``rise_fraction`` a
+    blow-up counts, a smoothed loss over ``best_ratio**3`` times its best. With ``rise_fraction`` a
     violation also has to be material: the tested loss ``v`` must have given
     back at least that fraction of the progress made since the stream began,
     ``v - best >= rise_fraction * (reference - best)``, where ``reference`` is
@@ -394,32 +393,25 @@ class LossWatch:
         """The grace period's one test: a blow-up by orders of magnitude.
 
         The grace period keeps the noise of the first steps from counting,
-        but a smoothed loss over ``best_ratio**3`` (27x) times its best and
-        times the median of the raw losses so far (a positive loss; judged
-        once `confirm` losses are in, as a median of fewer says little), as
-        when the first updates throw the loss up a thousandfold and leave a
-        dead network at its starting level, is no noise: the EMA would have
-        averaged the blow-up away by the time the grace period ends. One
-        outlier batch would have to be some 300 times the others to hold
-        the EMA there for `patience` steps. It counts towards `patience`
-        like the other tests.
+        but a smoothed loss over ``best_ratio**3`` (27x) times its best (a
+        positive loss), as when the first updates throw the loss up a
+        thousandfold and leave a dead network at its starting level, is no
+        noise: the EMA would have averaged the blow-up away by the time the
+        grace period ends. One outlier batch would have to be over 100
+        times the others to hold the early, bias-corrected EMA there for
+        `patience` steps. It counts towards `patience` like the other
+        tests. (Against the best, not the median of the losses so far: a
+        blow-up that lasts a few steps lifts that median too.)
         """
         best = self.best
         found = None
-        # A median of a handful of losses says little (at batch size 1 most
-        # squared errors may be near zero): wait for `confirm` of them.
         if (
             math.isfinite(best)
             and best > 0
-            and len(self._recent) + 1 >= (self.confirm or 5)
+            and s > self.best_ratio**3 * best
+            and self._material(s)
         ):
-            # Against the median of the raw losses so far, not only the best:
-            # a first batch far below the run's ordinary level (one squared
-            # error near zero, at batch size 1) sets a best that ordinary
-            # batches are many times over.
-            ref = max(best, self._median_so_far(x))
-            if s > self.best_ratio**3 * ref and self._material(s):
-                found = ("above_best", ref, s / ref)
+            found = ("above_best", best, s / best)
         return self._count(step, x, found)
 
     def _count(

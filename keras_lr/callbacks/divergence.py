@@ -115,11 +115,10 @@ class DivergenceDetector(keras.callbacks.Callback):
     batch can be several times the baseline without any harm), and fire
     after `patience` consecutive violating steps. In the grace period only
     a blow-up counts: the smoothed loss over ``best_ratio**3`` (27x) times
-    its best and the median of the losses so far (once 9 are in), for
-    `patience` steps (a rate far too high can throw the loss up a
-    thousandfold in the first updates and leave a dead network at its
+    its best, for `patience` steps (a rate far too high can throw the loss
+    up a thousandfold in the first updates and leave a dead network at its
     starting loss, which the EMA has forgotten when the grace period ends;
-    one outlier batch would have to be some 300 times the others).
+    one outlier batch would have to be over 100 times the others).
     With ``monitor_val=True``
     the epoch's ``val_loss`` is also watched: an event when it is not finite
     or jumps over `val_spike_ratio` times the previous epoch's; its rollback
