@@ -854,9 +854,12 @@ class DivergenceDetector(keras.callbacks.Callback):
             "zscore": "robust z-score of the log-loss over z_threshold",
         }[record["reason"]]
         where = "val_loss" if record["source"] == "val_loss" else "loss"
+        figures = f"{where}={record['loss']:.4g}, baseline={record['baseline']:.4g}"
+        if record["reason"] == "above_best" and math.isfinite(record["score"]):
+            # The test is on the smoothed loss; `loss` is the step's own.
+            figures += f", smoothed loss {record['score']:.3g}x the baseline"
         text = (
-            f"DivergenceDetector: {what} ({where}={record['loss']:.4g}, "
-            f"baseline={record['baseline']:.4g}) at step {record['step']} "
+            f"DivergenceDetector: {what} ({figures}) at step {record['step']} "
             f"(epoch {record['epoch'] + 1}), learning rate "
             f"{record['learning_rate']:.3g}."
         )
