@@ -348,6 +348,7 @@ class DivergenceDetector(keras.callbacks.Callback):
         self._recorder: RingLossRecorder | None = None
         self._saved_tracker: Any = None
         self._start_snapshot_due = False
+        self._late_snapshot_due = False
 
     # Set-up ----------------------------------------------------------------
 
@@ -504,6 +505,7 @@ class DivergenceDetector(keras.callbacks.Callback):
         if self._start_snapshot_due:
             self._start_snapshot_due = False
             self._take_snapshot(self._consumed)
+            self._late_snapshot_due = self._snapshot is None
         self._epoch = epoch
         self._epoch_events = 0
         self._epoch_start = self._consumed
@@ -514,12 +516,14 @@ class DivergenceDetector(keras.callbacks.Callback):
         if self._stopped:
             return
         step = self._epoch_start + int(batch)
-        if self._snapshot is None and self._model.built:
+        if self._late_snapshot_due and self._model.built:
             # TensorFlow builds a model without an `Input` while tracing its
             # first step, after `fit` began: without this, the first
             # snapshot would wait for a healthy read, and an early NaN
             # would find nothing to roll back to. (Taken after the first
-            # step; a copy holding NaN or Inf is refused.)
+            # step, once: a copy holding NaN or Inf is refused, and is not
+            # tried again at every step.)
+            self._late_snapshot_due = False
             self._take_snapshot(step)
         if step >= self._next_check:
             self._check(step)

@@ -111,7 +111,6 @@ def _settle_loss_scale(
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*ran out of data.*")
             model.fit(**kwargs, verbose=0)
-        _ = model.optimizer  # JAX: the state is synced into the variables
         scale = np.array(keras.ops.convert_to_numpy(optimizer.dynamic_scale.value))
     finally:
         session.uninstall()

@@ -381,11 +381,10 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
         self.declare_hyperparameters(hp)
         # A `build_model(hp)` or a factory of no argument: told apart by its
         # signature, so that a TypeError raised inside it reaches the user.
-        model = (
-            self.build_model(hp)
-            if _takes_hp(self.build_model)
-            else (self.build_model())
-        )
+        if _takes_hp(self.build_model):
+            model = self.build_model(hp)
+        else:
+            model = self.build_model()
         if not isinstance(model, keras.Model):
             raise TypeError(
                 "`build_model` must return a keras.Model. Received: an object "
