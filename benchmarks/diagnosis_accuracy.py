@@ -79,6 +79,10 @@ ROUNDS = {
     "digits_bn_cnn_adam_heldout8": "10",
     "fashion_ln_mlp_momentum_b128_heldout8": "10",
     "digits_tanh_mlp_sgd_b16_heldout8": "10",
+    "fashion_ln_mlp_adamw_heldout9": "11",
+    "digits_dropout_mlp_momentum_b16_heldout9": "11",
+    "fashion_cnn_bn_rmsprop_b32_heldout9": "11",
+    "digits_cnn_lion_heldout9": "11",
 }
 
 
@@ -141,6 +145,11 @@ TASKS = [
      (-4, 1)),
     ("digits_tanh_mlp_sgd_b16_heldout8", "mlp_digits_tanh", "sgd", "dg", 20, 16,
      (-4, 1)),
+    ("fashion_ln_mlp_adamw_heldout9", "mlp_fm_ln", "adamw_1e-4", "fm", 4, 64, (-5, 0)),
+    ("digits_dropout_mlp_momentum_b16_heldout9", "mlp_digits_dropout", "momentum",
+     "dg", 12, 16, (-4, 1)),
+    ("fashion_cnn_bn_rmsprop_b32_heldout9", "cnn_bn", "rmsprop", "fm", 3, 32, (-5, 0)),
+    ("digits_cnn_lion_heldout9", "cnn_digits", "lion", "dg", 10, 32, (-6, -1)),
 ]  # fmt: skip
 
 

@@ -146,10 +146,13 @@ ABLATION = [
 GUARD_OPTIONS = {
     ABLATION[0]: {"restore_rate_after": "auto"},
     ABLATION[1]: {"restore_rate_after": None},
+    "rollback (watch_gradient_norm=True)": {"watch_gradient_norm": True},
 }
 
 
-def fault_runs(data, epochs, bs, seed=0, only=None, ablation=False):
+def fault_runs(
+    data, epochs, bs, seed=0, only=None, ablation=False, gradient_norm=False
+):
     (x, y), (xt, yt) = data
     steps = len(x) // bs
     mid = steps // 2
@@ -174,6 +177,8 @@ def fault_runs(data, epochs, bs, seed=0, only=None, ablation=False):
             guards = ["none", "rollback"]
         if ablation:  # the rate restoration on and off, side by side
             guards = ["none"] if name.startswith("none") else ABLATION
+        if gradient_norm:  # the gradient-norm watch on and off, side by side
+            guards = [*guards, "rollback (watch_gradient_norm=True)"]
         for guard in guards:
             model = cnn(optimizer=f["opt"](), seed=seed)
             cbs = []
@@ -299,18 +304,28 @@ class _SyncSnapshots(DivergenceDetector):
         return False
 
 
-def overhead(data, repeats, spe, epochs, bs, compare_sync=False):
+class _GradNormDetector(DivergenceDetector):
+    """The detector with ``watch_gradient_norm=True`` (`--gradient-norm`)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(watch_gradient_norm=True, **kwargs)
+
+
+def overhead(data, repeats, spe, epochs, bs, compare_sync=False, gradient_norm=False):
     """Median over interleaved (ABBA) repeats of detector time / plain time.
 
     Two ratios: whole `fit` calls (tracing, set-up and all), and the steady
     state (epochs after the first). With `compare_sync`, a third run per
-    repeat uses synchronous snapshots (`_SyncSnapshots`).
+    repeat uses synchronous snapshots (`_SyncSnapshots`); with
+    `gradient_norm`, one more the detector with ``watch_gradient_norm=True``.
     """
     (x, y), _ = data
     fit_ratios, epoch_ratios, fits, nbytes, state = [], [], {}, 0, 0
     sync_fit_ratios, sync_epoch_ratios = [], []
+    grad_fit_ratios, grad_epoch_ratios = [], []
     hook_shares = []
     modes = ["plain", "detector"] + (["detector_sync"] if compare_sync else [])
+    modes += ["detector_grad"] if gradient_norm else []
     for r in range(repeats + 1):
         times, epoch_times = {}, {}
         for mode in modes if r % 2 == 0 else modes[::-1]:
@@ -322,9 +337,11 @@ def overhead(data, repeats, spe, epochs, bs, compare_sync=False):
                 steps_per_execution=spe,
             )
             timer = EpochTimer()
-            det = {"detector": DivergenceDetector, "detector_sync": _SyncSnapshots}.get(
-                mode
-            )
+            det = {
+                "detector": DivergenceDetector,
+                "detector_sync": _SyncSnapshots,
+                "detector_grad": _GradNormDetector,
+            }.get(mode)
             det = det(verbose=0) if det is not None else None
             hook_time = [0.0]
             if det is not None:
@@ -353,10 +370,22 @@ def overhead(data, repeats, spe, epochs, bs, compare_sync=False):
             sync_epoch_ratios.append(
                 epoch_times["detector_sync"] / epoch_times["plain"]
             )
+        if gradient_norm:
+            grad_fit_ratios.append(times["detector_grad"] / times["plain"])
+            grad_epoch_ratios.append(
+                epoch_times["detector_grad"] / epoch_times["plain"]
+            )
         print(times, epoch_times, flush=True)
     sync = {}
+    if gradient_norm:
+        sync["with gradient norms: overhead, whole fit (%)"] = 100 * (
+            statistics.median(grad_fit_ratios) - 1
+        )
+        sync["with gradient norms: overhead, epochs 2+ (%)"] = 100 * (
+            statistics.median(grad_epoch_ratios) - 1
+        )
     if compare_sync:
-        sync = {
+        sync |= {
             "sync snapshots: overhead, whole fit (%)": 100
             * (statistics.median(sync_fit_ratios) - 1),
             "sync snapshots: overhead, epochs 2+ (%)": 100
@@ -449,6 +478,11 @@ def main():
         action="store_true",
         help="faults only: rollback with and without restore_rate_after",
     )
+    p.add_argument(
+        "--gradient-norm",
+        action="store_true",
+        help="also run the detector with watch_gradient_norm=True (faults, overhead)",
+    )
     args = p.parse_args()
     skip = set(args.skip.split(","))
     print(f"backend={keras.backend.backend()}, keras {keras.__version__}")
@@ -461,6 +495,7 @@ def main():
             epochs=args.epochs,
             bs=64,
             compare_sync=args.compare_sync,
+            gradient_norm=args.gradient_norm,
         )
         print(table([res]))
         return
@@ -468,7 +503,9 @@ def main():
         rows = []
         for seed in range(args.seeds):
             only = set(filter(None, args.faults.split(",")))
-            rows += fault_runs(data, args.epochs, 64, seed, only, args.ablation)
+            rows += fault_runs(
+                data, args.epochs, 64, seed, only, args.ablation, args.gradient_norm
+            )
         print("\n## Fault injection, every run\n")
         print(table(rows))
         print("\n## Fault injection, summary over seeds\n")
@@ -478,7 +515,10 @@ def main():
         print(table(healthy_runs(data, args.epochs)))
     if "overhead" not in skip:
         print("\n## Overhead and snapshot memory (steps_per_execution=1)\n")
-        print(table([overhead(data, args.repeats, spe=1, epochs=3, bs=64)]))
+        res = overhead(
+            data, args.repeats, spe=1, epochs=3, bs=64, gradient_norm=args.gradient_norm
+        )
+        print(table([res]))
 
 
 if __name__ == "__main__":

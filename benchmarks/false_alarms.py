@@ -29,13 +29,26 @@ import numpy as np  # noqa: E402
 
 
 def main() -> None:
+    import argparse
+
     import diagnosis_accuracy as da
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--gradient-norm",
+        action="store_true",
+        help="run the detector with watch_gradient_norm=True",
+    )
+    args = parser.parse_args()
     import keras
 
     from keras_lr.callbacks import DivergenceDetector
 
     runs = json.loads(da.RUNS.read_text())
-    print(f"backend={keras.backend.backend()}, keras {keras.__version__}\n")
+    print(
+        f"backend={keras.backend.backend()}, keras {keras.__version__}, "
+        f"watch_gradient_norm={args.gradient_norm}\n"
+    )
     print("| task | rate | steps | events | val. accuracy |\n|---|---|---|---|---|")
     total_steps = total_events = 0
     start = time.perf_counter()
@@ -55,7 +68,9 @@ def main() -> None:
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 metrics=["accuracy"],
             )
-            detector = DivergenceDetector(verbose=0)
+            detector = DivergenceDetector(
+                verbose=0, watch_gradient_norm=args.gradient_norm
+            )
             keras.utils.set_random_seed(1)
             history = model.fit(
                 x,

@@ -114,6 +114,13 @@ DEAD_BLOW_UP = 1.5
 #: ...and whose training accuracy rose at least this much: a dead network's
 #: constant prediction scores the same every epoch.
 DEAD_CRAWL_RISE = 0.005
+#: A classifier's mean cross-entropy on its own training data, ``L``, and
+#: its accuracy there, ``a``: a constant prediction over C classes scores
+#: ``a exp(L) = 1`` (``a = 1/C``, ``L = ln C``), and learning lowers ``L``
+#: faster than it raises ``a`` (well-fitted runs end near 1, slow ones
+#: under 5). A run that ends under `DEAD_ACCURACY` with ``a exp(L)`` over
+#: this is confidently wrong on the data it trains on: its logits blew up.
+CONFIDENTLY_WRONG = 20.0
 #: A loss "falls" at an epoch when it drops by more than this fraction of
 #: its value: a dead network's loss drifts by float rounding (1e-7).
 FALL_TOLERANCE = 1e-5
@@ -372,6 +379,10 @@ def diagnose(
        first epoch's error rate over the validation error after it (a fast
        healthy descent lowers both alike; a blow-up inflates the unbounded
        loss far more): **too high**;
+    2b. with accuracies, the run ends under 50% training accuracy ``a`` with
+       ``a exp(L) > 20`` for its last training loss ``L`` (a constant
+       prediction scores 1; confidently wrong predictions on its own
+       training data, logits still blown up): **too high**;
     3. the training loss rose overall (``L_last > L_first``), or an epoch's
        mean came back more than 10% above the best before it (giving back
        at least 10% of the progress made) and the last epoch is still over
@@ -389,9 +400,12 @@ def diagnose(
        rising validation loss with the accuracy held is over-confidence,
        reported among the reasons);
     7. the training loss moved less than 10% of its first value: **too
-       low** when it, or the validation loss (measured without dropout's
-       noise), fell at every epoch (a slow, steady descent), **too high**
-       when neither did (a network stalled where it started); and with a
+       low** when it fell at every epoch while the validation loss fell over
+       the run or the training accuracy rose half a point (a slow, steady
+       descent), or when the validation loss (measured without dropout's
+       noise) fell at every epoch; **too high** otherwise (a network
+       stalled where it started, whose loss may drift down by rounding);
+       and with a
        training accuracy logged, a run that ends under 50% accuracy, no more
        than 2 points above its first epoch, with ``a exp(L) < 1.5`` (a
        constant prediction over C balanced classes scores ``a = 1/C`` with
@@ -562,6 +576,21 @@ def diagnose(
             )
             return verdict("too_high")
 
+    # 2b. Confidently wrong on its own training data (a blow-up it has not
+    # recovered from: the ratio of rule 2 misses one that lasts past the
+    # first epoch).
+    if acc is not None and np.isfinite(acc[-1]) and 0.0 < acc[-1] < DEAD_ACCURACY:
+        log_wrong = float(loss[-1]) + math.log(float(acc[-1]))
+        ev["log_accuracy_times_exp_loss"] = log_wrong
+        if log_wrong > math.log(CONFIDENTLY_WRONG):
+            reasons.append(
+                f"the last epoch's training loss ({loss[-1]:.4g}) is far above "
+                f"what a constant prediction scores at its training accuracy "
+                f"({100 * acc[-1]:.1f}%): confidently wrong predictions, logits "
+                "blown up by too high a rate"
+            )
+            return verdict("too_high")
+
     # 3. Training loss rising or jumping back up.
     running_best = np.minimum.accumulate(loss)[:-1]
     rebound = (loss[1:] - running_best) / np.maximum(np.abs(running_best), 1e-12)
@@ -663,8 +692,18 @@ def diagnose(
     # with dropout off, shows a steady crawl.
     val_monotone = val_loss is not None and _falling(val_loss)
     ev["val_loss_monotone"] = val_monotone
+    # A crawl is learning: the validation loss, when measured, falls with
+    # the training loss, or the training accuracy rises. A dead network's
+    # training loss may drift down by rounding at every epoch while neither
+    # happens.
+    learning = (
+        val_loss is None
+        or val_loss.size < 2
+        or val_loss[-1] < val_loss[0]
+        or (acc is not None and acc[-1] - acc[0] >= DEAD_CRAWL_RISE)
+    )
     if moved < BARELY:
-        if monotone or (val_monotone and val_loss.size >= 3):
+        if (monotone and learning) or (val_monotone and val_loss.size >= 3):
             steady = "steadily" if monotone else "the validation loss steadily"
             reasons.append(
                 f"the training loss fell only {100 * moved:.1f}% over "

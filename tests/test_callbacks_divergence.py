@@ -558,6 +558,12 @@ def test_snapshot_leaves_out_metrics(data):
         ({"restore_rate_after": 0}, ValueError, "restore_rate_after"),
         ({"restore_rate_after": "later"}, TypeError, "restore_rate_after"),
         ({"monitor_val": "no"}, TypeError, "`monitor_val` must be a bool"),
+        ({"watch_gradient_norm": 1}, TypeError, "`watch_gradient_norm` must be a bool"),
+        (
+            {"gradient_spike_ratio": 1.0},
+            ValueError,
+            "`gradient_spike_ratio` must be > 1",
+        ),
         ({"verbose": "yes"}, TypeError, "`verbose` must be an integer"),
         ({"verbose": -1}, ValueError, "`verbose` must be >= 0"),
     ],
@@ -755,3 +761,160 @@ def test_model_built_by_its_first_step_is_snapshot_in_time():
     assert det.events and det.events[0]["action"] == "rollback"
     assert det.events[0]["restored_step"] is not None
     assert finite(model)
+
+
+# Gradient norms ------------------------------------------------------------
+
+
+class _GradNormProbe(DivergenceDetector):
+    """Keeps every gradient norm the detector reads (a test probe)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(watch_gradient_norm=True, **kwargs)
+        self.norms: list[float] = []
+
+    def _update_grad_watch(self, grads, first):
+        assert first == len(self.norms)  # every step read once, in order
+        self.norms.extend(np.asarray(grads).tolist())
+        return super()._update_grad_watch(grads, first)
+
+
+def _linear_problem(n=256, d=5, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)).astype("float32")
+    y = (x @ rng.normal(size=(d, 1)) + 0.1 * rng.normal(size=(n, 1))).astype("float32")
+    return x, y
+
+
+def _linear_model(optimizer):
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(1)])
+    model.compile(optimizer=optimizer, loss="mse")
+    return model
+
+
+@pytest.mark.multibackend
+@pytest.mark.parametrize("steps_per_execution", [1, 4])
+def test_gradient_norms_match_the_closed_form(steps_per_execution):
+    if steps_per_execution > 1 and BACKEND == "torch":
+        pytest.skip("Keras runs one step per execution on PyTorch")
+    # Linear least squares: for L = mean((x w + b - y)^2) over a batch,
+    # dL/dw = 2/n x^T r and dL/db = 2/n sum(r), r = x w + b - y. Plain SGD
+    # steps are replayed in numpy to know w and b before every step.
+    x, y = _linear_problem()
+    model = _linear_model(keras.optimizers.SGD(0.05))
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.05),
+        loss="mse",
+        steps_per_execution=steps_per_execution,
+    )
+    w, b = (np.array(v, dtype=np.float64) for v in model.get_weights())
+    det = _GradNormProbe(check_every=4, verbose=0)
+    model.fit(x, y, batch_size=32, epochs=2, shuffle=False, callbacks=[det], verbose=0)
+    expected = []
+    for _ in range(2):
+        for i in range(0, len(x), 32):
+            xb, yb = x[i : i + 32].astype(np.float64), y[i : i + 32].astype(np.float64)
+            r = xb @ w + b - yb
+            gw, gb = 2.0 / len(xb) * xb.T @ r, 2.0 / len(xb) * r.sum(axis=0)
+            expected.append(np.sqrt(np.sum(gw**2) + np.sum(gb**2)))
+            w, b = w - 0.05 * gw, b - 0.05 * gb
+    assert len(det.norms) == len(expected) == 16
+    np.testing.assert_allclose(det.norms, expected, rtol=1e-4)
+    assert det.events == []
+    # The wrapper is gone after `fit`, and the optimizer's state is its own.
+    assert "apply" not in vars(model.optimizer)
+    assert "stateless_apply" not in vars(model.optimizer)
+    assert len(model.optimizer.variables) == 2  # iterations, learning_rate
+
+
+class _GradientScale(keras.layers.Layer):
+    """A dense unit whose gradients are 1000x on batches flagged in column 5.
+
+    The forward pass is the unit's output, whatever the flag.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = keras.layers.Dense(1)
+
+    def build(self, input_shape):
+        self.dense.build((input_shape[0], 5))
+
+    def call(self, inputs):
+        features, flag = inputs[:, :5], inputs[:, 5:]
+        out = self.dense(features)
+        scaled = out * (1.0 + 999.0 * keras.ops.mean(flag))
+        return scaled - keras.ops.stop_gradient(scaled - out)
+
+
+@pytest.mark.multibackend
+def test_gradient_spike_is_caught_before_the_loss_moves():
+    # Three batches whose gradients are 1000x (the loss value unchanged) at
+    # a rate so small that the bad updates barely move the loss: the loss
+    # tests see nothing, the gradient-norm spike test fires.
+    x, y = _linear_problem(n=1024)
+    flag = np.zeros((len(x), 1), dtype="float32")
+    flag[40 * 16 : 43 * 16] = 1.0
+    xf = np.concatenate([x, flag], axis=1)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), _GradientScale()])
+    model.compile(optimizer=keras.optimizers.SGD(1e-5), loss="mse")
+    det = DivergenceDetector(
+        action="stop", watch_gradient_norm=True, check_every=8, verbose=0
+    )
+    model.fit(xf, y, batch_size=16, epochs=1, shuffle=False, callbacks=[det], verbose=0)
+    assert len(det.events) == 1, det.events
+    event = det.events[0]
+    assert event["source"] == "gradient_norm"
+    # The first two bad steps are over 10x the smoothed norm; by the third
+    # the EMA has risen, and the robust z-score (over 8) carries it.
+    assert event["reason"] in ("spike", "zscore")
+    assert event["step"] == 42  # the third bad step: patience 3
+    assert event["loss"] > 100 * event["baseline"]
+    # Without the gradient watch the same run has no event.
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), _GradientScale()])
+    model.compile(optimizer=keras.optimizers.SGD(1e-5), loss="mse")
+    det = DivergenceDetector(action="stop", check_every=8, verbose=0)
+    model.fit(xf, y, batch_size=16, epochs=1, shuffle=False, callbacks=[det], verbose=0)
+    assert det.events == []
+
+
+@pytest.mark.multibackend
+def test_gradient_norms_under_a_loss_scale_optimizer_are_unscaled():
+    x, y = _linear_problem()
+    plain = _linear_model(keras.optimizers.SGD(0.05))
+    weights = plain.get_weights()
+    det = _GradNormProbe(check_every=4, verbose=0)
+    plain.fit(x, y, batch_size=32, epochs=1, shuffle=False, callbacks=[det], verbose=0)
+    scaled = _linear_model(
+        keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.05))
+    )
+    scaled.set_weights(weights)
+    det_scaled = _GradNormProbe(check_every=4, verbose=0)
+    scaled.fit(
+        x, y, batch_size=32, epochs=1, shuffle=False, callbacks=[det_scaled], verbose=0
+    )
+    np.testing.assert_allclose(det_scaled.norms, det.norms, rtol=1e-4)
+    # A scale that overflows: the optimizer skips those steps (halving the
+    # scale each time); they are recorded as skipped and raise no event.
+    overflow = _linear_model(
+        keras.optimizers.LossScaleOptimizer(
+            keras.optimizers.SGD(0.05), initial_scale=2.0**127
+        )
+    )
+    overflow.set_weights(weights)
+    det_overflow = _GradNormProbe(check_every=4, verbose=0)
+    overflow.fit(
+        x,
+        y,
+        batch_size=32,
+        epochs=1,
+        shuffle=False,
+        callbacks=[det_overflow],
+        verbose=0,
+    )
+    skipped = [v for v in det_overflow.norms if v == -1.0]
+    assert len(skipped) >= 1
+    assert det_overflow.events == []
+    assert all(np.isfinite(v) for v in det_overflow.norms)

@@ -378,11 +378,44 @@ def test_confidently_wrong_dead_network_is_too_high():
     }
     d = diagnose(h)
     assert d.verdict == "too_high", str(d)
-    assert d.evidence["accuracy_times_exp_loss"] > 1.5
+    # Read by rule 2b: a exp(L) = 0.102 exp(6.41), far over 20.
+    assert d.evidence["log_accuracy_times_exp_loss"] == pytest.approx(
+        6.41 + math.log(0.102)
+    )
+    assert "confidently wrong" in d.reasons[-1]
+    # With its later losses nearer ln(10), a exp(L) is between a constant's
+    # score (under 1.5) and 20: the accuracies tell that it is dead.
+    h["loss"] = [3.8e5, 3.2, 3.1, 3.15, 3.0, 2.95, 3.0, 2.9, 2.92, 2.9]
+    d = diagnose(h)
+    assert d.verdict == "too_high", str(d)
+    assert 1.5 < d.evidence["accuracy_times_exp_loss"] < 20
     assert "no better than a constant" in d.reasons[-1]
     # The same losses with validation accuracy climbing are not flagged dead.
     h["val_accuracy"] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.62, 0.64, 0.65]
     assert "no better than a constant" not in " ".join(diagnose(h).reasons)
+
+
+def test_confidently_wrong_on_training_data_is_too_high():
+    # A blow-up the network is still recovering from after the first epoch
+    # (so the first epoch's mean is not 3x the validation loss after it).
+    h = {
+        "loss": [195.3, 71.7, 49.9, 47.2, 35.3],
+        "accuracy": [0.133, 0.157, 0.198, 0.185, 0.216],
+        "val_loss": [83.1, 37.0, 49.4, 56.0, 18.9],
+        "val_accuracy": [0.191, 0.104, 0.222, 0.143, 0.275],
+    }
+    d = diagnose(h)
+    assert d.verdict == "too_high", str(d)
+    assert d.evidence["first_epoch_blow_up"] < 3
+    assert "confidently wrong" in d.reasons[-1]
+    # A slow healthy run at the same accuracies: a exp(L) near 1-5.
+    slow = {"loss": [2.30, 2.2, 2.1, 2.0, 1.9], "accuracy": h["accuracy"]}
+    assert diagnose(slow).verdict == "too_low"
+    assert diagnose(slow).evidence["log_accuracy_times_exp_loss"] < math.log(20)
+    # A run over 50% accuracy is not read by this rule (its loss may hold a
+    # regularisation penalty).
+    high = {"loss": [8.0, 7.0, 6.5, 6.3, 6.2], "accuracy": [0.6] * 5}
+    assert "log_accuracy_times_exp_loss" not in diagnose(high).evidence
 
 
 def test_validation_every_k_epochs_is_matched_with_its_epochs():
@@ -604,3 +637,30 @@ def test_a_loss_drifting_by_float_rounding_is_not_a_steady_descent():
     d = diagnose({"loss": loss, "accuracy": [0.102] * 5})
     assert d.verdict == "too_high"
     assert d.evidence["monotone"] is False
+
+
+def test_dead_network_drifting_down_by_rounding_is_not_a_crawl():
+    # A network killed at the first step: its training loss drifts down at
+    # every epoch by 1e-5 to 4e-4 (relative), but its validation loss does
+    # not fall and its training accuracy falls.
+    dead = {
+        "loss": [2.304904, 2.304170, 2.304141, 2.304105, 2.304011],
+        "accuracy": [0.1305, 0.1019, 0.0995, 0.0976, 0.0966],
+        "val_loss": [2.303347, 2.303805, 2.303714, 2.303487, 2.303503],
+        "val_accuracy": [0.098, 0.0985, 0.0985, 0.0985, 0.0985],
+    }
+    d = diagnose(dead)
+    assert d.evidence["monotone"] is True
+    assert d.verdict == "too_high", str(d)
+    # A crawl at a tiny rate: the validation loss does not fall either (the
+    # BatchNorm statistics settle), but the training accuracy rises.
+    crawl = {
+        "loss": [2.393, 2.383, 2.373, 2.365],
+        "accuracy": [0.158, 0.163, 0.169, 0.175],
+        "val_loss": [2.322, 2.342, 2.336, 2.332],
+        "val_accuracy": [0.100, 0.182, 0.183, 0.173],
+    }
+    assert diagnose(crawl).verdict == "too_low"
+    # ... and without its accuracy rising it would read as a stall.
+    crawl["accuracy"] = [0.158] * 4
+    assert diagnose(crawl).verdict == "too_high"

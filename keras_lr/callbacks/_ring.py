@@ -32,6 +32,25 @@ class RingLossRecorder(StepLossRecorder):
     ([2.0, 3.0, 4.0], 4, 0)
     """
 
+    def __init__(self, capacity: int, name: str = "loss", *, grad_norms: bool = False):
+        super().__init__(capacity, name=name)
+        #: Each step's global gradient norm, at the same index as its loss
+        #: (`keras_lr.callbacks._grad_norm` writes it); -1 where the
+        #: optimizer skipped the step (a loss scaler's overflow).
+        self.grad_buffer = None
+        if grad_norms:
+            self.grad_buffer = self.add_variable(
+                shape=(self.capacity,),
+                initializer="zeros",
+                dtype="float32",
+                aggregation="mean",
+                name="step_grad_norms",
+            )
+        # A gradient norm computed (JAX) before this step's loss is recorded,
+        # in the same trace of the step: written by `update_state`.
+        self.pending_grad_norm = None
+        self.last_grad_norms = None
+
     def update_state(self, values, sample_weight=None):
         keras.metrics.Mean.update_state(self, values, sample_weight=sample_weight)
         if not self.recording:
@@ -42,7 +61,28 @@ class RingLossRecorder(StepLossRecorder):
         steps = ops.cast(self.steps.value, "int32")
         slot = ops.mod(steps, self.capacity)
         self.buffer.assign(ops.where(ops.equal(index, slot), loss, self.buffer.value))
+        pending, self.pending_grad_norm = self.pending_grad_norm, None
+        if pending is not None and self.grad_buffer is not None:
+            self._write_grad_norm(pending, slot)
         self.steps.assign(ops.add(steps, 1))
+
+    def _write_grad_norm(self, norm, slot) -> None:
+        index = ops.arange(self.capacity, dtype="int32")
+        norm = ops.cast(norm, "float32")
+        self.grad_buffer.assign(
+            ops.where(ops.equal(index, slot), norm, self.grad_buffer.value)
+        )
+
+    def record_grad_norm(self, norm) -> None:
+        """Writes the gradient norm of the step whose loss was just recorded.
+
+        TensorFlow and PyTorch record the loss before they compute the
+        gradients, so the norm goes to the slot of the last recorded step.
+        """
+        if self.grad_buffer is None or not self.recording:
+            return
+        steps = ops.cast(self.steps.value, "int32")
+        self._write_grad_norm(norm, ops.mod(ops.add(steps, -1), self.capacity))
 
     def reset_state(self):
         # `fit` resets metrics every epoch: keep the ring, reset the mean.
@@ -56,24 +96,32 @@ class RingLossRecorder(StepLossRecorder):
 
         Args:
             consumed: steps already read.
-            values: optional ``(buffer, steps)`` host arrays to use instead of
-                reading the variables (the JAX trainer keeps them elsewhere
-                mid-epoch).
+            values: optional host arrays of `ring_variables` to use instead
+                of reading the variables (the JAX trainer keeps them
+                elsewhere mid-epoch).
 
         Returns:
             ``(losses, total, lost)``: the losses in step order, the number of
             steps recorded so far, and how many steps were overwritten before
             they could be read (0 when reads come every ``capacity`` steps or
-            more often).
+            more often). The same steps' gradient norms, when recorded, are
+            left in ``last_grad_norms``.
         """
         if values is None:
-            buffer = keras.ops.convert_to_numpy(self.buffer.value)
-            steps = keras.ops.convert_to_numpy(self.steps.value)
-        else:
-            buffer, steps = values
+            values = [keras.ops.convert_to_numpy(v.value) for v in self.ring_variables]
+        buffer, steps = values[0], values[1]
         buffer = np.asarray(buffer, dtype=np.float64)
         total = int(np.asarray(steps))
         start = max(int(consumed), total - self.capacity)
         lost = max(0, start - int(consumed))
         idx = np.arange(start, total) % self.capacity
+        self.last_grad_norms = (
+            np.asarray(values[2], dtype=np.float64)[idx] if len(values) > 2 else None
+        )
         return buffer[idx], total, lost
+
+    @property
+    def ring_variables(self) -> list[Any]:
+        """The variables `read_since` reads, in the order of its `values`."""
+        ring = [self.buffer, self.steps]
+        return ring if self.grad_buffer is None else [*ring, self.grad_buffer]

@@ -24,6 +24,7 @@ import numpy as np
 from keras_lr import _live, _rate, _validate
 from keras_lr._detect import DivergenceEvent, LossWatch
 from keras_lr._state import TrainingState, distribution_scope, set_attr
+from keras_lr.callbacks._grad_norm import SKIPPED, GradNormHook
 from keras_lr.callbacks._ring import RingLossRecorder
 
 __all__ = ["DivergenceDetector", "DivergenceError"]
@@ -119,7 +120,17 @@ class DivergenceDetector(keras.callbacks.Callback):
     up a thousandfold in the first updates and leave a dead network at its
     starting loss, which the EMA has forgotten when the grace period ends;
     one outlier batch would have to be over 100 times the others).
-    With ``monitor_val=True``
+    With ``watch_gradient_norm=True`` each step's global gradient norm
+    ``||g|| = sqrt(sum_i ||g_i||^2)`` is recorded too, inside the compiled
+    step (the optimizer's apply step is wrapped for the length of `fit`),
+    and goes through the same spike and z-score tests (`gradient_spike_ratio`,
+    `z_threshold`, `window`, `grace_steps`, `patience`), with no
+    ``best_ratio`` test (a healthy gradient norm often grows as the loss
+    falls) and no materiality gate; a NaN or Inf norm is an event at once.
+    A gradient that explodes shows there one step before the loss it
+    produces (Pascanu et al., 2013, arXiv:1211.5063); events carry
+    ``source="gradient_norm"``. With a `LossScaleOptimizer` the norm is
+    unscaled, and the steps it skips are not counted. With ``monitor_val=True``
     the epoch's ``val_loss`` is also watched: an event when it is not finite
     or jumps over `val_spike_ratio` times the previous epoch's; its rollback
     goes back to the end of the last epoch whose ``val_loss`` was healthy
@@ -199,7 +210,7 @@ class DivergenceDetector(keras.callbacks.Callback):
     without the loss ever blowing up (dead ReLUs, a loss stuck at chance
     level) gives no divergence signal in the loss: nothing fires, and the
     run goes on at that rate; `LRMonitor` reports it as ``"too_high"``
-    after a few epochs. Gradient norms are not watched. At batch sizes of
+    after a few epochs. At batch sizes of
     1 to 4 with a squared-error loss, the per-step losses of even a
     converged run are chi-square noise whose tail the ratio tests cannot
     tell from a rise: such runs raise false alarms (on scripted stationary
@@ -240,6 +251,11 @@ class DivergenceDetector(keras.callbacks.Callback):
             ``2 * check_every``.
         monitor_val: also watch ``val_loss`` after each epoch.
         val_spike_ratio: ``val_loss`` jump over the previous epoch's, > 1.
+        watch_gradient_norm: also record and watch each step's global
+            gradient norm (default False: it costs a reduction over every
+            gradient per step).
+        gradient_spike_ratio: threshold of a step's gradient norm over its
+            smoothed value, > 1, or None.
         verbose: 1 logs events as warnings, 0 as info.
 
     Example:
@@ -276,6 +292,8 @@ class DivergenceDetector(keras.callbacks.Callback):
         snapshot_every: int | None = None,
         monitor_val: bool = False,
         val_spike_ratio: float = 3.0,
+        watch_gradient_norm: bool = False,
+        gradient_spike_ratio: float | None = 10.0,
         verbose: int = 1,
     ):
         super().__init__()
@@ -336,6 +354,13 @@ class DivergenceDetector(keras.callbacks.Callback):
             )
         self.monitor_val = bool(monitor_val)
         self.val_spike_ratio = _ratio("val_spike_ratio", val_spike_ratio)
+        if not isinstance(watch_gradient_norm, (bool, np.bool_)):
+            raise TypeError(
+                "Argument `watch_gradient_norm` must be a bool. "
+                f"Received: watch_gradient_norm={watch_gradient_norm!r}"
+            )
+        self.watch_gradient_norm = bool(watch_gradient_norm)
+        self.gradient_spike_ratio = _ratio("gradient_spike_ratio", gradient_spike_ratio)
         self.verbose = (
             int(verbose)
             if isinstance(verbose, (bool, np.bool_))
@@ -346,6 +371,8 @@ class DivergenceDetector(keras.callbacks.Callback):
         self.recoveries = 0
         self.snapshot_nbytes = 0
         self._recorder: RingLossRecorder | None = None
+        self._grad_hook: GradNormHook | None = None
+        self._grad_watch: LossWatch | None = None
         self._saved_tracker: Any = None
         self._start_snapshot_due = False
         self._late_snapshot_due = False
@@ -401,6 +428,19 @@ class DivergenceDetector(keras.callbacks.Callback):
         self._stopped = False
         self._watch = self._new_watch()
         self._val_watch = LossWatch(smoothing=0.0, spike_ratio=self.val_spike_ratio)
+        self._grad_watch = None
+        if self.watch_gradient_norm:
+            # Spikes and outliers only: a gradient norm has no trend to hold
+            # it to (it often grows as the loss falls).
+            self._grad_watch = LossWatch(
+                smoothing=self.smoothing,
+                spike_ratio=self.gradient_spike_ratio,
+                z_threshold=self.z_threshold,
+                window=self.window,
+                grace_steps=self.grace_steps,
+                patience=self.patience,
+                log_z=True,
+            )
         self._install()
         self._snapshot: _WeightsSnapshot | None = None
         self._snapshot_step = 0
@@ -433,12 +473,15 @@ class DivergenceDetector(keras.callbacks.Callback):
         model = self._model
         capacity = 2 * (self._every + self._spe)
         with distribution_scope(model):
-            self._recorder = RingLossRecorder(capacity)
-        self._ring_live = _live.LiveIndex(
-            model, [self._recorder.buffer, self._recorder.steps]
-        )
+            self._recorder = RingLossRecorder(
+                capacity, grad_norms=self.watch_gradient_norm
+            )
+        self._ring_live = _live.LiveIndex(model, self._recorder.ring_variables)
         self._saved_tracker = vars(model).get("_loss_tracker")
         set_attr(model, "_loss_tracker", self._recorder)
+        if self.watch_gradient_norm:
+            self._grad_hook = GradNormHook(model.optimizer, self._recorder)
+            self._grad_hook.install()
         _rate.retrace_train_function(model)
         # Validation must not write into the ring: the test step is traced
         # anew, inside `on_test_begin`, with recording off.
@@ -449,6 +492,9 @@ class DivergenceDetector(keras.callbacks.Callback):
             return
         model = self._model
         set_attr(model, "_loss_tracker", self._saved_tracker)
+        if self._grad_hook is not None:
+            self._grad_hook.uninstall()
+            self._grad_hook = None
         # The compiled steps refer to the recorder: the next `fit` traces anew.
         set_attr(model, "train_function", None)
         set_attr(model, "test_function", None)
@@ -621,6 +667,7 @@ class DivergenceDetector(keras.callbacks.Callback):
         read, unless `now`: then the host waits for the current values.
         """
         rec = self._recorder
+        rec.last_grad_norms = None
         live = self._ring_live.arrays()
         if live is None:
             self._pending_read = None
@@ -661,15 +708,26 @@ class DivergenceDetector(keras.callbacks.Callback):
         losses, total, lost = self._read(now=due and not live)
         self._next_check = (step if step is not None else total) + self._every
         event = None
+        grads = self._recorder.last_grad_norms if self._recorder else None
         if lost:
             self._watch.rebase(total - losses.size)
+            if self._grad_watch is not None:
+                self._grad_watch.rebase(total - losses.size)
         if losses.size:
             event = self._watch.update(losses)
+        source = "loss"
+        if self._grad_watch is not None and grads is not None and grads.size:
+            grad_event = self._update_grad_watch(grads, total - losses.size)
+            if grad_event is not None and (
+                event is None or grad_event.step < event.step
+            ):
+                event, source = grad_event, "gradient_norm"
         self._consumed = total
         healthy = (
             event is None
             and self._watch.healthy
             and not self._watch.in_grace
+            and (self._grad_watch is None or self._grad_watch.healthy)
             and bool(losses.size)
         )
         # A snapshot whose copy holds NaN or Inf although the losses looked
@@ -699,13 +757,32 @@ class DivergenceDetector(keras.callbacks.Callback):
             # Steps read late (JAX) ran on from the diverged state: the
             # rollback discards them with it.
             self._consumed = total = max(total, step or 0)
-            self._handle(event, source="loss", total=total)
+            self._handle(event, source=source, total=total)
         elif (
             self._pending_restore is not None
             and self._watch.healthy
             and total >= self._pending_restore["at"]
         ):
             self._restore_rate(total)
+
+    def _update_grad_watch(
+        self, grads: np.ndarray, first: int
+    ) -> DivergenceEvent | None:
+        """Feeds the gradient norms of steps ``first, first + 1, ...``.
+
+        A step that a loss scaler skipped (recorded as -1) is not fed: its
+        update was not applied.
+        """
+        watch = self._grad_watch
+        watch.step = first
+        for value in grads:
+            if value == SKIPPED:
+                watch.step += 1
+                continue
+            event = watch.update([value])
+            if event is not None:
+                return event
+        return None
 
     def _restore_rate(self, step: int) -> None:
         """Undoes a transient cut: the rate goes back to its value before it."""
@@ -754,7 +831,11 @@ class DivergenceDetector(keras.callbacks.Callback):
         self._pending_snapshot = None
         record: dict[str, Any] = {
             "epoch": int(getattr(self, "_epoch", 0)),
-            "step": int(event.step) if source == "loss" else int(self._consumed),
+            "step": (
+                int(event.step)
+                if source in ("loss", "gradient_norm")
+                else int(self._consumed)
+            ),
             "source": source,
             "reason": event.reason,
             "loss": float(event.loss),
@@ -835,6 +916,8 @@ class DivergenceDetector(keras.callbacks.Callback):
                 }
             self._last_rate_change = step
             self._watch.rebase(step)
+            if self._grad_watch is not None:
+                self._grad_watch.rebase(step)
             self._val_watch.reset()
         else:
             record["learning_rate_after"] = record["learning_rate"]
@@ -858,6 +941,14 @@ class DivergenceDetector(keras.callbacks.Callback):
             "zscore": "robust z-score of the log-loss over z_threshold",
         }[record["reason"]]
         where = "val_loss" if record["source"] == "val_loss" else "loss"
+        if record["source"] == "gradient_norm":
+            where = "gradient norm"
+            what = {
+                "nonfinite": "non-finite gradient norm",
+                "spike": "gradient-norm spike over gradient_spike_ratio x its "
+                "smoothed value",
+                "zscore": "robust z-score of the log gradient norm over z_threshold",
+            }[record["reason"]]
         figures = f"{where}={record['loss']:.4g}, baseline={record['baseline']:.4g}"
         if record["reason"] == "above_best" and math.isfinite(record["score"]):
             # The test is on the smoothed loss; `loss` is the step's own.
