@@ -69,6 +69,7 @@ MATERIAL = 0.10
 #: epoch is within this fraction of its best loss (or whose validation
 #: accuracy ends within a point of its best) has settled.
 SETTLED = 0.05
+VAL_SETTLED = 0.01
 #: Validation accuracy given back between epochs (sum of the drops of at
 #: least `_DROP_MIN`), beyond which it is erratic or falling.
 VAL_GIVE_BACK = 0.05
@@ -386,7 +387,8 @@ def diagnose(
     3. the training loss rose overall (``L_last > L_first``), or an epoch's
        mean came back more than 10% above the best before it (giving back
        at least 10% of the progress made) and the last epoch is still over
-       5% above the best: **too high**;
+       5% above the best, with validation accuracy (when logged) ending a
+       point or more below its best: **too high**;
     4. with 3 or more epochs, the training loss improved by less than 1%
        after the first epoch, not by a steady descent, while the first
        epoch gained over 10x the later epochs' mean change (the network
@@ -407,7 +409,8 @@ def diagnose(
        stalled where it started, whose loss may drift down by rounding);
        and with a
        training accuracy logged, a run that ends under 50% accuracy, no more
-       than 2 points above its first epoch, with ``a exp(L) < 1.5`` (a
+       than 2 points above its second epoch (its first in a 2-epoch run: a
+       first epoch that blew up has a depressed mean accuracy), with ``a exp(L) < 1.5`` (a
        constant prediction over C balanced classes scores ``a = 1/C`` with
        ``L >= ln C``) or a validation accuracy that never rose 2 points
        either, unless its loss fell at every epoch from a first epoch under
@@ -613,7 +616,10 @@ def diagnose(
     # Gaussian log-likelihood), where ratios of losses change sign.
     over_best = (float(loss[-1]) - best) / max(abs(best), 1e-12)
     ev["last_over_best"] = over_best
-    if rebound.max() > REBOUND and over_best > SETTLED:
+    val_settled = (
+        val_acc is not None and float(val_acc.max() - val_acc[-1]) < VAL_SETTLED
+    )
+    if rebound.max() > REBOUND and over_best > SETTLED and not val_settled:
         e = int(np.argmax(rebound)) + 2
         reasons.append(
             f"the training loss jumped back up {100 * rebound.max():.0f}% above "
@@ -733,7 +739,7 @@ def diagnose(
         )
         if (
             acc[-1] < DEAD_ACCURACY
-            and acc[-1] - acc[0] < DEAD_RISE
+            and acc[-1] - acc[min(1, epochs - 2)] < DEAD_RISE
             and (constant < DEAD_CONSTANT or flat_val)
             and not crawling
         ):

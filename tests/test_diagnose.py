@@ -664,3 +664,45 @@ def test_dead_network_drifting_down_by_rounding_is_not_a_crawl():
     # ... and without its accuracy rising it would read as a stall.
     crawl["accuracy"] = [0.158] * 4
     assert diagnose(crawl).verdict == "too_high"
+
+
+def test_dead_network_after_a_blown_up_first_epoch_is_too_high():
+    # The first epoch's mean accuracy is depressed by its blow-up, so the
+    # accuracy "rose" 2.6 points since then; since the second epoch it has
+    # not moved, and validation accuracy is the same at every epoch.
+    h = {
+        "loss": [8.660, 3.425, 3.289, 3.226, 3.122, 3.244, 3.182, 3.392, 3.258],
+        "accuracy": [0.082, 0.094, 0.106, 0.107, 0.103, 0.115, 0.107, 0.106, 0.108],
+        "val_loss": [3.632, 3.252, 3.228, 2.869, 2.840, 3.039, 3.372, 3.254, 3.317],
+        "val_accuracy": [0.099] * 9,
+    }
+    d = diagnose(h)
+    assert d.verdict == "too_high", str(d)
+    assert "no better than a constant" in d.reasons[-1]
+    # A run that learns slowly after such a first epoch is not dead.
+    h["accuracy"] = [0.082, 0.094, 0.11, 0.13, 0.15, 0.17, 0.19, 0.21, 0.23]
+    h["val_accuracy"] = [0.099, 0.1, 0.12, 0.14, 0.16, 0.18, 0.2, 0.22, 0.24]
+    assert "no better than a constant" not in " ".join(diagnose(h).reasons)
+
+
+def test_training_loss_jump_with_validation_accuracy_at_its_best_is_not_too_high():
+    # A late jump of the training loss (Lion at a high rate) while the
+    # validation accuracy ends within a point of its best: settled.
+    h = {
+        "loss": [0.593, 0.134, 0.133, 0.079, 0.162, 0.255, 0.325, 0.306, 0.285, 0.378],
+        "accuracy": [0.818, 0.965, 0.965, 0.981, 0.972, 0.969, 0.979, 0.976, 0.979,
+                     0.983],
+        "val_loss": [0.206, 0.333, 0.455, 0.894, 1.074, 1.374, 2.007, 1.451, 2.039,
+                     2.152],
+        "val_accuracy": [0.946, 0.948, 0.936, 0.944, 0.936, 0.958, 0.932, 0.958,
+                         0.952, 0.954],
+    }  # fmt: skip
+    d = diagnose(h)
+    assert d.verdict != "too_high", str(d)
+    assert d.evidence["max_rebound"] > 3
+    # The same jump with validation accuracy ending 3 points below its best
+    # is oscillation.
+    h["val_accuracy"] = [*h["val_accuracy"][:-1], 0.928]
+    d = diagnose(h)
+    assert d.verdict == "too_high", str(d)
+    assert "jumped back up" in d.reasons[-1]

@@ -129,7 +129,8 @@ class DivergenceDetector(keras.callbacks.Callback):
     falls) and no materiality gate; a NaN or Inf norm is an event at once.
     A gradient that explodes shows there one step before the loss it
     produces (Pascanu et al., 2013, arXiv:1211.5063); events carry
-    ``source="gradient_norm"``. With a `LossScaleOptimizer` the norm is
+    ``source="gradient_norm"``, with the norm and its baseline in ``loss``
+    and ``baseline``. With a `LossScaleOptimizer` the norm is
     unscaled, and the steps it skips are not counted. With ``monitor_val=True``
     the epoch's ``val_loss`` is also watched: an event when it is not finite
     or jumps over `val_spike_ratio` times the previous epoch's; its rollback
