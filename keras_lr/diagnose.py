@@ -136,6 +136,9 @@ CATCHING_UP = 0.10
 #: training-only noise raise the training loss too; the margin keeps their
 #: usual effect out.)
 UNDERFIT = 0.03
+#: ...and the validation loss fell over the last epoch by at least this
+#: fraction of that gap (relative to its last value).
+UNDERFIT_EXPLAINED = 0.5
 #: Validation loss this far above its minimum, with the training loss
 #: still falling, is overfitting.
 OVERFIT_RISE = 0.10
@@ -428,7 +431,10 @@ def diagnose(
        the fast initial drop): **too low**;
     9. the last epoch's mean training loss is more than 3% above the
        validation loss after it (the classic sign of underfitting: the
-       model still improved markedly within that epoch): **too low**;
+       model still improved markedly within that epoch), and the validation
+       loss fell over the last epoch by at least half that gap (an even
+       descent through the epoch would show a fall of twice the gap; heavy
+       dropout opens a gap with no fall): **too low**;
     10. otherwise **good**.
 
     A run that fitted its training data (training accuracy 99% or more, or
@@ -792,7 +798,18 @@ def diagnose(
     if val_loss is not None:
         gap = (loss_v[-1] - val_loss[-1]) / max(abs(val_loss[-1]), 1e-12)
         ev["train_over_val"] = float(gap)
-        if gap > UNDERFIT:
+        # Improving within the epoch, the model also improved across it: the
+        # validation loss fell over the last epoch. A descent at an even
+        # pace through the epoch puts the epoch's mean half of that fall
+        # above its end (gap ~ fall / 2); a gap that a fall of half its size
+        # does not account for is training-only noise (heavy dropout).
+        val_fall = (
+            (val_loss[-2] - val_loss[-1]) / max(abs(val_loss[-1]), 1e-12)
+            if val_loss.size >= 2
+            else math.inf
+        )
+        ev["val_loss_last_fall"] = float(val_fall)
+        if gap > UNDERFIT and val_fall >= UNDERFIT_EXPLAINED * gap:
             reasons.append(
                 f"the last epoch's mean training loss is {100 * gap:.1f}% above the "
                 "validation loss after it: the model still improved markedly "

@@ -169,9 +169,32 @@ def test_training_loss_above_validation_is_too_low():
     d = diagnose({"loss": loss, "val_loss": val})
     assert d.verdict == "too_low"
     assert d.evidence["train_over_val"] == pytest.approx(0.65 / 0.629 - 1)
+    assert d.evidence["val_loss_last_fall"] == pytest.approx(0.035 / 0.629)
     # Within the margin (dropout-like noise): good.
     val[-1] = 0.64
     assert diagnose({"loss": loss, "val_loss": val}).verdict == "good"
+
+
+def test_heavy_dropout_gap_without_a_validation_fall_is_not_underfitting():
+    # Dropout 0.5: the training loss stays 20% above the validation loss
+    # after it while the validation loss has levelled off (0.160 -> 0.157).
+    h = {
+        "loss": [1.757, 0.845, 0.559, 0.459, 0.368, 0.317, 0.259, 0.258, 0.242,
+                 0.238, 0.204, 0.189],
+        "accuracy": [0.458, 0.791, 0.842, 0.874, 0.895, 0.915, 0.932, 0.932,
+                     0.928, 0.926, 0.938, 0.950],
+        "val_loss": [1.042, 0.527, 0.390, 0.304, 0.260, 0.229, 0.210, 0.195,
+                     0.177, 0.171, 0.160, 0.157],
+        "val_accuracy": [0.819, 0.899, 0.922, 0.948, 0.962, 0.960, 0.962, 0.964,
+                         0.968, 0.966, 0.970, 0.974],
+    }  # fmt: skip
+    d = diagnose(h)
+    assert d.evidence["train_over_val"] == pytest.approx(0.189 / 0.157 - 1)
+    assert d.evidence["val_loss_last_fall"] < 0.5 * d.evidence["train_over_val"]
+    assert d.verdict == "good", str(d)
+    # The same gap with the validation loss still falling fast: underfitting.
+    h["val_loss"][-1] = 0.130
+    assert diagnose(h).verdict == "too_low"
 
 
 def test_overfitting():
