@@ -83,6 +83,10 @@ ROUNDS = {
     "digits_dropout_mlp_momentum_b16_heldout9": "11",
     "fashion_cnn_bn_rmsprop_b32_heldout9": "11",
     "digits_cnn_lion_heldout9": "11",
+    "fashion_cnn_dropout_nadam_b128_heldout10": "12",
+    "digits_tanh_mlp_adam_b8_heldout10": "12",
+    "fashion_bn_mlp_rmsprop_heldout10": "12",
+    "digits_deep_mlp_sgd_b64_heldout10": "12",
 }
 
 
@@ -150,6 +154,13 @@ TASKS = [
      "dg", 12, 16, (-4, 1)),
     ("fashion_cnn_bn_rmsprop_b32_heldout9", "cnn_bn", "rmsprop", "fm", 3, 32, (-5, 0)),
     ("digits_cnn_lion_heldout9", "cnn_digits", "lion", "dg", 10, 32, (-6, -1)),
+    ("fashion_cnn_dropout_nadam_b128_heldout10", "cnn_dropout", "nadam", "fm", 4, 128,
+     (-5, 0)),
+    ("digits_tanh_mlp_adam_b8_heldout10", "mlp_digits_tanh", "adam", "dg", 6, 8,
+     (-5, 0)),
+    ("fashion_bn_mlp_rmsprop_heldout10", "mlp_fm_bn", "rmsprop", "fm", 4, 32, (-5, 0)),
+    ("digits_deep_mlp_sgd_b64_heldout10", "mlp_digits_deep", "sgd", "dg", 20, 64,
+     (-4, 1)),
 ]  # fmt: skip
 
 
