@@ -390,8 +390,9 @@ def diagnose(
     3. the training loss rose overall (``L_last > L_first``), or an epoch's
        mean came back more than 10% above the best before it (giving back
        at least 10% of the progress made) and the last epoch is still over
-       5% above the best, with validation accuracy (when logged) ending a
-       point or more below its best: **too high**;
+       5% above the best, unless validation accuracy held (ending within a
+       point of its best, with drops between epochs under 5 points in
+       total): **too high**;
     4. with 3 or more epochs, the training loss improved by less than 1%
        after the first epoch, not by a steady descent, while the first
        epoch gained over 10x the later epochs' mean change (the network
@@ -622,8 +623,13 @@ def diagnose(
     # Gaussian log-likelihood), where ratios of losses change sign.
     over_best = (float(loss[-1]) - best) / max(abs(best), 1e-12)
     ev["last_over_best"] = over_best
+    # ...unless validation accuracy held: steady (not erratic by rule 5's
+    # measure) and ending within a point of its best.
     val_settled = (
-        val_acc is not None and float(val_acc.max() - val_acc[-1]) < VAL_SETTLED
+        val_acc is not None
+        and val_acc.size >= 2
+        and float(val_acc.max() - val_acc[-1]) < VAL_SETTLED
+        and _give_back(val_acc) < VAL_GIVE_BACK
     )
     if rebound.max() > REBOUND and over_best > SETTLED and not val_settled:
         e = int(np.argmax(rebound)) + 2

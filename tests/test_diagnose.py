@@ -723,6 +723,17 @@ def test_training_loss_jump_with_validation_accuracy_at_its_best_is_not_too_high
     d = diagnose(h)
     assert d.verdict != "too_high", str(d)
     assert d.evidence["max_rebound"] > 3
+    # Jumps with an erratic validation accuracy (8.6 points given back
+    # between epochs) that happens to end near its best: oscillation.
+    erratic = {
+        "loss": [1.193, 0.711, 0.537, 0.819, 0.708, 0.751],
+        "accuracy": [0.642, 0.820, 0.859, 0.842, 0.838, 0.852],
+        "val_loss": [0.492, 0.498, 1.112, 0.681, 0.629, 0.620],
+        "val_accuracy": [0.859, 0.861, 0.775, 0.811, 0.849, 0.853],
+    }
+    d = diagnose(erratic)
+    assert d.verdict == "too_high", str(d)
+    assert "jumped back up" in d.reasons[-1]
     # The same jump with validation accuracy ending 3 points below its best
     # is oscillation.
     h["val_accuracy"] = [*h["val_accuracy"][:-1], 0.928]
