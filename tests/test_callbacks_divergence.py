@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 import keras
 import numpy as np
@@ -918,3 +919,19 @@ def test_gradient_norms_under_a_loss_scale_optimizer_are_unscaled():
     assert len(skipped) >= 1
     assert det_overflow.events == []
     assert all(np.isfinite(v) for v in det_overflow.norms)
+
+
+@pytest.mark.multibackend
+def test_steps_without_gradients_are_read_as_skipped():
+    # Nothing trainable: no gradient norm is computed; the steps read as
+    # skipped (not as stale or zero norms) and raise no event.
+    x, y = _linear_problem()
+    model = _linear_model(keras.optimizers.SGD(0.05))
+    model.layers[0].trainable = False
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    det = _GradNormProbe(check_every=4, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "no trainable weights"
+        model.fit(x, y, batch_size=32, epochs=2, callbacks=[det], verbose=0)
+    assert det.norms == [-1.0] * 16
+    assert det.events == []

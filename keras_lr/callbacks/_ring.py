@@ -62,8 +62,11 @@ class RingLossRecorder(StepLossRecorder):
         slot = ops.mod(steps, self.capacity)
         self.buffer.assign(ops.where(ops.equal(index, slot), loss, self.buffer.value))
         pending, self.pending_grad_norm = self.pending_grad_norm, None
-        if pending is not None and self.grad_buffer is not None:
-            self._write_grad_norm(pending, slot)
+        if self.grad_buffer is not None:
+            # No norm (yet): a step that updates nothing (no trainable
+            # weights, a custom step without the optimizer) reads as skipped;
+            # on TensorFlow and PyTorch `record_grad_norm` overwrites it.
+            self._write_grad_norm(-1.0 if pending is None else pending, slot)
         self.steps.assign(ops.add(steps, 1))
 
     def _write_grad_norm(self, norm, slot) -> None:
