@@ -238,4 +238,40 @@ TASKS = (
         (-4.0, 0.0),
         True,
     ),
+    # Held out, fifth round (stop 14): defined before any of them was
+    # trained, to score the race's one-standard-error step
+    # (`keras_lr.suggest.race_winner` with paired samples).
+    Task(
+        "fmnist-mlp-dropout-rmsprop-b64",
+        "fmnist",
+        "mlp_dropout",
+        "rmsprop",
+        64,
+        3,
+        (-5.0, -1.0),
+        True,
+    ),
+    Task(
+        "digits-cnn-small-nesterov-b16",
+        "digits",
+        "cnn_small",
+        "nesterov",
+        16,
+        6,
+        (-4.0, 0.0),
+        True,
+    ),
+    Task(
+        "fmnist-cnn-adamax-b128", "fmnist", "cnn", "adamax", 128, 3, (-5.0, -1.0), True
+    ),
+    Task(
+        "digits-mlp-sgd-plain-b32",
+        "digits",
+        "mlp",
+        "sgd_plain",
+        32,
+        10,
+        (-3.0, 1.0),
+        True,
+    ),
 )

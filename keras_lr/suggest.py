@@ -344,7 +344,7 @@ def candidates(lrs: Any, losses: Any, *, num: int = 4) -> list[float]:
     return sorted(set(ladder))
 
 
-def race_winner(lrs: Any, scores: Any) -> float:
+def race_winner(lrs: Any, scores: Any, samples: Any = None) -> float:
     """The rate a race points to: parabolic interpolation around its best.
 
     With candidates a half decade apart, taking the best one outright
@@ -369,9 +369,23 @@ def race_winner(lrs: Any, scores: Any) -> float:
     from the edge. Non-finite scores (a candidate that diverged) count as
     worst.
 
+    With `samples`, paired measurements behind each score (the held-out
+    loss of each of several fixed chunks of samples, or the training loss
+    of each of the race's last steps, which every candidate takes on the
+    same batches), the one-standard-error rule comes first (Breiman et al.
+    1984; Hastie, Tibshirani & Friedman 2009, sec. 7.10): when the
+    candidate just below the best is worse by no more than one standard
+    error of the paired differences, ``mean(d) <= std(d) / sqrt(n)`` with
+    ``d = s_below - s_best``, the race cannot tell them apart, and the lower
+    rate is returned: a short race favours rates that make fast early
+    progress, while a longer run at a rate nearer its edge of stability
+    pays for it with noise.
+
     Args:
         lrs: the candidates' rates, increasing.
         scores: each candidate's score, lower is better.
+        samples: optional, one 1-D sequence of paired measurements per
+            candidate (same length for all; None for a candidate without).
 
     Returns:
         A learning rate.
@@ -387,6 +401,9 @@ def race_winner(lrs: Any, scores: Any) -> float:
     >>> f"{race_winner(lrs, [0.9, 0.7, 0.5]):.4f}"  # the top: halfway back
     '0.0316'
     >>> race_winner(lrs, [0.5, 0.7, 0.9])  # the bottom: itself
+    0.001
+    >>> tied = [[0.6, 0.4, 0.55, 0.45], [0.5, 0.5, 0.5, 0.5], [0.9] * 4]
+    >>> race_winner(lrs, [0.5, 0.5 - 1e-9, 0.9], samples=tied)  # within 1 SE
     0.001
     """
     lrs = np.asarray(lrs, dtype="float64").reshape(-1)
@@ -404,6 +421,8 @@ def race_winner(lrs: Any, scores: Any) -> float:
         raise ValueError(f"No finite score in the race. Received: scores={scores}")
     scores = np.where(np.isfinite(scores), scores, np.inf)
     i = int(np.argmin(scores))
+    if samples is not None and i > 0 and _within_one_se(samples, i - 1, i):
+        return float(lrs[i - 1])
     if i == lrs.size - 1 and i > 0:
         return float(np.sqrt(lrs[i] * lrs[i - 1]))
     if i == 0 or not np.all(np.isfinite(scores[i - 1 : i + 2])):
@@ -417,6 +436,27 @@ def race_winner(lrs: Any, scores: Any) -> float:
         return float(lrs[i])
     vertex = x1 - ((x1 - x0) * p - (x1 - x2) * q) / denominator
     return float(np.exp(np.clip(vertex, x0, x2)))
+
+
+def _within_one_se(samples: Any, below: int, best: int) -> bool:
+    """Whether candidate `below` is within one standard error of `best`.
+
+    On the paired differences of their samples; False when either has none
+    or any is not finite.
+    """
+    if len(samples) <= max(below, best):
+        return False
+    a, b = samples[below], samples[best]
+    if a is None or b is None:
+        return False
+    a = np.asarray(a, dtype="float64").reshape(-1)
+    b = np.asarray(b, dtype="float64").reshape(-1)
+    if a.size != b.size or a.size < 2:
+        return False
+    d = a - b
+    if not np.all(np.isfinite(d)):
+        return False
+    return bool(d.mean() <= d.std(ddof=1) / np.sqrt(d.size))
 
 
 #: Every rule by name, as `LRRangeTestResult.suggestion` takes them.

@@ -10,7 +10,7 @@ import pytest
 from conftest import BACKEND, all_state, assert_bitwise_equal
 
 import keras_lr
-from keras_lr.range_test.api import _race
+from keras_lr.range_test.api import SCORE_CHUNKS, _race, _score
 from keras_lr.range_test.callback import LRRangeTest
 
 pytestmark = pytest.mark.multibackend
@@ -90,12 +90,12 @@ def test_race_with_a_schedule_trains_each_candidate_at_its_rate():
     schedule = keras.optimizers.schedules.ExponentialDecay(0.01, 100, 0.9)
     scheduled = _linear_model(schedule)
     scheduled.fit(x, y, batch_size=16, shuffle=False, verbose=0)
-    scores = _race(scheduled, x, y, 16, lrs, 6, None, 0)
+    scores, _ = _race(scheduled, x, y, 16, lrs, 6, None, 0)
     # A float rate takes the other path (one compiled step, a variable).
     constant = _linear_model(0.01)
     constant.fit(x, y, batch_size=16, shuffle=False, verbose=0)
     constant.set_weights(scheduled.get_weights())
-    expected = _race(constant, x, y, 16, lrs, 6, None, 0)
+    expected, _ = _race(constant, x, y, 16, lrs, 6, None, 0)
     np.testing.assert_allclose(scores, expected, rtol=1e-4)
     assert len(set(scores)) == len(lrs)
 
@@ -266,10 +266,14 @@ def test_race_candidates_train_on_the_same_batches():
     batches = [
         (np.ones((4, 3), "float32"), np.full((4, 1), v, "float32")) for v in values
     ]
-    scores = _race(
+    scores, samples = _race(
         model, _Reiterable(batches), None, None, [1e-3, 1e-2, 0.1], 6, None, 0
     )
     np.testing.assert_allclose(scores, [5.5, 5.5, 5.5])
+    # The paired samples: each candidate's last third of its race, step by
+    # step (batches 5 and 6 of the 6 it takes).
+    for paired in samples:
+        np.testing.assert_allclose(paired, [5.0, 6.0])
 
 
 # Bad arguments ---------------------------------------------------------------
@@ -639,3 +643,22 @@ def test_range_test_settles_the_loss_scale_first():
     assert len(result) == 30 and result.params["skipped_steps"] == 0
     # The settling is undone too: the scale and every variable as before.
     assert_bitwise_equal(before, all_state(model))
+
+
+@pytest.mark.multibackend
+def test_race_score_is_the_mean_of_its_chunks():
+    x, y = _linear_data(n=1000)
+    model = _linear_model()
+    full = model.evaluate(x, y, verbose=0, return_dict=True)["loss"]
+    score, chunks = _score(model, (x, y))
+    assert chunks.shape == (SCORE_CHUNKS,)
+    assert score == pytest.approx(full, rel=1e-5)
+    # Each chunk is its own slice of the held-out set, in order.
+    first = model.evaluate(x[:125], y[:125], verbose=0, return_dict=True)["loss"]
+    assert chunks[0] == pytest.approx(first, rel=1e-6)
+    # Too few samples for chunks of 32: one score, no samples.
+    score, chunks = _score(model, (x[:200], y[:200]))
+    assert chunks is None
+    assert score == pytest.approx(
+        model.evaluate(x[:200], y[:200], verbose=0, return_dict=True)["loss"]
+    )

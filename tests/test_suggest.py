@@ -142,6 +142,48 @@ def test_race_winner_recovers_the_minimum_of_a_quadratic():
     assert suggest.race_winner(lrs, scores) == pytest.approx(true, rel=1e-9)
 
 
+def test_race_winner_one_standard_error_rule_on_paired_samples():
+    lrs = [1e-3, 1e-2, 1e-1]
+    rng = np.random.default_rng(0)
+    shared = rng.normal(0.0, 0.3, size=8)  # chunk difficulty, common to all
+    best = 0.5 + shared
+    scores = [None, float(best.mean()), 0.9]
+    # Below the best by noise that its paired differences cannot tell from
+    # zero: mean(d) <= std(d) / sqrt(8), so the lower rate.
+    noise = rng.normal(0.0, 0.05, size=8)
+    noise -= noise.mean() - 0.005  # mean difference 0.005
+    below = tied_below = best + noise
+    d = below - best
+    assert d.mean() <= d.std(ddof=1) / np.sqrt(8)
+    scores[0] = float(below.mean())
+    samples = [below, best, best + 0.4]
+    assert suggest.race_winner(lrs, scores, samples) == 1e-3
+    # Consistently worse by 0.05 on every chunk: the paired test sees it
+    # (an unpaired comparison, against the chunks' spread of 0.3, would not).
+    below = best + 0.05 + rng.normal(0.0, 0.005, size=8)
+    assert below.mean() - best.mean() < best.std(ddof=1) / np.sqrt(8)
+    scores[0] = float(below.mean())
+    samples = [below, best, best + 0.4]
+    without = suggest.race_winner(lrs, scores)
+    assert suggest.race_winner(lrs, scores, samples) == without
+    assert without > 1e-3  # the parabola's vertex, between the candidates
+    # No samples for a candidate, samples of different lengths, a NaN: the
+    # rule does not apply.
+    tied = [tied_below, best, best + 0.4]
+    scores = [float(v.mean()) for v in tied]
+    assert suggest.race_winner(lrs, scores, tied) == 1e-3
+    for broken in (
+        [None, best, best + 0.4],
+        [best[:4], best, best + 0.4],
+        [np.r_[best[:7], np.nan], best, best + 0.4],
+    ):
+        assert suggest.race_winner(lrs, scores, broken) == suggest.race_winner(
+            lrs, scores
+        )
+    # The best at the bottom: nothing below it.
+    assert suggest.race_winner(lrs, [0.4, 0.5, 0.6], tied) == 1e-3
+
+
 def test_race_winner_treats_divergence_as_worst():
     lrs = [1e-3, 1e-2, 1e-1, 1.0]
     # A NaN neighbour: no interpolation, the best finite candidate itself.

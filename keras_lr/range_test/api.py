@@ -269,6 +269,12 @@ class LRSearch:
 
 #: The most samples held out of a race to score it (a cost bound).
 MAX_HOLDOUT_SAMPLES = 2048
+#: Fixed chunks of held-out arrays scored separately, so that two
+#: candidates' scores can be compared by their paired differences
+#: (`keras_lr.suggest.race_winner`'s one-standard-error rule).
+SCORE_CHUNKS = 8
+#: ...of at least this many samples each (fewer held-out samples: one score).
+_MIN_CHUNK = 32
 
 
 def _split_holdout(
@@ -316,8 +322,14 @@ def _race(
     steps: int,
     validation_data: Any,
     seed: int,
-) -> list[float]:
-    """Trains from the same state at each rate; returns each one's score."""
+) -> tuple[list[float], list[np.ndarray | None]]:
+    """Trains from the same state at each rate; returns each one's score.
+
+    Also returns each one's paired samples: the loss of each of
+    `SCORE_CHUNKS` fixed chunks of held-out arrays, or each step's training
+    loss over the last third of the race (the same batches for every
+    candidate); None where there are none (a held-out dataset).
+    """
     state = TrainingState(model)
     rng = GlobalRandomState()
     session = StepLossSession(model, steps)
@@ -327,7 +339,8 @@ def _race(
     lr_variable = base_optimizer(model.optimizer)._learning_rate
     if not isinstance(lr_variable, keras.Variable):
         lr_variable = None
-    scores = []
+    scores: list[float] = []
+    samples: list[np.ndarray | None] = []
     try:
         for i, lr in enumerate(lrs):
             state.restore_variables()
@@ -346,24 +359,55 @@ def _race(
             model.fit(**fit_kwargs, verbose=0)
             losses = session.recorder.recorded()
             tail = losses[-max(1, losses.size // 3) :]
+            paired = None
             if validation_data is not None and np.all(np.isfinite(tail)):
                 session.recorder.recording = False
-                if isinstance(validation_data, tuple):
-                    logs = model.evaluate(
-                        *validation_data[:2], verbose=0, return_dict=True
-                    )
-                else:
-                    logs = model.evaluate(validation_data, verbose=0, return_dict=True)
+                score, paired = _score(model, validation_data)
                 session.recorder.recording = True
-                score = float(logs["loss"])
             else:
                 score = float(np.mean(tail)) if tail.size else float("inf")
+                paired = np.asarray(tail, dtype="float64")
             scores.append(score if math.isfinite(score) else float("inf"))
+            samples.append(paired)
     finally:
         session.uninstall()
         state.restore()
         rng.restore()
-    return scores
+    return scores, samples
+
+
+def _all_numpy(a: Any) -> bool:
+    """Numpy arrays, or lists, tuples and dicts of them (rows can be taken)."""
+    if isinstance(a, dict):
+        return bool(a) and all(_all_numpy(v) for v in a.values())
+    if isinstance(a, (list, tuple)):
+        return bool(a) and all(_all_numpy(v) for v in a)
+    return isinstance(a, np.ndarray)
+
+
+def _score(model: Any, validation_data: Any) -> tuple[float, np.ndarray | None]:
+    """The held-out loss, and the losses of its fixed chunks (arrays only)."""
+    if not isinstance(validation_data, tuple):
+        logs = model.evaluate(validation_data, verbose=0, return_dict=True)
+        return float(logs["loss"]), None
+    x, y = validation_data[:2]
+    n = num_samples(x) if _all_numpy(x) and _all_numpy(y) else 0
+    if n < _MIN_CHUNK * SCORE_CHUNKS:
+        logs = model.evaluate(x, y, verbose=0, return_dict=True)
+        return float(logs["loss"]), None
+    chunks = np.array_split(np.arange(n), SCORE_CHUNKS)
+    losses = np.array(
+        [
+            model.evaluate(
+                _take(x, index), _take(y, index), verbose=0, return_dict=True
+            )["loss"]
+            for index in chunks
+        ],
+        dtype="float64",
+    )
+    sizes = np.array([index.size for index in chunks], dtype="float64")
+    # The mean over samples, as one `evaluate` of the whole set gives it.
+    return float(np.sum(losses * sizes) / np.sum(sizes)), losses
 
 
 #: The race's default budget, in multiples of the range test's `num_steps`,
@@ -502,7 +546,7 @@ def find_best_learning_rate(
             result.params.get("num_steps", 100), num_candidates
         )
     lrs = suggest.candidates(result.lrs, result.losses, num=num_candidates)
-    scores = _race(
+    scores, samples = _race(
         model,
         x,
         y,
@@ -513,7 +557,7 @@ def find_best_learning_rate(
         seed,
     )
     if np.any(np.isfinite(scores)):
-        best = suggest.race_winner(lrs, scores)
+        best = suggest.race_winner(lrs, scores, samples)
     else:
         best = curve_lr
     search = LRSearch(
