@@ -274,7 +274,7 @@ MAX_HOLDOUT_SAMPLES = 2048
 #: (`keras_lr.suggest.race_winner`'s one-standard-error rule).
 SCORE_CHUNKS = 8
 #: ...of at least this many samples each (fewer held-out samples: one score).
-_MIN_CHUNK = 32
+_MIN_CHUNK = 16
 
 
 def _split_holdout(
@@ -462,6 +462,12 @@ def find_best_learning_rate(
        that the answer is not tied to the ladder's half-decade steps; when
        the top candidate wins, the geometric middle of it and the next
        one (a short race cannot see an instability that sets in later).
+       Before that, the one-standard-error rule: when the candidate just
+       below the best is worse by no more than one standard error of their
+       paired differences (the held-out loss of 8 fixed chunks of at least
+       16 samples, or the training loss of each of the race's last steps),
+       the lower rate wins: the race cannot tell them apart, and a short
+       race favours the rate that makes faster early progress.
 
     By default the race shares twice the range test's `num_steps` among the
     candidates (`default_race_steps`: 50 steps each for the default 100-step
