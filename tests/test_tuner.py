@@ -126,6 +126,12 @@ def test_killed_search_resumes_without_repeating_trials(tmp_path):
             if proc.poll() is not None:
                 break
             time.sleep(0.2)
+        # KerasTuner rewrites oracle.json in place right after a trial ends
+        # (and as the next one starts): kill the search while it trains the
+        # next trial, not in the middle of that write, which would leave a
+        # truncated file that KerasTuner cannot reload (a KerasTuner limit,
+        # documented in the tuning guide).
+        time.sleep(0.5)
         proc.kill()
     finally:
         proc.wait()
