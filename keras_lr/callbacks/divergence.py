@@ -270,6 +270,16 @@ class DivergenceDetector(keras.callbacks.Callback):
     ...                     verbose=0)
     >>> detector.events, history.history["divergence_events"]
     ([], [0, 0])
+
+    With gradient norms watched too, a batch of NaN inputs is an event at
+    its own step (here the loss sees it as well, and reports it):
+
+    >>> x[96:112] = np.nan  # the 7th batch: step 6
+    >>> detector = DivergenceDetector(watch_gradient_norm=True, verbose=0)
+    >>> history = model.fit(x, y, batch_size=16, epochs=1, callbacks=[detector],
+    ...                     shuffle=False, verbose=0)
+    >>> [(e["source"], e["reason"], e["step"]) for e in detector.events]
+    [('loss', 'nonfinite', 6)]
     """
 
     def __init__(
