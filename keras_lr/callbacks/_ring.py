@@ -39,13 +39,7 @@ class RingLossRecorder(StepLossRecorder):
         #: optimizer skipped the step (a loss scaler's overflow).
         self.grad_buffer = None
         if grad_norms:
-            self.grad_buffer = self.add_variable(
-                shape=(self.capacity,),
-                initializer="zeros",
-                dtype="float32",
-                aggregation="mean",
-                name="step_grad_norms",
-            )
+            self.grad_buffer = self._step_buffer("step_grad_norms")
         # A gradient norm computed (JAX) before this step's loss is recorded,
         # in the same trace of the step: written by `update_state`.
         self.pending_grad_norm = None
@@ -55,26 +49,24 @@ class RingLossRecorder(StepLossRecorder):
         keras.metrics.Mean.update_state(self, values, sample_weight=sample_weight)
         if not self.recording:
             return
-        loss = ops.cast(ops.mean(ops.convert_to_tensor(values)), "float32")
-        index = ops.arange(self.capacity, dtype="int32")
+        loss = ops.mean(ops.convert_to_tensor(values))
         # `.value`: JAX no longer converts a variable object implicitly.
         steps = ops.cast(self.steps.value, "int32")
         slot = ops.mod(steps, self.capacity)
-        self.buffer.assign(ops.where(ops.equal(index, slot), loss, self.buffer.value))
+        self._write(self.buffer, loss, slot)
         pending, self.pending_grad_norm = self.pending_grad_norm, None
         if self.grad_buffer is not None:
             # No norm (yet): a step that updates nothing (no trainable
             # weights, a custom step without the optimizer) reads as skipped;
             # on TensorFlow and PyTorch `record_grad_norm` overwrites it.
-            self._write_grad_norm(-1.0 if pending is None else pending, slot)
+            self._write(self.grad_buffer, -1.0 if pending is None else pending, slot)
         self.steps.assign(ops.add(steps, 1))
 
-    def _write_grad_norm(self, norm, slot) -> None:
+    def _write(self, buffer, value, slot) -> None:
+        """``buffer[slot] = value`` on the device (a float32 ring)."""
         index = ops.arange(self.capacity, dtype="int32")
-        norm = ops.cast(norm, "float32")
-        self.grad_buffer.assign(
-            ops.where(ops.equal(index, slot), norm, self.grad_buffer.value)
-        )
+        value = ops.cast(value, "float32")
+        buffer.assign(ops.where(ops.equal(index, slot), value, buffer.value))
 
     def record_grad_norm(self, norm) -> None:
         """Writes the gradient norm of the step whose loss was just recorded.
@@ -85,7 +77,7 @@ class RingLossRecorder(StepLossRecorder):
         if self.grad_buffer is None or not self.recording:
             return
         steps = ops.cast(self.steps.value, "int32")
-        self._write_grad_norm(norm, ops.mod(ops.add(steps, -1), self.capacity))
+        self._write(self.grad_buffer, norm, ops.mod(ops.add(steps, -1), self.capacity))
 
     def reset_state(self):
         # `fit` resets metrics every epoch: keep the ring, reset the mean.

@@ -36,13 +36,7 @@ class StepLossRecorder(keras.metrics.Mean):
     def __init__(self, capacity: int, name: str = "loss"):
         super().__init__(name=name)
         self.capacity = int(capacity)
-        self.buffer = self.add_variable(
-            shape=(self.capacity,),
-            initializer="zeros",
-            dtype="float32",
-            aggregation="mean",
-            name="step_losses",
-        )
+        self.buffer = self._step_buffer("step_losses")
         self.steps = self.add_variable(
             shape=(),
             initializer="zeros",
@@ -52,6 +46,16 @@ class StepLossRecorder(keras.metrics.Mean):
         )
         # Read when the step function is traced: False for evaluation.
         self.recording = True
+
+    def _step_buffer(self, name: str):
+        """A float32 device buffer of one value per step, `capacity` long."""
+        return self.add_variable(
+            shape=(self.capacity,),
+            initializer="zeros",
+            dtype="float32",
+            aggregation="mean",
+            name=name,
+        )
 
     def update_state(self, values, sample_weight=None):
         super().update_state(values, sample_weight=sample_weight)
