@@ -155,6 +155,21 @@ class TrainingState:
             self._lr_object = base_optimizer(self.optimizer)._learning_rate
         self._values: list[tuple[Any, np.ndarray]] | None = None
         self._metric_ids: set[int] = set()
+        # Optimizers this state built, with the ids of the variables they
+        # had before: `restore()` un-builds them.
+        self._built_here: list[tuple[Any, set[int]]] = []
+        # The compiled loss and metrics build on the first batch of a `fit`
+        # (drawing that batch from the data, and so from the global random
+        # generators when arrays are shuffled): those not built yet go back
+        # to unbuilt on `restore()`, for the next `fit` to do the same.
+        self._unbuilt_compiled = [
+            (obj, {id(m) for m in getattr(obj, "_metrics", ())})
+            for obj in (
+                vars(model).get("_compile_loss"),
+                vars(model).get("_compile_metrics"),
+            )
+            if obj is not None and not obj.built
+        ]
         if capture:
             self.capture_variables()
 
@@ -205,6 +220,14 @@ class TrainingState:
         if self.optimizer is not None and not self.optimizer.built:
             # As `fit` would: an optimizer's slots exist once it is built,
             # under the model's distribution strategy (TensorFlow).
+            # `restore()` un-builds it: built for the trainable variables
+            # of now, it would refuse those of a later `fit` after the
+            # user unfreezes a layer.
+            self._built_here = [
+                (opt, {id(v) for v in opt._variables})
+                for opt in _optimizer_chain(self.optimizer)
+                if not opt.built
+            ]
             with distribution_scope(self.model):
                 self.optimizer.build(self.model.trainable_variables)
         variables = self._variables()
@@ -245,6 +268,59 @@ class TrainingState:
             set_attr(base_optimizer(self.optimizer), "_learning_rate", self._lr_object)
 
     def restore(self, skip: tuple[str, ...] = ()) -> None:
-        """Restores attributes first, then variables (so metrics line up)."""
+        """Restores attributes first, then variables (so metrics line up).
+
+        An optimizer that `capture_variables()` built goes back to unbuilt,
+        as the model's next `fit` would have found it.
+        """
         self.restore_attributes(skip)
         self.restore_variables()
+        for optimizer, kept in self._built_here:
+            _unbuild(optimizer, kept)
+        self._built_here = []
+        for compiled, kept in self._unbuilt_compiled:
+            _unbuild_compiled(compiled, kept)
+
+
+def _optimizer_chain(optimizer: Any) -> list[Any]:
+    """An optimizer and the ones it wraps (a `LossScaleOptimizer`'s inner)."""
+    chain = [optimizer]
+    while hasattr(chain[-1], "inner_optimizer"):
+        chain.append(chain[-1].inner_optimizer)
+    return chain
+
+
+def _unbuild_compiled(compiled: Any, kept: set[int]) -> None:
+    """Puts a model's `CompileLoss` or `CompileMetrics` back to unbuilt.
+
+    Their `build` makes their metrics anew; the ones it tracked since
+    (a multi-output loss's per-output means) are dropped, so that the next
+    build does not track them twice.
+    """
+    if not compiled.built:
+        return
+    tracker = getattr(compiled, "_tracker", None)
+    for metric in list(getattr(compiled, "_metrics", ())):
+        if id(metric) not in kept and tracker is not None:
+            locked = tracker.locked
+            tracker.unlock()
+            tracker.untrack(metric)
+            if locked:
+                tracker.lock()
+    compiled.built = False
+
+
+def _unbuild(optimizer: Any, kept: set[int]) -> None:
+    """Puts a built Keras optimizer back to unbuilt.
+
+    The variables its `build` created (slots, a loss scale) are dropped;
+    those it had before (the iteration count, a float rate) stay. Its next
+    `build`, at the start of a `fit`, creates them again for the trainable
+    variables of that time.
+    """
+    for variable in list(optimizer._variables):
+        if id(variable) not in kept:
+            optimizer._untrack_variable(variable)
+    optimizer._trainable_variables = []
+    optimizer._trainable_variables_indices = {}
+    optimizer.built = False

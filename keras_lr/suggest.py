@@ -341,7 +341,7 @@ def candidates(lrs: Any, losses: Any, *, num: int = 4) -> list[float]:
     # Put the curve rule's own rate in place of its nearest rung.
     nearest = int(np.argmin([abs(np.log(lr / rule)) for lr in ladder]))
     ladder[nearest] = rule
-    return sorted(set(ladder))
+    return sorted({float(lr) for lr in ladder})
 
 
 def race_winner(lrs: Any, scores: Any, samples: Any = None) -> float:

@@ -353,16 +353,20 @@ for prebuild in (False, True):
     result = keras_lr.lr_range_test(model, x, y, **kwargs)
     assert len(result.lrs) >= 15 and np.isfinite(result.losses).all(), result.losses
     keras_lr.find_best_learning_rate(model, (x, y), **kwargs)
-    assert model.optimizer.built
+    assert model.optimizer.built == prebuild
     for a, b in zip(weights, host(model.weights)):
         assert a.tobytes() == b.tobytes(), (prebuild, a, b)
     if prebuild:
         for a, b in zip(optimizer, host(model.optimizer.variables)):
             assert a.tobytes() == b.tobytes(), (prebuild, a, b)
     else:
-        # Built by the range test (under the strategy), with zero slots.
+        # Built by the range test (under the strategy), then un-built: the
+        # next `fit` builds it under the strategy, as without the test.
         iterations, *rest = host(model.optimizer.variables)
-        assert int(iterations) == 0 and not any(v.any() for v in rest[1:])
+        assert int(iterations) == 0 and len(rest) == 1
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+        assert model.optimizer.built
+        assert int(host([model.optimizer.iterations])[0]) == 16
 print("ok")
 """
 
@@ -662,3 +666,191 @@ def test_race_score_is_the_mean_of_its_chunks():
     assert score == pytest.approx(
         model.evaluate(x[:100], y[:100], verbose=0, return_dict=True)["loss"]
     )
+
+
+# Exploratory QA, November 2026 ------------------------------------------------
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="a torch DataLoader")
+def test_a_torch_dataloader_is_cycled_and_raced():
+    import torch
+
+    x, y = _linear_data(256)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y)),
+        batch_size=32,
+    )
+    model = _linear_model()
+    before = all_state(model)
+    # 20 steps over 8 batches: the loader is iterated three times.
+    result = keras_lr.lr_range_test(model, loader, num_steps=20, verbose=0)
+    assert len(result) == 20
+    search = keras_lr.find_best_learning_rate(
+        model, loader, num_steps=20, verbose=0, return_details=True
+    )
+    assert len(search.scores) >= 2 and np.all(np.isfinite(search.scores))
+    assert_bitwise_equal(before, all_state(model))
+
+
+def test_validation_sample_weights_are_applied():
+    # Every validation weight zero: `evaluate` gives a loss of exactly 0.
+    x, y = _linear_data(256)
+    w = np.zeros(len(x), dtype="float32")
+    model = _linear_model()
+    result = keras_lr.lr_range_test(
+        model, x, y, start_lr=1e-4, end_lr=1.0, num_steps=20,
+        validation_data=(x, y, w), verbose=0,
+    )  # fmt: skip
+    assert len(result.val_losses) >= 2
+    np.testing.assert_array_equal(result.val_losses, 0.0)
+    search = keras_lr.find_best_learning_rate(
+        model, (x, y), start_lr=1e-4, end_lr=1.0, num_steps=20,
+        validation_data=(x, y, w), verbose=0, return_details=True,
+    )  # fmt: skip
+    np.testing.assert_array_equal(search.scores, 0.0)
+    # Chunked scoring weighs each chunk's samples like one `evaluate`.
+    w = np.random.default_rng(1).uniform(size=len(x)).astype("float32")
+    full = model.evaluate(x, y, sample_weight=w, verbose=0, return_dict=True)
+    score, chunks = _score(model, (x, y, w))
+    assert chunks.shape == (SCORE_CHUNKS,)
+    assert score == pytest.approx(full["loss"], rel=1e-5)
+
+
+def test_validation_data_as_a_list_is_taken_like_fit():
+    x, y = _linear_data(256)
+    curves = []
+    for validation_data in [(x[:64], y[:64]), [x[:64], y[:64]]]:
+        model = _linear_model()
+        curves.append(
+            keras_lr.lr_range_test(
+                model,
+                x,
+                y,
+                start_lr=1e-4,
+                end_lr=1.0,
+                num_steps=20,
+                validation_data=validation_data,
+                verbose=0,
+            ).val_losses
+        )
+    assert len(curves[0]) >= 2
+    np.testing.assert_array_equal(curves[0], curves[1])
+
+
+def test_validation_data_must_end_and_be_reiterable():
+    tf = pytest.importorskip("tensorflow")
+    x, y = _linear_data(256)
+    model = _linear_model()
+    before = all_state(model)
+    endless = tf.data.Dataset.from_tensor_slices((x, y)).batch(32).repeat()
+    with pytest.raises(ValueError, match="`validation_steps` must be given"):
+        keras_lr.lr_range_test(
+            model, x, y, num_steps=20, validation_data=endless, verbose=0
+        )
+    with pytest.raises(ValueError, match="`validation_steps` must be given"):
+        keras_lr.find_best_learning_rate(
+            model, (x, y), num_steps=20, validation_data=endless, verbose=0
+        )
+    with pytest.raises(TypeError, match="`validation_data` must be iterable more"):
+        LRRangeTest(validation_data=(b for b in _batches(x, y)))
+    assert_bitwise_equal(before, all_state(model))
+    # With `validation_steps`, each measurement reads that many batches.
+    result = keras_lr.lr_range_test(
+        model, x, y, start_lr=1e-4, end_lr=1.0, num_steps=20,
+        validation_data=endless, validation_steps=2, verbose=0,
+    )  # fmt: skip
+    first_two = model.evaluate(endless, steps=2, verbose=0)
+    assert len(result.val_losses) >= 2 and np.all(np.isfinite(result.val_losses))
+    assert np.isfinite(first_two)
+    search = keras_lr.find_best_learning_rate(
+        model, (x, y), start_lr=1e-4, end_lr=1.0, num_steps=20,
+        validation_data=endless, validation_steps=2, verbose=0, return_details=True,
+    )  # fmt: skip
+    assert np.all(np.isfinite(search.scores))
+
+
+@pytest.mark.parametrize("empty", ["take(0)", "filter"])
+def test_an_empty_dataset_on_a_built_model_is_refused(empty):
+    tf = pytest.importorskip("tensorflow")
+    x, y = _linear_data(64)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+    if empty == "take(0)":
+        dataset = dataset.take(0)
+    else:
+        dataset = dataset.filter(lambda a, b: False)
+    model = _linear_model()
+    before = all_state(model)
+    for api in (keras_lr.lr_range_test, keras_lr.find_best_learning_rate):
+        with pytest.raises(ValueError, match="the data yielded no batch"):
+            api(model, dataset, num_steps=20, verbose=0)
+    assert_bitwise_equal(before, all_state(model))
+
+
+def _frozen_base_model(optimizer):
+    keras.utils.set_random_seed(0)
+    base = keras.layers.Dense(8, activation="relu", name="base")
+    model = keras.Sequential([keras.Input((4,)), base, keras.layers.Dense(1)])
+    base.trainable = False
+    model.compile(optimizer=optimizer, loss="mse")
+    return model, base
+
+
+@pytest.mark.parametrize("api", ["lr_range_test", "find_best_learning_rate"])
+def test_a_fresh_optimizer_is_left_unbuilt(api):
+    # Fine-tuning: compile with a frozen base, search, unfreeze, fit. The
+    # optimizer a search found unbuilt is built by that `fit`, for the
+    # variables trainable then, and it trains exactly as without the search.
+    x, y = _linear_data(256)
+
+    def run(search):
+        model, base = _frozen_base_model(keras.optimizers.Adam(1e-3))
+        n_variables = len(model.optimizer.variables)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", keras_lr.RangeTestWarning)
+            if search == "lr_range_test":
+                keras_lr.lr_range_test(model, x, y, num_steps=20, verbose=0)
+            elif search:
+                keras_lr.find_best_learning_rate(model, (x, y), num_steps=20, verbose=0)
+        assert not model.optimizer.built
+        assert len(model.optimizer.variables) == n_variables
+        base.trainable = True
+        model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+        return model.get_weights()
+
+    assert_bitwise_equal(run(None), run(api))
+
+
+def test_a_fresh_loss_scale_optimizer_is_left_unbuilt():
+    x, y = _linear_data(256)
+    model = _mixed_float16_model()
+    optimizer = model.optimizer
+    n_variables = len(optimizer.variables)
+    assert not optimizer.built and not optimizer.inner_optimizer.built
+    keras_lr.lr_range_test(
+        model, x, 100 * y, batch_size=32, start_lr=1e-6, end_lr=1e-3,
+        num_steps=20, verbose=0,
+    )  # fmt: skip
+    assert not optimizer.built and not optimizer.inner_optimizer.built
+    assert len(optimizer.variables) == n_variables
+    # Its next `fit` builds it with a fresh loss scale, as without the test.
+    model.fit(x, 100 * y, batch_size=32, epochs=1, verbose=0)
+    assert float(optimizer.dynamic_scale) <= 2.0**15
+    assert all(np.all(np.isfinite(w)) for w in model.get_weights())
+
+
+def test_find_best_answers_inside_the_sweep():
+    # A sweep that never diverged (end_lr too low for this problem): the
+    # race does not try, nor answer, rates above it.
+    rng = np.random.default_rng(0)
+    x = 0.1 * rng.normal(size=(1024, 4)).astype("float32")
+    y = x @ np.array([[1.0], [-2.0], [0.5], [3.0]], dtype="float32")
+    model = _linear_model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", keras_lr.RangeTestWarning)
+        search = keras_lr.find_best_learning_rate(
+            model, (x, y), start_lr=1e-4, end_lr=1.0, num_steps=40, verbose=0,
+            return_details=True,
+        )  # fmt: skip
+    assert not search.range_test.diverged
+    assert max(search.candidates) <= 1.0
+    assert 1e-4 <= search.learning_rate <= 1.0

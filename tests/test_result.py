@@ -171,3 +171,12 @@ def test_json_is_strict_when_params_hold_infinities():
     back = LRRangeTestResult.from_json(text)
     assert back.params["diverge_threshold"] == float("inf")
     assert back.params["floor"] == float("-inf")
+
+
+def test_a_loss_still_falling_at_the_end_is_a_finding():
+    falling = LRRangeTestResult(LRS, 2.3 - 2.0 / (1 + np.exp(-3 * X)), diverged=False)
+    assert any("still falling at the end" in d for d in falling.diagnostics())
+    # A minimum inside the sweep is no such finding, diverged or not.
+    for diverged in (False, True):
+        result = LRRangeTestResult(LRS, GOOD, diverged=diverged)
+        assert not any("still falling" in d for d in result.diagnostics())

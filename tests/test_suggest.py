@@ -283,3 +283,7 @@ def test_steepest_checks_its_skips(kwargs, error):
     name = next(iter(kwargs))
     with pytest.raises(error, match=f"`{name}`"):
         suggest.steepest(lrs, losses, **kwargs)
+
+
+def test_candidates_are_floats():
+    assert all(type(c) is float for c in suggest.candidates(LRS, curve(-3.0)))

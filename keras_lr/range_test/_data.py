@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -65,13 +64,23 @@ class _CyclingPyDataset(keras.utils.PyDataset):
         self.base.on_epoch_end()
 
 
+def _as_batch(batch: Any) -> Any:
+    """A batch as Keras's generator adapter takes it.
+
+    A torch `DataLoader` collates ``(x, y)`` samples into a list
+    ``[x, y]``, which `fit` takes from a `DataLoader` but not from a Python
+    generator (the form the data is cycled in here): it becomes a tuple.
+    """
+    return tuple(batch) if isinstance(batch, list) else batch
+
+
 def _cycle(source: Iterable) -> Iterator:
     """Yields from `source` forever; caches a one-shot iterator's batches."""
     if iter(source) is source:
         cache = []
         for batch in source:
-            cache.append(batch)
-            yield batch
+            cache.append(_as_batch(batch))
+            yield cache[-1]
         if not cache:
             return
         while True:
@@ -81,9 +90,14 @@ def _cycle(source: Iterable) -> Iterator:
             empty = True
             for batch in source:
                 empty = False
-                yield batch
+                yield _as_batch(batch)
             if empty:
                 return
+
+
+#: A generator's batches come in its own order (`fit` would warn that its
+#: default ``shuffle=True`` is ignored).
+_NO_SHUFFLE = {"shuffle": False}
 
 
 def fit_arguments(x: Any, y: Any, batch_size: int | None, num_steps: int) -> dict:
@@ -103,7 +117,12 @@ def fit_arguments(x: Any, y: Any, batch_size: int | None, num_steps: int) -> dic
         ValueError: for empty data, or `y` given with a dataset.
     """
     if y is None and is_batch_list(x):
-        return {"x": _cycle(x), "steps_per_epoch": num_steps, "epochs": 1}
+        return {
+            "x": _cycle(x),
+            "steps_per_epoch": num_steps,
+            "epochs": 1,
+            **_NO_SHUFFLE,
+        }
     if _is_array_like(x):
         n = num_samples(x)
         if n == 0:
@@ -141,7 +160,7 @@ def fit_arguments(x: Any, y: Any, batch_size: int | None, num_steps: int) -> dic
         if len(x) == 0:
             raise ValueError("The PyDataset passed as `x` is empty (len(x) == 0).")
         return {"x": _CyclingPyDataset(x, num_steps), "epochs": 1}
-    return {"x": _cycle(x), "steps_per_epoch": num_steps, "epochs": 1}
+    return {"x": _cycle(x), "steps_per_epoch": num_steps, "epochs": 1, **_NO_SHUFFLE}
 
 
 def is_batch_list(x: Any) -> bool:
@@ -217,8 +236,14 @@ def first_batch(fit_kwargs: dict) -> Any:
         batch = next(x)
     except StopIteration:
         return None
-    fit_kwargs["x"] = itertools.chain([batch], x)
+    fit_kwargs["x"] = _prepend(batch, x)
     return batch
+
+
+def _prepend(first: Any, rest: Iterator) -> Iterator:
+    """A generator (which `fit` takes, unlike an `itertools.chain`)."""
+    yield first
+    yield from rest
 
 
 def _take(a: Any, index: np.ndarray) -> Any:
@@ -228,6 +253,77 @@ def _take(a: Any, index: np.ndarray) -> Any:
     if isinstance(a, (list, tuple)):
         return type(a)(_take(v, index) for v in a)
     return np.asarray(a)[index]
+
+
+def check_validation_data(data: Any, validation_steps: int | None) -> Any:
+    """`validation_data` in the form the range test evaluates it.
+
+    Like `fit`, takes ``(x_val, y_val)`` or ``(x_val, y_val, sample_weight)``
+    as a tuple or a list (returned as a 3-tuple, the weights None when
+    absent), or a dataset. The loss is measured about ten times, so the
+    data must be iterable more than once, and an infinite
+    `tf.data.Dataset` needs `validation_steps`.
+
+    Raises:
+        TypeError: for a generator or another one-shot iterator.
+        ValueError: for an infinite dataset without `validation_steps`.
+
+    Example:
+
+    >>> check_validation_data([np.zeros(2), np.ones(2)], None)[2] is None
+    True
+    """
+    if data is None:
+        return None
+    if isinstance(data, (list, tuple)) and len(data) in (2, 3):
+        return keras.utils.unpack_x_y_sample_weight(tuple(data))
+    if is_one_shot(data):
+        raise TypeError(
+            "Argument `validation_data` must be iterable more than once: its "
+            "loss is measured at about ten points of the sweep, and a generator "
+            "is used up by the first. Pass `(x_val, y_val)` arrays, a "
+            "tf.data.Dataset or a keras.utils.PyDataset. "
+            f"Received: validation_data of type {type(data).__name__}"
+        )
+    if (
+        _is_tf_dataset(data)
+        and validation_steps is None
+        and int(data.cardinality()) == _INFINITE
+    ):
+        raise ValueError(
+            "Argument `validation_steps` must be given with an infinite "
+            "`validation_data` dataset (one that repeats): each measurement "
+            "would never end. Received: validation_steps=None"
+        )
+    return data
+
+
+#: `tf.data.INFINITE_CARDINALITY`.
+_INFINITE = -1
+
+
+def has_no_batch(x: Any, fit_kwargs: dict) -> bool:
+    """Whether data `x` (turned into `fit_kwargs` by `fit_arguments`) is empty.
+
+    Arrays and a `PyDataset` were checked by `fit_arguments`. A
+    `tf.data.Dataset` of unknown cardinality (a ``filter``) is iterated for
+    its first batch; a generator gives its first batch back (see
+    `first_batch`).
+    """
+    if "batch_size" in fit_kwargs or isinstance(x, keras.utils.PyDataset):
+        return False
+    if _is_tf_dataset(x):
+        cardinality = int(x.cardinality())
+        if cardinality != _UNKNOWN:
+            return cardinality == 0
+        for _ in x.take(1):
+            return False
+        return True
+    return first_batch(fit_kwargs) is None
+
+
+#: `tf.data.UNKNOWN_CARDINALITY`.
+_UNKNOWN = -2
 
 
 def split_data(data: Any) -> tuple[Any, Any]:

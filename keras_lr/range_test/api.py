@@ -22,8 +22,10 @@ from keras_lr.range_test._data import (
     _is_array_like,
     _take,
     check_targets,
+    check_validation_data,
     first_batch,
     fit_arguments,
+    has_no_batch,
     is_one_shot,
     num_samples,
     split_data,
@@ -47,6 +49,12 @@ def _check_compiled(model: Any) -> None:
         )
 
 
+_NO_BATCH = (
+    "The range test ran no step: the data yielded no batch. "
+    "Check that `x` is not empty."
+)
+
+
 def _build_from_first_batch(model: keras.Model, fit_kwargs: dict) -> None:
     """Builds an unbuilt model symbolically from the data's first batch.
 
@@ -61,10 +69,7 @@ def _build_from_first_batch(model: keras.Model, fit_kwargs: dict) -> None:
     """
     batch = first_batch(fit_kwargs)
     if batch is None:
-        raise ValueError(
-            "The range test ran no step: the data yielded no batch. "
-            "Check that `x` is not empty."
-        )
+        raise ValueError(_NO_BATCH)
 
     def to_array(v: Any) -> Any:
         if v is None or (hasattr(v, "shape") and hasattr(v, "dtype")):
@@ -133,6 +138,7 @@ def lr_range_test(
     smoothing: float = 0.98,
     diverge_threshold: float = 4.0,
     validation_data: Any = None,
+    validation_steps: int | None = None,
     steps_per_execution: int | None = None,
     verbose: int = 1,
 ) -> LRRangeTestResult:
@@ -148,6 +154,11 @@ def lr_range_test(
     and so are the global random generators (Python's, numpy's and torch's),
     which Keras draws from to shuffle arrays and, on PyTorch, for its data
     loader and unseeded dropout: a later `fit` trains as if no test had run.
+    What the data keeps outside the model is not restored: a
+    `tf.data.Dataset` that reshuffles each iteration (``shuffle`` without
+    a seed) and a `PyDataset` whose ``on_epoch_end`` reshuffles go on from
+    where the test left them. An optimizer the test found unbuilt (a
+    freshly compiled model) is left unbuilt.
 
     Args:
         model: a compiled Keras model.
@@ -163,8 +174,12 @@ def lr_range_test(
         smoothing: EMA factor of the smoothed loss, in [0, 1).
         diverge_threshold: stop when the smoothed loss exceeds this multiple
             of its best, > 1.
-        validation_data: optional ``(x_val, y_val)`` or dataset whose loss is
+        validation_data: optional ``(x_val, y_val)`` or
+            ``(x_val, y_val, sample_weight)`` (a tuple or a list), or a
+            dataset that can be iterated more than once, whose loss is
             measured at about ten points of the sweep.
+        validation_steps: batches of `validation_data` per measurement
+            (all of it by default); needed for an infinite dataset.
         steps_per_execution: steps per compiled call for the sweep (the
             model's own setting by default).
         verbose: 0 silent, 1 progress bar.
@@ -195,6 +210,7 @@ def lr_range_test(
         smoothing,
         diverge_threshold,
         validation_data=validation_data,
+        validation_steps=validation_steps,
         progress=bool(verbose),
     )
     if steps_per_execution is not None:
@@ -206,6 +222,9 @@ def lr_range_test(
     fit_kwargs = fit_arguments(x, y, batch_size, callback.num_steps)
     if not model.built:
         _build_from_first_batch(model, fit_kwargs)
+    elif has_no_batch(x, fit_kwargs):
+        # Checked up front: on TensorFlow, a step on no data still counts.
+        raise ValueError(_NO_BATCH)
     state = TrainingState(model)
     rng = GlobalRandomState()
     callback._given_state = state
@@ -223,10 +242,7 @@ def lr_range_test(
         rng.restore()
     result = callback.result
     if result is None or len(result) == 0:
-        raise ValueError(
-            "The range test ran no step: the data yielded no batch. "
-            "Check that `x` is not empty."
-        )
+        raise ValueError(_NO_BATCH)
     if not math.isfinite(result.losses[0]):
         raise ValueError(
             "The loss was not finite at the first step of the range test "
@@ -289,7 +305,7 @@ def _split_holdout(
         return x, y, None
     index = np.random.default_rng(seed).permutation(n)
     held, kept = np.sort(index[:k]), np.sort(index[k:])
-    return _take(x, kept), _take(y, kept), (_take(x, held), _take(y, held))
+    return _take(x, kept), _take(y, kept), (_take(x, held), _take(y, held), None)
 
 
 def _race_arguments(
@@ -322,6 +338,7 @@ def _race(
     steps: int,
     validation_data: Any,
     seed: int,
+    validation_steps: int | None = None,
 ) -> tuple[list[float], list[np.ndarray | None]]:
     """Trains from the same state at each rate; returns each one's score.
 
@@ -362,7 +379,7 @@ def _race(
             paired = None
             if validation_data is not None and np.all(np.isfinite(tail)):
                 session.recorder.recording = False
-                score, paired = _score(model, validation_data)
+                score, paired = _score(model, validation_data, validation_steps)
                 session.recorder.recording = True
             else:
                 score = float(np.mean(tail)) if tail.size else float("inf")
@@ -385,28 +402,43 @@ def _all_numpy(a: Any) -> bool:
     return isinstance(a, np.ndarray)
 
 
-def _score(model: Any, validation_data: Any) -> tuple[float, np.ndarray | None]:
-    """The held-out loss, and the losses of its fixed chunks (arrays only)."""
+def _score(
+    model: Any, validation_data: Any, steps: int | None = None
+) -> tuple[float, np.ndarray | None]:
+    """The held-out loss, and the losses of its fixed chunks (arrays only).
+
+    `validation_data` is a dataset or an ``(x, y, sample_weight)`` tuple
+    (`check_validation_data`); `steps` bounds a dataset's batches.
+    """
     if not isinstance(validation_data, tuple):
-        logs = model.evaluate(validation_data, verbose=0, return_dict=True)
+        logs = model.evaluate(validation_data, steps=steps, verbose=0, return_dict=True)
         return float(logs["loss"]), None
-    x, y = validation_data[:2]
-    n = num_samples(x) if _all_numpy(x) and _all_numpy(y) else 0
+    x, y, w = keras.utils.unpack_x_y_sample_weight(validation_data)
+    n = 0
+    if _all_numpy(x) and _all_numpy(y) and (w is None or _all_numpy(w)):
+        n = num_samples(x)
     if n < _MIN_CHUNK * SCORE_CHUNKS:
-        logs = model.evaluate(x, y, verbose=0, return_dict=True)
+        logs = model.evaluate(
+            x, y, sample_weight=w, steps=steps, verbose=0, return_dict=True
+        )
         return float(logs["loss"]), None
     chunks = np.array_split(np.arange(n), SCORE_CHUNKS)
     losses = np.array(
         [
             model.evaluate(
-                _take(x, index), _take(y, index), verbose=0, return_dict=True
+                _take(x, index),
+                _take(y, index),
+                sample_weight=None if w is None else _take(w, index),
+                verbose=0,
+                return_dict=True,
             )["loss"]
             for index in chunks
         ],
         dtype="float64",
     )
     sizes = np.array([index.size for index in chunks], dtype="float64")
-    # The mean over samples, as one `evaluate` of the whole set gives it.
+    # The mean over samples, as one `evaluate` of the whole set gives it
+    # (Keras's losses average ``weight * loss`` over the samples).
     return float(np.sum(losses * sizes) / np.sum(sizes)), losses
 
 
@@ -447,7 +479,8 @@ def find_best_learning_rate(
     1. An LR range test (`lr_range_test`, with `kwargs`).
     2. Up to `num_candidates` rates read off its curve
        (`keras_lr.suggest.candidates`: a half-decade ladder below the
-       loss minimum, holding the curve rule's own suggestion).
+       loss minimum, holding the curve rule's own suggestion), kept
+       within the sweep's `start_lr` and `end_lr`.
     3. A short race: from the same starting state, the model trains for
        `race_steps` steps at each candidate, on the same batches, and each
        is scored by its loss, at the end of its race, on data it was not
@@ -534,7 +567,10 @@ def find_best_learning_rate(
             "torch DataLoader or a list of batches (or `race=False`). "
             f"Received: data of type {type(x).__name__}"
         )
-    scoring_data = kwargs.get("validation_data")
+    validation_steps = kwargs.get("validation_steps")
+    scoring_data = check_validation_data(
+        kwargs.get("validation_data"), validation_steps
+    )
     if race and scoring_data is None:
         x, y, scoring_data = _split_holdout(x, y, holdout, seed)
     result = lr_range_test(model, x, y, **kwargs)
@@ -552,6 +588,11 @@ def find_best_learning_rate(
             result.params.get("num_steps", 100), num_candidates
         )
     lrs = suggest.candidates(result.lrs, result.losses, num=num_candidates)
+    # Not above the sweep's `end_lr` (a sweep that never diverged says
+    # nothing of stability there), nor below its `start_lr`.
+    low = result.params.get("start_lr", result.lrs[0])
+    high = result.params.get("end_lr", result.lrs[-1])
+    lrs = sorted({min(max(lr, low), high) for lr in lrs})
     scores, samples = _race(
         model,
         x,
@@ -561,6 +602,7 @@ def find_best_learning_rate(
         race_steps,
         scoring_data,
         seed,
+        validation_steps,
     )
     if np.any(np.isfinite(scores)):
         best = suggest.race_winner(lrs, scores, samples)

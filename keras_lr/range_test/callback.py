@@ -17,6 +17,7 @@ from keras_lr._state import (
     distribution_scope,
     set_attr,
 )
+from keras_lr.range_test._data import check_validation_data
 from keras_lr.range_test._recorder import StepLossRecorder
 from keras_lr.range_test._sweep import SweepSchedule, sweep_lrs
 from keras_lr.range_test.result import LRRangeTestResult, RangeTestWarning
@@ -123,7 +124,11 @@ class LRRangeTest(keras.callbacks.Callback):
 
     If `fit` raises (for instance on a KeyboardInterrupt), Keras calls no
     callback at the end; call `restore()` yourself, or use
-    `keras_lr.lr_range_test`, which always restores.
+    `keras_lr.lr_range_test`, which always restores. The sweep owns the
+    rate during its `fit`: a callback that sets the rate too
+    (`keras.callbacks.LearningRateScheduler`, `ReduceLROnPlateau`) makes
+    Keras refuse to set it ("This optimizer was created with a
+    `LearningRateSchedule`"); leave those out of the range test's `fit`.
 
     Args:
         start_lr: rate of the first step, > 0.
@@ -134,9 +139,12 @@ class LRRangeTest(keras.callbacks.Callback):
         diverge_threshold: the sweep stops when the smoothed loss exceeds
             this multiple of its best, > 1.
         stop_on_divergence: stop (and cut the curve) at divergence.
-        validation_data: optional ``(x, y)`` or dataset; its loss is
-            measured each time the callback reads the buffer.
-        validation_steps: batches of `validation_data` per measurement.
+        validation_data: optional ``(x, y)`` or ``(x, y, sample_weight)``
+            (a tuple or a list, as `fit` takes it), or a dataset that can be
+            iterated more than once; its loss is measured each time the
+            callback reads the buffer.
+        validation_steps: batches of `validation_data` per measurement;
+            needed for an infinite dataset.
         check_every: steps between reads of the device buffer; by default
             ``max(steps_per_execution, num_steps // 10)``.
         restore: restore the model when `fit` ends.
@@ -188,8 +196,12 @@ class LRRangeTest(keras.callbacks.Callback):
         )
         self.mode = mode
         self.stop_on_divergence = bool(stop_on_divergence)
-        self.validation_data = validation_data
+        if validation_steps is not None:
+            validation_steps = _validate.check_int(
+                "validation_steps", validation_steps, minimum=1
+            )
         self.validation_steps = validation_steps
+        self.validation_data = check_validation_data(validation_data, validation_steps)
         if check_every is not None:
             check_every = _validate.check_int("check_every", check_every, minimum=1)
         self.check_every = check_every
@@ -363,8 +375,14 @@ class LRRangeTest(keras.callbacks.Callback):
         recorder.recording = False
         try:
             if isinstance(data, tuple):
+                x, y, sample_weight = data
                 logs = self.model.evaluate(
-                    *data[:2], steps=self.validation_steps, verbose=0, return_dict=True
+                    x,
+                    y,
+                    sample_weight=sample_weight,
+                    steps=self.validation_steps,
+                    verbose=0,
+                    return_dict=True,
                 )
             else:
                 logs = self.model.evaluate(

@@ -100,8 +100,9 @@ class LRRangeTestResult:
 
         Checks: a sweep cut short (`fit` ended before its `num_steps`), too
         few finite points, no descent (the loss never falls meaningfully
-        below where it started), and a sweep that never diverged (the curve
-        may not show where the rate becomes too high).
+        below where it started), a sweep that never diverged (the curve
+        may not show where the rate becomes too high), and one whose loss
+        was still falling at its end.
         """
         lrs, losses = suggest.clean_curve(self.lrs, self.losses)
         found = []
@@ -141,6 +142,11 @@ class LRRangeTestResult:
                 "the sweep never diverged: the curve may not show where the "
                 "rate becomes too high; raise end_lr or num_steps"
             )
+            if int(np.argmin(smoothed)) >= lrs.size - max(2, lrs.size // 10):
+                found.append(
+                    "the loss was still falling at the end of the sweep: a "
+                    "suggestion can only be its top rates; raise end_lr"
+                )
         return found
 
     def suggestion(self, method: str = "default", *, warn: bool = True) -> float:
