@@ -9,8 +9,10 @@ Karpathy, "A Recipe for Training Neural Networks", 2019):
 - **too high**: the loss diverges (NaN), rises, or jumps back up between
   epochs; validation accuracy swings up and down or falls; or the run never
   learns at all and stalls where it started without a steady descent (a
-  rate so high that it has killed the network).
-- **too low**: the loss falls steadily but very slowly, or each epoch still
+  rate so high that it has killed the network: the loss goes back up, the
+  validation loss rises, or the accuracy is a constant prediction's).
+- **too low**: the loss falls steadily but very slowly (or, with no sign
+  of a stall, does not move at all), or each epoch still
   gains about as much as the first one did (the run has not reached the
   part of its curve where returns diminish: it is still in its transient),
   or the model underfits: the training loss, averaged over the last epoch,
@@ -122,9 +124,11 @@ DEAD_CRAWL_RISE = 0.005
 #: under 5). A run that ends under `DEAD_ACCURACY` with ``a exp(L)`` over
 #: this is confidently wrong on the data it trains on: its logits blew up.
 CONFIDENTLY_WRONG = 20.0
-#: A loss "falls" at an epoch when it drops by more than this fraction of
-#: its value: a dead network's loss drifts by float rounding (1e-7).
-FALL_TOLERANCE = 1e-5
+#: A loss "falls" (or rises) at an epoch when it moves by more than this
+#: fraction of its value, two float32 rounding steps: a dead network's
+#: epoch mean drifts by rounding (1e-7 of its value), while a steady
+#: descent at a tiny rate (SGD at 1e-7) still moves it by 1e-6 an epoch.
+FALL_TOLERANCE = 2.0 * float(np.finfo(np.float32).eps)
 #: Training accuracy this far above validation accuracy, with the validation
 #: loss still falling (so not overfitting), is a run whose inference-mode
 #: model lags its training (BatchNorm's moving statistics lag weights that
@@ -224,17 +228,78 @@ def _series(h: dict, key: str) -> np.ndarray | None:
     return values if values.size else None
 
 
-def _accuracy_key(h: dict) -> str | None:
+def _accuracy_key(h: dict) -> tuple[str | None, list[str]]:
+    """The accuracy to read, and the accuracies found when several are.
+
+    One of `_ACC_KEYS`, else the one key ending in ``_accuracy`` or
+    ``_acc`` (a multi-output model's ``out_accuracy``), with or without
+    its ``val_`` twin; top-k accuracies are not accuracies of the
+    prediction. Several such keys: none is read (which output's accuracy
+    tells about the rate is not known), and they are returned.
+    """
     for key in _ACC_KEYS:
         if key in h or f"val_{key}" in h:
-            return key
-    return None
+            return key, []
+    found = set()
+    for key in h:
+        if not isinstance(key, str):
+            continue
+        base = key[len("val_") :] if key.startswith("val_") else key
+        if base.endswith(("_accuracy", "_acc")) and "top_k" not in base:
+            found.add(base)
+    if len(found) == 1:
+        return found.pop(), []
+    return None, sorted(found)
 
 
 def _falling(values: np.ndarray) -> bool:
     """Whether every epoch lowered `values` by more than `FALL_TOLERANCE`."""
     drops = -np.diff(values)
     return bool(np.all(drops > FALL_TOLERANCE * np.abs(values[:-1])))
+
+
+def _percent(fraction: float) -> str:
+    """A fraction as a percentage, tiny ones with their first digits."""
+    value = 100 * fraction
+    return f"{value:.1f}%" if value == 0 or abs(value) >= 0.05 else f"{value:.1g}%"
+
+
+def _stall_evidence(
+    loss: np.ndarray, val_loss: np.ndarray | None, accuracy: np.ndarray | None
+) -> str | None:
+    """What shows that a run that barely moved was stalled, not slow, or None.
+
+    The training loss rose at an epoch (by more than `FALL_TOLERANCE`); or
+    the validation loss ended above its first value, or the training
+    accuracy fell, without the accuracy rising (no learning); or the
+    training accuracy is a constant prediction's (see `DEAD_CONSTANT`) and
+    has not risen.
+    """
+    rises = np.flatnonzero(np.diff(loss) > FALL_TOLERANCE * np.abs(loss[:-1]))
+    if rises.size:
+        return f"it went back up at epoch {int(rises[0]) + 2}"
+    has_acc = accuracy is not None and bool(np.all(np.isfinite(accuracy[[0, -1]])))
+    acc_change = float(accuracy[-1] - accuracy[0]) if has_acc else math.nan
+    if has_acc and acc_change <= -DEAD_CRAWL_RISE:
+        return "the training accuracy fell"
+    if (
+        val_loss is not None
+        and val_loss.size >= 2
+        and val_loss[-1] > val_loss[0]
+        and not acc_change >= DEAD_CRAWL_RISE
+    ):
+        return "the validation loss rose"
+    if (
+        has_acc
+        and accuracy[-1] < DEAD_ACCURACY
+        and accuracy[-1] * math.exp(min(float(loss[-1]), 50.0)) < DEAD_CONSTANT
+        and acc_change < DEAD_CRAWL_RISE
+    ):
+        return (
+            f"the training accuracy ({100 * accuracy[-1]:.1f}%) is a constant "
+            "prediction's"
+        )
+    return None
 
 
 def _give_back(values: np.ndarray) -> float:
@@ -409,17 +474,25 @@ def diagnose(
        low** when it fell at every epoch while the validation loss fell over
        the run or the training accuracy rose half a point (a slow, steady
        descent), or when the validation loss (measured without dropout's
-       noise) fell at every epoch; **too high** otherwise (a network
-       stalled where it started, whose loss may drift down by rounding);
-       and with a
-       training accuracy logged, a run that ends under 50% accuracy, no more
-       than 2 points above its second epoch (its first in a 2-epoch run: a
-       first epoch that blew up has a depressed mean accuracy), with ``a exp(L) < 1.5`` (a
-       constant prediction over C balanced classes scores ``a = 1/C`` with
-       ``L >= ln C``) or a validation accuracy that never rose 2 points
-       either, unless its loss fell at every epoch from a first epoch under
-       1.5x the last while its accuracy rose half a point or more (a slow
-       descent): **too high** (it predicts no better than a constant: the
+       noise) fell at every epoch; otherwise **too high** when the run
+       shows a stall: the training loss went back up at an epoch, the
+       validation loss ended above its first value or the training
+       accuracy fell (and did not rise), or the training accuracy ends as
+       a constant prediction's (``a exp(L) < 1.5``, see below) without
+       rising (a network stalled where it started, whose loss may drift
+       down by rounding); without such a sign, **good** for a loss of 0 at
+       every epoch (nothing to learn) and **too low** for any other (a rate
+       too small to move the weights). A fall or a rise counts when it is
+       over two float32 rounding steps (about 2.4e-7) of the loss's value;
+    7b. with a training accuracy logged, a run that ends under 50%
+       accuracy, no more than 2 points above its second epoch (its first in
+       a 2-epoch run: a first epoch that blew up has a depressed mean
+       accuracy), with ``a exp(L) < 1.5`` (a constant prediction over C
+       balanced classes scores ``a = 1/C`` with ``L >= ln C``) or a
+       validation accuracy that never rose 2 points either, unless its
+       loss fell at every epoch from a first epoch under 1.5x the last
+       while its accuracy rose half a point or more (a slow descent):
+       **too high** (it predicts no better than a constant: the
        rate killed it);
     7c. training accuracy ends more than 10 points above validation accuracy
        while the validation loss still falls (not overfitting: the
@@ -456,8 +529,10 @@ def diagnose(
     Args:
         history: a `keras.callbacks.History` or its ``history`` dict, with
             at least ``"loss"``; ``"val_loss"`` and an accuracy
-            (``"accuracy"``/``"val_accuracy"`` or similar) are used when
-            present.
+            (``"accuracy"``/``"val_accuracy"`` or similar; without those,
+            the one accuracy whose key ends in ``_accuracy`` or ``_acc``,
+            such as a multi-output model's ``"out_accuracy"``) are used when
+            present. A None value reads as NaN (not finite).
         validation_epochs: the 1-based epochs after which the validation
             values were measured, one per value (a sequence or 1-D array of
             ints); default: every epoch, or every ``k``-th epoch for a
@@ -493,7 +568,7 @@ def diagnose(
             f"Received keys: {sorted(h)}"
         )
     val_loss = _series(h, "val_loss")
-    acc_key = _accuracy_key(h)
+    acc_key, accuracies = _accuracy_key(h)
     acc = _series(h, acc_key) if acc_key else None
     val_acc = _series(h, f"val_{acc_key}") if acc_key else None
     epochs = int(loss.size)
@@ -537,6 +612,12 @@ def diagnose(
     if val_at is not None and val_at.size != epochs:
         ev["validation_epochs"] = [int(e) + 1 for e in val_at]
     reasons: list[str] = []
+    if accuracies:
+        ev["accuracies_not_read"] = accuracies
+        reasons.append(
+            f"several accuracies ({', '.join(accuracies)}) and no plain "
+            "'accuracy': none of them was read"
+        )
 
     def verdict(name: str) -> Diagnosis:
         return Diagnosis(name, ev, _ACTIONS[name], tuple(reasons))
@@ -724,15 +805,35 @@ def diagnose(
         if (monotone and learning) or (val_monotone and val_loss.size >= 3):
             steady = "steadily" if monotone else "the validation loss steadily"
             reasons.append(
-                f"the training loss fell only {100 * moved:.1f}% over "
+                f"the training loss fell only {_percent(moved)} over "
                 f"{epochs} epochs, {steady}: it is crawling"
             )
             return verdict("too_low")
+        # A network that a too-high rate stalled shows it: its loss goes up
+        # and down, it does not learn on validation data, or its accuracy
+        # is a constant prediction's. A loss that did not move at all, with
+        # none of these, is a rate too small to move the weights.
+        stall = _stall_evidence(loss, val_loss, acc)
+        if stall is not None:
+            reasons.append(
+                f"the training loss moved only {_percent(moved)} and not "
+                f"steadily, and {stall}: the network stalled where it started"
+            )
+            return verdict("too_high")
+        if not np.any(loss):
+            reasons.append(
+                "the training loss is 0 at every epoch: there is nothing left "
+                "to learn, at any rate"
+            )
+            return verdict("good")
         reasons.append(
-            f"the training loss moved only {100 * moved:.1f}% and not steadily: "
-            "the network stalled where it started"
+            f"the training loss moved only {_percent(moved)} over {epochs} "
+            "epochs, without going back up: the rate is too small to move the "
+            "weights (a network that cannot learn at all, with vanishing "
+            "gradients, looks the same: `keras_lr.lr_range_test` shows "
+            "whether a higher rate lowers the loss)"
         )
-        return verdict("too_high")
+        return verdict("too_low")
 
     # 7b. Predicting no better than a constant, after a blow-up.
     if acc is not None and np.all(np.isfinite(acc[[0, -1]])):

@@ -409,3 +409,20 @@ def test_cycle_momentum_refuses_an_sgd_without_momentum_on_every_backend():
             batch_size=BS, epochs=1, verbose=0,
             callbacks=[OneCycleScheduler(cycle_momentum=True)],
         )  # fmt: skip
+
+
+def test_on_train_end_after_an_interrupted_fit_puts_the_rate_back():
+    # Keras does not call `on_train_end` when `fit` raises: the schedule
+    # stays installed (a later plain fit would train with it) until the
+    # callback's `on_train_end` is called, as documented.
+    model = linear_model(keras.optimizers.SGD(0.05))
+    rate = model.optimizer._learning_rate
+    scheduler = OneCycleScheduler()
+    with pytest.raises(RuntimeError, match="interrupted"):
+        fit(model, epochs=4, callbacks=[scheduler, _Interrupt()])
+    assert model.optimizer._learning_rate is not rate
+    scheduler.on_train_end()
+    assert model.optimizer._learning_rate is rate
+    rates = _Rates()
+    fit(model, epochs=1, callbacks=[rates])
+    assert rates.rates == pytest.approx([0.05] * 8)

@@ -740,3 +740,73 @@ def test_training_loss_jump_with_validation_accuracy_at_its_best_is_not_too_high
     d = diagnose(h)
     assert d.verdict == "too_high", str(d)
     assert "jumped back up" in d.reasons[-1]
+
+
+def test_a_tiny_steady_fall_is_too_low():
+    # SGD at 1e-7 (real run): training and validation losses fall by about
+    # 1e-6 at every epoch, the accuracies do not move. Before: not a "fall"
+    # (under a tolerance of 1e-5 of the loss), read as a stall: too high,
+    # "lower the rate 10x".
+    h = {
+        "loss": [1.2448174, 1.2448163, 1.2448151, 1.2448142, 1.2448132],
+        "accuracy": [0.3095703] * 5,
+        "val_loss": [1.2701277, 1.2701266, 1.2701257, 1.2701247, 1.2701237],
+        "val_accuracy": [0.2695312] * 5,
+    }
+    d = diagnose(h)
+    assert d.verdict == "too_low", str(d)
+    assert d.evidence["monotone"] is True
+    assert "crawling" in d.reasons[-1] and "0.0%" not in d.reasons[-1]
+    # The training loss alone reads the same.
+    assert diagnose({"loss": h["loss"]}).verdict == "too_low"
+
+
+@pytest.mark.parametrize(
+    "loss, verdict",
+    [([0.0, 0.0, 0.0], "good"), ([1.0, 1.0, 1.0], "too_low"), ([2.3] * 5, "too_low")],
+)
+def test_a_loss_that_does_not_move_is_not_too_high_without_a_stall(loss, verdict):
+    # Before: "stalled where it started", too high, with nothing in the
+    # history showing a jump, a rise or a dead network.
+    d = diagnose({"loss": loss})
+    assert d.verdict == verdict, str(d)
+    assert "lower" not in d.action
+    # A rise at any epoch, a validation loss that rose, or a constant
+    # prediction's accuracy shows a stall.
+    assert diagnose({"loss": [*loss[:-1], loss[-1] + 1e-4]}).verdict == "too_high"
+    d = diagnose({"loss": loss, "val_loss": [2.3, *[2.31] * (len(loss) - 1)]})
+    assert d.verdict == "too_high" and "validation loss rose" in d.reasons[-1]
+    if loss[-1] > 0:
+        d = diagnose({"loss": loss, "accuracy": [0.1] * len(loss)})
+        assert d.verdict == "too_high" and "constant" in d.reasons[-1]
+
+
+def test_accuracy_of_a_multi_output_model_is_read():
+    loss = [2.0, 1.2, 0.9, 0.8, 0.75]
+    erratic = [0.5, 0.6, 0.7, 0.6, 0.5]
+    h = {
+        "loss": loss,
+        "out_loss": loss,
+        "out_accuracy": [0.5, 0.6, 0.7, 0.75, 0.78],
+        "val_loss": [1.9, 1.1, 0.85, 0.8, 0.76],
+        "val_out_accuracy": erratic,
+    }
+    # Before: no accuracy read, "good".
+    d = diagnose(h)
+    assert d.verdict == "too_high", str(d)
+    assert d.evidence["val_accuracy_last"] == 0.5
+    assert diagnose({"loss": loss, "val_cls_acc": erratic}).verdict == "too_high"
+    # A top-k accuracy is not the prediction's accuracy.
+    assert diagnose({"loss": loss, "val_top_k_accuracy": erratic}).verdict == "good"
+    # Several: none is read, and the reasons say so.
+    two = {**h, "val_aux_accuracy": erratic, "aux_accuracy": erratic}
+    d = diagnose(two)
+    assert d.verdict == "good"
+    assert d.evidence["accuracies_not_read"] == ["aux_accuracy", "out_accuracy"]
+    assert "none of them was read" in d.reasons[0]
+
+
+def test_none_in_a_series_reads_as_nan():
+    d = diagnose({"loss": [1.0, None, 0.5]})
+    assert d.verdict == "too_high"
+    assert d.evidence["loss_nonfinite_epoch"] == 2

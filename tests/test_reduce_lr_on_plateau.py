@@ -298,3 +298,36 @@ def test_cut_reaches_a_schedule_installed_after_it():
     scale = np.repeat([1.0, 1.0, 0.5], 4)
     expected = scale * np.array([ref.cyclic(n, 0.01, 0.1, 3) for n in range(12)])
     np.testing.assert_allclose(used, expected, rtol=1e-4)
+
+
+def test_epochs_without_the_monitored_key_are_skipped():
+    # Before: ValueError at the first epoch that `fit(validation_freq=2)`
+    # did not validate. As Keras's own: warn, skip the epoch, and do not
+    # count it towards `patience`.
+    model = linear_model(keras.optimizers.SGD(0.04))
+    x, y = data()
+    callback = ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1)
+    with pytest.warns(UserWarning, match=r"`val_loss`.*epoch 1.*skipped") as caught:
+        history = model.fit(
+            x, y, batch_size=BS, epochs=6, shuffle=False, verbose=0,
+            validation_data=(x, y), validation_freq=2, callbacks=[callback],
+        )  # fmt: skip
+    assert sum("ReduceLROnPlateau" in str(w.message) for w in caught) == 1
+    assert len(history.history["learning_rate"]) == 6
+    assert len(history.history["val_loss"]) == 3
+
+    class EveryOther(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch % 2 == 1:
+                logs["flat"] = 1.0
+
+    model = linear_model(keras.optimizers.SGD(0.04))
+    callback = ReduceLROnPlateau(monitor="flat", mode="min", factor=0.5, patience=1)
+    with pytest.warns(UserWarning, match="`flat`"):
+        history = fit(model, epochs=6, callbacks=[EveryOther(), callback])
+    # Epoch 2 sets the best; epochs 4 and 6 do not improve it, each one
+    # lowering the rate (patience 1). Counting the skipped epochs would
+    # lower it at epochs 3 to 6.
+    assert history.history["learning_rate"] == pytest.approx(
+        [0.04, 0.04, 0.04, 0.02, 0.02, 0.01]
+    )

@@ -175,8 +175,12 @@ class DivergenceDetector(keras.callbacks.Callback):
     on: a float rate is assigned; a schedule is lowered through its variable
     ``factor`` (the contract of `keras_lr.schedules.Scaled`). After
     `max_recoveries` recoveries, or when the rate would fall below
-    `min_lr`, it stops instead. ``"stop"`` stops training (the weights are
-    restored again when `fit` ends, after the last execution in flight);
+    `min_lr`, it stops instead. ``"stop"`` stops training: the execution
+    in flight still runs, so the weights are restored again at the end of
+    the epoch, before its validation (the ``val_`` figures, and what
+    `ModelCheckpoint` or `EarlyStopping` read in ``on_epoch_end``, are the
+    restored model's; without validation, list the detector before those
+    callbacks, which Keras calls in list order), and when `fit` ends.
     ``"raise"`` raises `DivergenceError`. Every event is appended to
     `events` (a dict: ``epoch``, ``step``, ``source``, ``reason``, ``loss``,
     ``baseline``, ``score``, ``restored_step``, ``learning_rate`` and
@@ -205,7 +209,11 @@ class DivergenceDetector(keras.callbacks.Callback):
     trains best (Smith, 2017, arXiv:1506.01186). Halving alone would step
     through rates that do not blow up but silently kill the network (dead
     ReLUs, a loss stuck at chance), which no loss test can tell from slow
-    training.
+    training. A lone non-finite step (loss, gradient norm or weights)
+    before the first snapshot after the start, after losses that had not
+    risen above their start, is a bad batch, not the rate: it gets
+    `factor` (a rate at fault diverges again from the same snapshot, and
+    then gets `repeat_factor`).
 
     **Limits.** A rate so high that it kills the network in its first steps
     without the loss ever blowing up (dead ReLUs, a loss stuck at chance
@@ -222,13 +230,20 @@ class DivergenceDetector(keras.callbacks.Callback):
     unscaled loss, which the loss tracker receives; the optimizer's own
     skipping of non-finite gradient steps is left as it is.
 
+    For the length of `fit` the model's loss tracker is replaced (and, with
+    ``watch_gradient_norm=True``, the optimizer's apply step wrapped); they
+    are put back in ``on_train_end``. Keras does not call it when `fit`
+    raises (a `KeyboardInterrupt`, another callback's error): call
+    ``detector.on_train_end()`` then to put them back.
+
     Args:
         action: ``"rollback"``, ``"stop"`` or ``"raise"``.
         factor: multiplier of the rate at a rollback, in (0, 1).
         repeat_factor: multiplier instead of `factor` when the rate has not
             shown a healthy stretch: training diverges before the first
-            snapshot after the start, or again before a new snapshot was
-            taken (the same snapshot is restored twice), in (0, 1).
+            snapshot after the start (other than by a lone non-finite step,
+            see above), or again before a new snapshot was taken (the same
+            snapshot is restored twice), in (0, 1).
         max_recoveries: rollbacks allowed in one `fit`, >= 0.
         restore_rate_after: healthy steps after a rollback by `factor`
             before the rate goes back up to its value before the event;
@@ -250,7 +265,8 @@ class DivergenceDetector(keras.callbacks.Callback):
             ``max(32, steps_per_execution)``.
         snapshot_every: least steps between snapshots; default
             ``2 * check_every``.
-        monitor_val: also watch ``val_loss`` after each epoch.
+        monitor_val: also watch ``val_loss`` after each epoch (a warning
+            at the end of a `fit` whose logs never had it).
         val_spike_ratio: ``val_loss`` jump over the previous epoch's, > 1.
         watch_gradient_norm: also record and watch each step's global
             gradient norm (default False: it costs a reduction over every
@@ -437,6 +453,7 @@ class DivergenceDetector(keras.callbacks.Callback):
         self._epoch_start = 0
         self._next_check = self._every
         self._stopped = False
+        self._restore_due = False
         self._watch = self._new_watch()
         self._val_watch = LossWatch(smoothing=0.0, spike_ratio=self.val_spike_ratio)
         self._grad_watch = None
@@ -467,6 +484,8 @@ class DivergenceDetector(keras.callbacks.Callback):
         self._in_fit = True
         self._batches = 0
         self._warned_blind = False
+        self._epochs_ended = 0
+        self._val_seen = False
         optimizer = model.optimizer
         if model.built and not optimizer.built:
             # TensorFlow builds the optimizer when it traces the first step;
@@ -601,6 +620,8 @@ class DivergenceDetector(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if not self._epoch_read:
             self._end_of_epoch()
+        self._epochs_ended += 1
+        self._val_seen = self._val_seen or (logs is not None and "val_loss" in logs)
         if (
             self.monitor_val
             and not self._stopped
@@ -625,6 +646,14 @@ class DivergenceDetector(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._in_fit = False
+        if self.monitor_val and self._epochs_ended and not self._val_seen:
+            text = (
+                "DivergenceDetector(monitor_val=True) found no `val_loss` in the "
+                f"logs of the {self._epochs_ended} epoch(s) of this fit (no "
+                "validation data?): only the training loss was watched."
+            )
+            logger.warning(text)
+            warnings.warn(text, stacklevel=2)
         if self._stopped and self._snapshot is not None:
             # An execution may have run after the stop was requested.
             self.model  # noqa: B018  (syncs the JAX state)
@@ -641,6 +670,14 @@ class DivergenceDetector(keras.callbacks.Callback):
         """
         self._epoch_read = True
         if self._stopped:
+            if self._restore_due:
+                # Stopped mid-epoch: the execution in flight ran on from the
+                # restored weights. Restore them again before validation and
+                # the `on_epoch_end` callbacks (`ModelCheckpoint`,
+                # `EarlyStopping`) see the model.
+                self._restore_due = False
+                self.model  # noqa: B018  (syncs the JAX state)
+                self._snapshot.restore_variables()
             return
         events = len(self.events)
         snapshot_time = self._snapshot_time
@@ -863,9 +900,12 @@ class DivergenceDetector(keras.callbacks.Callback):
         if scale_var is not None:
             self._scale_var = scale_var
         # No healthy stretch at this rate yet: training diverged before the
-        # first snapshot after the start, or again from the same snapshot.
+        # first snapshot after the start (unless one step went non-finite
+        # after losses that had not risen: a bad batch), or again from the
+        # same snapshot.
         systematic = self._snapshot is not None and (
-            self._snapshot is self._last_restored or self._snapshot_step == 0
+            self._snapshot is self._last_restored
+            or (self._snapshot_step == 0 and not self._lone_nonfinite(event, source))
         )
         factor = self.repeat_factor if systematic else self.factor
         record["rate_never_healthy"] = bool(systematic)
@@ -938,10 +978,30 @@ class DivergenceDetector(keras.callbacks.Callback):
         if action == "rollback":
             return
         self._stopped = True
+        self._restore_due = self._snapshot is not None
         self._model.stop_training = True
         if action == "raise":
             self._uninstall()
             raise DivergenceError(self._describe(record, message))
+
+    def _lone_nonfinite(self, event: DivergenceEvent, source: str) -> bool:
+        """Whether `event` is a non-finite step after losses that had not risen.
+
+        A NaN or Inf loss, gradient norm or weight is then one bad batch (or
+        a numerical accident), not a sign that the rate is wrong: a rate
+        too high from the first step raises the loss (a blow-up, spikes, a
+        climb) before, if ever, it turns non-finite. "Not risen": no test
+        in violation at the last finite loss, and the smoothed loss at or
+        below its value at the first step (true too when no finite loss was
+        read: a non-finite loss at step 0 comes before any update).
+        """
+        if source not in ("loss", "gradient_norm") or event.reason not in (
+            "nonfinite",
+            "nonfinite_weights",
+        ):
+            return False
+        watch = self._watch
+        return watch.healthy and not watch.smoothed > watch.reference
 
     def _describe(self, record: dict[str, Any], message: str) -> str:
         what = {

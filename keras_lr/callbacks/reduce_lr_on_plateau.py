@@ -9,6 +9,7 @@ optimizer while `fit` runs, see `keras_lr.schedules.track_scaled`).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import keras
@@ -33,7 +34,9 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
 
     After `patience` epochs without an improvement of at least `min_delta`
     in `monitor`, the rate is multiplied by `factor` (not below `min_lr`),
-    then nothing happens for `cooldown` epochs.
+    then nothing happens for `cooldown` epochs. An epoch whose logs lack
+    `monitor` (with ``fit(validation_freq=k)``, the epochs not validated) is
+    skipped, with a warning the first time, as Keras's own callback does.
 
     Works on an optimizer whose rate is a float, or a
     `keras_lr.schedules.Scaled` schedule (wrap any schedule in it: the
@@ -126,6 +129,7 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
             self.best = np.inf
         self.wait = 0
         self.cooldown_counter = 0
+        self._warned_missing = False
 
     def _target(self) -> Any:
         """The rate's variable, or the outermost `Scaled` in its schedule."""
@@ -176,10 +180,19 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
         logs = logs if logs is not None else {}
         value = logs.get(self.monitor)
         if value is None:
-            raise ValueError(
-                f"ReduceLROnPlateau monitors `{self.monitor}`, which is not in "
-                f"the logs. Available: {sorted(logs)}"
-            )
+            # As Keras's own: an epoch without the key (one that
+            # ``fit(validation_freq=k)`` does not validate) is skipped.
+            if not self._warned_missing:
+                self._warned_missing = True
+                warnings.warn(
+                    f"ReduceLROnPlateau monitors `{self.monitor}`, which is not "
+                    f"in the logs of epoch {epoch + 1}: the epochs without it "
+                    "are skipped (they do not count towards `patience`). "
+                    f"Available: {sorted(logs)}",
+                    stacklevel=2,
+                )
+            logs["learning_rate"] = self.current_lr()
+            return
         value = float(value)
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1

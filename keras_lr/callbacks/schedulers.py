@@ -4,7 +4,9 @@
 schedule when `fit` starts (taking its length from `fit`'s own epochs and
 steps when none is given), install it as the optimizer's learning rate, so
 that it is computed inside the compiled step like any schedule (no host work
-per step), and put the optimizer's own rate back when `fit` ends.
+per step), and put the optimizer's own rate back when `fit` ends (after a
+`fit` that raised, which skips ``on_train_end``, call the callback's
+``on_train_end()`` to do so).
 
 `LearningRateLogger` (which the schedulers also are) writes the rate in use
 into `logs["learning_rate"]` at the end of every epoch, and of every step
@@ -375,6 +377,12 @@ class OneCycleScheduler(_ScheduleInstaller):
     The optimizer's own rate (and momentum) is back after `fit`; the
     schedule built is in ``self.schedule``.
 
+    If `fit` raises (a `KeyboardInterrupt`, another callback's error),
+    Keras does not call ``on_train_end``: the schedule stays on the
+    optimizer, and a later plain `fit` trains with it, until the next `fit`
+    with a keras_lr scheduler begins. Call ``callback.on_train_end()`` to
+    put the optimizer's own rate back.
+
     Example:
 
     >>> import numpy as np
@@ -445,6 +453,10 @@ class CyclicLRScheduler(_ScheduleInstaller):
         cycle_momentum, base_momentum, max_momentum, log_every_step: as for
             `OneCycleScheduler`.
 
+    The optimizer's own rate (and momentum) is back after `fit`, as for
+    `OneCycleScheduler` (after a `fit` that raised, call
+    ``callback.on_train_end()``).
+
     Example:
 
     >>> import numpy as np
@@ -505,6 +517,10 @@ class WarmupScheduler(_ScheduleInstaller):
         initial_lr: rate at the first step.
         shape: ``"linear"`` or ``"exponential"``.
         log_every_step: also log the rate at each step.
+
+    The optimizer's own rate is back after `fit`, as for
+    `OneCycleScheduler` (after a `fit` that raised, call
+    ``callback.on_train_end()``).
 
     Example:
 
