@@ -28,6 +28,7 @@ from typing import Any
 import keras
 from keras import ops
 
+from keras_lr import _validate
 from keras_lr.schedules import _base
 
 __all__ = ["SGD", "Adam", "AdamW"]
@@ -42,7 +43,8 @@ def _check_momentum(name: str, value: Any) -> Any:
             "keras.optimizers.schedules.LearningRateSchedule. "
             f"Received: {name}={value!r} (of type {type(value).__name__})"
         )
-    return value
+    value = _validate.check_real(name, value)
+    return _validate.check_in_interval(name, value, 0.0, 1.0)
 
 
 class _OncePerStep:

@@ -133,15 +133,20 @@ def plot_schedule(
     """Plots a learning-rate schedule over `steps` optimizer steps.
 
     Args:
-        schedule: a `LearningRateSchedule` (any, Keras's included) or a
-            float.
+        schedule: a `LearningRateSchedule` (any, Keras's included, or a
+            callable of the step) or a float.
         steps: how many steps to draw (from step 0), >= 1.
         ax: a matplotlib `Axes` to draw on; a new `Figure` when None.
-        momentum: an optional momentum schedule (`OneCycle.momentum()`),
-            drawn on a second y axis.
+        momentum: an optional momentum schedule (`OneCycle.momentum()`) or
+            float, drawn on a second y axis.
 
     Returns:
         The matplotlib `Figure` (not shown).
+
+    Raises:
+        TypeError: if `schedule` or `momentum` is neither callable nor a
+            float (a string, an int, None), or `steps` is not an int.
+        ValueError: if a float is negative or not finite, or `steps` < 1.
 
     Example:
 
@@ -153,6 +158,9 @@ def plot_schedule(
     """
     from keras_lr import _validate
 
+    schedule = _schedule_or_lr("schedule", schedule)
+    if momentum is not None:
+        momentum = _schedule_or_lr("momentum", momentum)
     steps = _validate.check_int("steps", steps, minimum=1)
     fig, ax = _axes(ax)
     x = np.arange(steps)
@@ -161,9 +169,7 @@ def plot_schedule(
     )
     ax.set_xlabel("step")
     ax.set_ylabel("learning rate")
-    ax.set_title(
-        type(schedule).__name__ if not isinstance(schedule, float) else "constant"
-    )
+    ax.set_title(type(schedule).__name__ if callable(schedule) else "constant")
     if momentum is not None:
         ax2 = ax.twinx()
         ax2.plot(
@@ -176,6 +182,13 @@ def plot_schedule(
         )
         ax2.set_ylabel("momentum")
     return fig
+
+
+def _schedule_or_lr(name: str, value: Any) -> Any:
+    """A schedule (any callable of the step) as it is, or a float rate checked."""
+    from keras_lr.schedules import _base
+
+    return value if callable(value) else _base.check_lr(name, value)
 
 
 def _schedule_values(schedule: Any, steps: int) -> np.ndarray:
@@ -212,6 +225,9 @@ def plot_search(tuner: Any, ax: Any = None) -> Any:
     Returns:
         The matplotlib `Figure`.
 
+    Raises:
+        TypeError: if `tuner` is not a KerasTuner tuner.
+
     Example (a search run with `keras_lr.tuner`; see
     ``examples/tune_fashion_mnist.py``)::
 
@@ -221,10 +237,17 @@ def plot_search(tuner: Any, ax: Any = None) -> Any:
     >>> callable(plot_search)
     True
     """
+    oracle = getattr(tuner, "oracle", None)
+    if not hasattr(oracle, "trials") or not hasattr(oracle, "objective"):
+        raise TypeError(
+            "Argument `tuner` must be a keras_tuner.Tuner (one that has run a "
+            f"search). Received: tuner={tuner!r:.80} (of type "
+            f"{type(tuner).__name__})"
+        )
     fig, ax = _axes(ax)
-    objective = tuner.oracle.objective
+    objective = oracle.objective
     rows = []
-    for trial in tuner.oracle.trials.values():
+    for trial in oracle.trials.values():
         metrics = trial.metrics
         if trial.status != "COMPLETED" or not metrics.exists(objective.name):
             continue

@@ -1,11 +1,13 @@
 """Closed forms of the schedules in float64 numpy, written from the papers'
-and PyTorch's documented formulas independently of keras_lr (loops and
-float cycle arithmetic where keras_lr uses integer arithmetic), and helpers
-to evaluate a schedule the way each backend's compiled step does."""
+and PyTorch's documented formulas independently of keras_lr (loops, float
+or exact rational cycle arithmetic where keras_lr uses integer or
+logarithmic arithmetic), and helpers to evaluate a schedule the way each
+backend's compiled step does."""
 
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import keras
 import numpy as np
@@ -98,16 +100,34 @@ def wsd(n, peak, total, warm, frac=0.1, final=0.0, decay="linear"):
     return peak - (peak - final) * math.sqrt(q)
 
 
-def sgdr(n, initial, t0, t_mul=2.0, m_mul=1.0, min_lr=0.0):
-    """Walks the cycles one by one (no logarithm)."""
-    start, length, i = 0.0, float(t0), 0
-    while n >= start + length:
+def sgdr_starts(t0, t_mul, limit):
+    """The steps at which the cycles start, up to `limit`, as exact fractions.
+
+    The cycles are walked one by one in rational arithmetic, with `t_mul`
+    taken as the decimal it is written as (1.2 is 6/5, not the float
+    1.1999999999999999556), so a cycle that starts on an integer step
+    starts there exactly.
+    """
+    r = Fraction(repr(float(t_mul)))
+    starts, start, length = [], Fraction(0), Fraction(t0)
+    while start <= limit:
+        starts.append(start)
         start += length
-        length *= t_mul
-        i += 1
+        length *= r
+    return starts
+
+
+def sgdr(n, initial, t0, t_mul=2.0, m_mul=1.0, min_lr=0.0):
+    """Walks the cycles one by one (no logarithm), exactly (`sgdr_starts`)."""
+    if t_mul == 1.0:
+        i, start, length = n // t0, n // t0 * t0, t0
+    else:
+        starts = sgdr_starts(t0, t_mul, n)
+        i, start = len(starts) - 1, starts[-1]
+        length = Fraction(t0) * Fraction(repr(float(t_mul))) ** i
     peak = initial * m_mul**i
     return min_lr + (peak - min_lr) * 0.5 * (
-        1 + math.cos(math.pi * (n - start) / length)
+        1 + math.cos(math.pi * float((n - start) / length))
     )
 
 

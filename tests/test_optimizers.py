@@ -109,3 +109,23 @@ def test_bad_momentum():
         keras_lr.optimizers.SGD(0.1, momentum=lambda: 0.9)
     with pytest.raises(TypeError, match="`beta_1` must be a float or"):
         keras_lr.optimizers.Adam(0.1, beta_1=lambda: 0.9)
+
+
+@pytest.mark.parametrize(
+    "value,error,match",
+    [
+        ("0.9", TypeError, "must be a number"),
+        (None, TypeError, "must be a number"),
+        (1.0, ValueError, r"must be in \[0.0, 1.0\)"),
+        (-0.1, ValueError, r"must be in \[0.0, 1.0\)"),
+        (float("nan"), ValueError, r"must be in \[0.0, 1.0\)"),
+    ],
+)
+def test_momentum_out_of_range_or_not_a_number(value, error, match):
+    with pytest.raises(error, match=f"`momentum` {match}"):
+        keras_lr.optimizers.SGD(0.1, momentum=value)
+    for cls in (keras_lr.optimizers.Adam, keras_lr.optimizers.AdamW):
+        with pytest.raises(error, match=f"`beta_1` {match}"):
+            cls(0.1, beta_1=value)
+    # Ints are numbers: SGD(momentum=0) is plain SGD.
+    assert keras_lr.optimizers.SGD(0.1, momentum=0).momentum == 0.0

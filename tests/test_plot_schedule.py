@@ -33,3 +33,31 @@ def test_keras_schedule_and_float():
 def test_bad_steps():
     with pytest.raises(ValueError, match="`steps` must be >= 1"):
         keras_lr.plot_schedule(S.InverseSqrt(0.1, 3), 0)
+
+
+@pytest.mark.parametrize(
+    "schedule,error,match",
+    [
+        ("0.1", TypeError, "must be a float"),
+        (1, TypeError, r"must be a float, such as 1\.0"),
+        (None, TypeError, "must be a float"),
+        (-0.1, ValueError, "must be >= 0"),
+        (float("nan"), ValueError, "must be finite"),
+    ],
+)
+def test_bad_schedule(schedule, error, match):
+    with pytest.raises(error, match=match):
+        keras_lr.plot_schedule(schedule, 10)
+    if schedule is not None:  # momentum=None draws no momentum
+        with pytest.raises(error, match=match):
+            keras_lr.plot_schedule(0.1, 10, momentum=schedule)
+
+
+def test_a_plain_callable_is_drawn_and_titled():
+    def halving(step):
+        return 0.1 * 0.5 ** (step // 2)
+
+    fig = keras_lr.plot_schedule(halving, 4)
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), [0.1, 0.1, 0.05, 0.05])
+    assert fig.axes[0].get_title() == "function"
+    assert keras_lr.plot_schedule(0.2, 2).axes[0].get_title() == "constant"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import keras
 import pytest
 
@@ -95,6 +97,17 @@ CASES = [
     (lambda: S.Join([], []), ValueError, "non-empty list"),
     (lambda: S.Join([0.1, 0.2], [0]), ValueError, "`boundaries[0]` must be >= 1"),
     (lambda: S.Scaled(0.1, factor=-1.0), ValueError, "`factor` must be >= 0"),
+    (lambda: S.Scaled(0.1, factor=math.inf), ValueError, "`factor` must be finite"),
+    (
+        lambda: S.OneCycle(0.1, 100, div_factor=math.inf),
+        ValueError,
+        "`div_factor` must be finite",
+    ),
+    (
+        lambda: S.OneCycle(0.1, 100, final_div_factor=math.inf),
+        ValueError,
+        "`final_div_factor` must be finite",
+    ),
     (
         lambda: S.OneCycle(0.1, 100).momentum(0.95, 0.85),
         ValueError,

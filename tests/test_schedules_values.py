@@ -329,3 +329,28 @@ def test_reference_sanity():
     assert ref.one_cycle(0, 1.0, 100, div=10.0) == pytest.approx(0.1)
     assert ref.sgdr(30, 1.0, 10, 2.0) == 1.0  # third cycle starts at 10 + 20
     assert math.isclose(ref.inverse_sqrt(400, 1.0, 100), 0.5)
+
+
+@pytest.mark.parametrize(
+    "t0,t_mul,m_mul",
+    [(1000, 1.2, 0.5), (5, 1.1, 0.9), (10, 1.5, 1.0), (7, 1.001, 1.0)],
+)
+def test_cosine_restarts_peak_on_integer_cycle_start(t0, t_mul, m_mul):
+    # A cycle that starts on an integer step (t0 (r**k - 1) / (r - 1) an
+    # integer, found in exact rational arithmetic) has its new peak on that
+    # step and the old cycle's end one step before, vectorized or scalar.
+    s = S.CosineRestarts(0.1, t0, t_mul=t_mul, m_mul=m_mul, min_lr=0.0)
+    starts = [
+        int(a) for a in ref.sgdr_starts(t0, t_mul, 6000)[1:] if a.denominator == 1
+    ]
+    assert starts, "the parameters must give integer cycle starts"
+    steps = sorted({b for a in starts for b in (a - 1, a, a + 1)})
+    expected = np.array([ref.sgdr(n, 0.1, t0, t_mul, m_mul) for n in steps])
+    check(s, steps, expected, 0.1)
+    peaks = {k: 0.1 * m_mul**k for k in range(len(starts) + 2)}
+    got = dict(zip(steps, ref.values(s, steps)))
+    for a in starts:
+        assert any(abs(got[a] - p) <= 2e-6 * p for p in peaks.values()), (a, got[a])
+        assert got[a - 1] < 0.5 * got[a]  # the end of the cycle before
+    scalar = ref.scalar_values(s, starts)
+    np.testing.assert_allclose(scalar, [got[a] for a in starts], rtol=2e-6)

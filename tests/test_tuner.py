@@ -720,3 +720,49 @@ def test_an_augmenting_image_classifier_reloads(tmp_path):
     again = keras.models.load_model(path)
     x = np.random.default_rng(0).random((2, 28, 28, 1)).astype("float32")
     np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_mistakes_stop_the_search_at_the_first_trial(tmp_path):
+    # A mistake that every trial would repeat is fatal to the search at once
+    # (KerasTuner would otherwise fail three trials before stopping).
+    calls = []
+
+    def not_a_model(hp):
+        calls.append(1)
+        return "not a model"
+
+    hm = tuner.LRBatchSizeHyperModel(
+        not_a_model, loss="mse", lr_range=(1e-3, 1e-1), distribution_strategy=None
+    )
+    with pytest.raises(keras_tuner.errors.FatalTypeError, match=r"keras\.Model"):
+        search = keras_tuner.RandomSearch(
+            hm, objective="loss", max_trials=5, directory=tmp_path, project_name="a"
+        )
+        search.search(np.zeros((64, 3)), np.zeros((64, 1)), epochs=1, verbose=0)
+    assert len(calls) == 1
+
+    def batches():
+        while True:
+            yield np.zeros((8, 3), "float32"), np.zeros((8, 1), "float32")
+
+    hm = tuner.LRBatchSizeHyperModel(
+        _dense, loss="mse", lr_range=(1e-3, 1e-1), distribution_strategy=None
+    )
+    search = keras_tuner.RandomSearch(
+        hm, objective="loss", max_trials=5, directory=tmp_path, project_name="b"
+    )
+    with pytest.raises(keras_tuner.errors.FatalTypeError, match="own batches"):
+        search.search(batches(), steps_per_epoch=2, epochs=1, verbose=0)
+    assert len(search.oracle.trials) == 1
+
+    hm = tuner.LRBatchSizeHyperModel(
+        _dense, lr_range=(1e-3, 1e-1), distribution_strategy=None
+    )
+    with pytest.raises(keras_tuner.errors.FatalValueError, match="no `loss`"):
+        hm.build(keras_tuner.HyperParameters())
+
+
+def test_plot_search_refuses_what_is_not_a_tuner():
+    for bad in (None, "tuner", keras_tuner.HyperParameters()):
+        with pytest.raises(TypeError, match=r"`tuner` must be a keras_tuner\.Tuner"):
+            tuner.plot_search(bad)

@@ -79,6 +79,28 @@ def float_step(step: Any) -> Any:
     return ops.cast(int_step(step), "float32")
 
 
+def wide_float_dtype(tensor: Any) -> str:
+    """``"float64"`` where the backend computes in it on `tensor`'s device.
+
+    JAX keeps float64 off unless ``jax_enable_x64`` is set (it would truncate
+    to float32 with a warning), PyTorch's MPS and TensorFlow's TPUs have no
+    float64: those get ``"float32"``. Decided when the step is traced.
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return "float64" if jax.config.jax_enable_x64 else "float32"
+    if backend == "torch":
+        device = getattr(tensor, "device", None)
+        return "float32" if getattr(device, "type", None) == "mps" else "float64"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return "float32" if tf.config.list_logical_devices("TPU") else "float64"
+    return "float64"
+
+
 def check_steps(name: str, value: Any, *, minimum: int) -> int:
     """An integer step count >= `minimum` (and < 2**31)."""
     value = _validate.check_int(name, value, minimum=minimum)

@@ -27,6 +27,7 @@
 
 from __future__ import annotations
 
+import fractions
 import math
 from typing import Any
 
@@ -37,6 +38,12 @@ from keras_lr import _validate
 from keras_lr.schedules import _base
 
 __all__ = ["CosineRestarts", "WarmupCosineDecay", "WarmupStableDecay"]
+
+# Relative distance to an integer under which a computed cycle start is
+# taken as that integer: well above the rounding error of its computation
+# (about 1e-14 in float64, 1e-6 in float32), well below the distance of a
+# start that truly falls between two steps.
+_START_TOL = {"float64": 1e-11, "float32": 4e-6}
 
 
 def _check_warmup(total_steps: Any, warmup_steps: Any) -> tuple[int, int]:
@@ -233,18 +240,41 @@ class CosineRestarts(keras.optimizers.schedules.LearningRateSchedule):
                 ops.cast(step % t0, "float32"),
                 ops.full((), float(t0), dtype="float32"),
             )
-        r = self.t_mul
-        s = ops.cast(step, "float32")
-        i = ops.floor(ops.log1p(s / t0 * (r - 1.0)) / math.log(r))
+        # Cycle ``k`` starts at ``t0 (r**k - 1) / (r - 1)``. Computed in
+        # float64 where the backend has it (float32 puts a start such as
+        # 2200 for t0=1000, r=1.2 at 2200.0002, a step late), and a start
+        # within rounding error of an integer is taken as that integer, so
+        # the new cycle's peak lands on its step however it is evaluated.
+        # (`ops.floor` and `ops.maximum` compute in float32 on some
+        # backends: avoided here.)
+        dtype = _base.wide_float_dtype(step)
+        tol = _START_TOL[dtype]
+        # ``r - 1`` of the decimal `t_mul` is written as: ``1.001 - 1`` in
+        # floats is off by 1e-13, which would move integer starts.
+        r_minus_1 = float(fractions.Fraction(repr(self.t_mul)) - 1)
+        log_r = math.log1p(r_minus_1)
+        scale = t0 / r_minus_1
+        s = ops.cast(step, dtype)
 
         def start(k):
-            return t0 * (ops.power(r, k) - 1.0) / (r - 1.0)
+            exact = scale * ops.expm1(k * log_r)
+            nearest = ops.round(exact)
+            close = ops.abs(exact - nearest) <= tol * (ops.abs(nearest) + 1.0)
+            return ops.where(close, nearest, exact)
 
+        # floor(log_r(1 + s / scale)), the logarithm being >= 0.
+        i = ops.log1p(s / scale) / log_r
+        i = ops.cast(ops.cast(ops.clip(i, 0.0, _base._MAX_FLOAT_STEP), "int32"), dtype)
         # The logarithm may land one cycle off at a boundary: correct it.
         i = ops.where(s < start(i), i - 1.0, i)
         i = ops.where(s >= start(i + 1.0), i + 1.0, i)
-        length = t0 * ops.power(r, i)
-        return i, s - start(i), length
+        length = t0 * ops.exp(i * log_r)
+        t = s - start(i)
+        return (
+            ops.cast(i, "float32"),
+            ops.cast(t, "float32"),
+            ops.cast(length, "float32"),
+        )
 
     def __call__(self, step):
         step = _base.int_step(step)

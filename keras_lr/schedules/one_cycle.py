@@ -94,9 +94,10 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         max_lr: the peak rate (float > 0).
         total_steps: length of the cycle in optimizer steps, >= 1.
         pct_start: fraction of the steps spent going up, in (0, 1).
-        div_factor: the start rate is ``max_lr / div_factor`` (>= 1).
+        div_factor: the start rate is ``max_lr / div_factor`` (finite,
+            >= 1).
         final_div_factor: the final rate is ``start / final_div_factor``
-            (>= 1).
+            (finite, >= 1).
         anneal: ``"cos"`` or ``"linear"``.
         three_phase: go back down to the start rate before annealing to the
             final one (fastai's and the paper's shape); needs
@@ -130,6 +131,10 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         )
         _validate.check_at_least("div_factor", self.div_factor, 1.0)
         _validate.check_at_least("final_div_factor", self.final_div_factor, 1.0)
+        # An infinite factor gives a start or final rate of 0: a typo, not a
+        # schedule.
+        _validate.check_finite("div_factor", self.div_factor)
+        _validate.check_finite("final_div_factor", self.final_div_factor)
         self.anneal = anneal
         self.three_phase = three_phase
 

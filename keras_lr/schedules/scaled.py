@@ -39,7 +39,7 @@ class Scaled(keras.optimizers.schedules.LearningRateSchedule):
 
     Args:
         schedule: a `LearningRateSchedule` or a constant rate.
-        factor: the starting factor, >= 0.
+        factor: the starting factor, finite and >= 0.
 
     Attributes:
         factor: a float32 scalar `keras.Variable`; assign it to rescale the
@@ -62,6 +62,7 @@ class Scaled(keras.optimizers.schedules.LearningRateSchedule):
         self.schedule = _base.check_schedule_or_lr("schedule", schedule)
         factor = _validate.check_real("factor", factor)
         _validate.check_non_negative("factor", factor)
+        _validate.check_finite("factor", factor)
         self.factor = keras.Variable(
             factor, dtype="float32", trainable=False, name="lr_factor"
         )

@@ -385,13 +385,15 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
             model = self.build_model(hp)
         else:
             model = self.build_model()
+        # Fatal errors: the tuner stops the search at once, instead of
+        # failing trial after trial with the same mistake.
         if not isinstance(model, keras.Model):
-            raise TypeError(
+            raise keras_tuner.errors.FatalTypeError(
                 "`build_model` must return a keras.Model. Received: an object "
                 f"of type {type(model).__name__} ({model!r:.80})"
             )
         if not getattr(model, "compiled", False) and self.loss is None:
-            raise ValueError(
+            raise keras_tuner.errors.FatalValueError(
                 "`build_model` returned an uncompiled model and no `loss` was "
                 "given: pass `loss=` (and `metrics=`) to LRBatchSizeHyperModel, "
                 "or compile the model in `build_model`."
@@ -658,7 +660,8 @@ def _rebatch(
             kwargs["x"] = x
         kwargs.pop("batch_size", None)
     elif isinstance(x, keras.utils.PyDataset) or not _in_memory(x):
-        raise TypeError(
+        # Fatal: every trial would fail the same way.
+        raise keras_tuner.errors.FatalTypeError(
             f"A {type(x).__name__} fixes its own batches, so the batch size "
             "cannot be searched (`fit` ignores `batch_size` for it): pass "
             "arrays (a dict or list of arrays) or a tf.data.Dataset."
