@@ -29,6 +29,14 @@ from keras_lr.data import (
 )
 
 
+def positive(text: str) -> int:
+    """An argparse `type`: an integer >= 1 (``--epochs 0`` is refused, not 3)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 class RateSpike(keras.callbacks.Callback):
     """Fault injection: multiplies a float rate by `factor` for `steps` steps."""
 
@@ -68,9 +76,9 @@ def build(seed: int = 0) -> keras.Model:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="embedded sample, seconds")
-    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--epochs", type=positive, default=None)
     args = parser.parse_args(argv)
     if args.smoke or find_fashion_mnist() is None:
         (x, y), (xt, yt) = load_fashion_mnist_sample()

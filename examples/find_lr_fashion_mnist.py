@@ -2,8 +2,10 @@
 
 1. `keras_lr.find_best_learning_rate`: an LR range test (its plot is
    written to ``lr_range_test.png``), then candidates read off the curve,
-   raced for a few steps each from the same starting state.
-3. Training from the restored model at the chosen rate; test accuracy.
+   raced for a few steps each from the same starting state; the chosen
+   rate is the vertex of a parabola through the best of them and its
+   neighbours, so it need not be one of the raced rates.
+2. Training from the restored model at the chosen rate; test accuracy.
 
 The full Fashion-MNIST is read from disk when it is there
 (`keras_lr.data.load_fashion_mnist`); otherwise the 4,000 images embedded in
@@ -27,6 +29,14 @@ import numpy as np
 
 import keras_lr
 from keras_lr.data import load_fashion_mnist, load_fashion_mnist_sample
+
+
+def positive(text: str) -> int:
+    """An argparse `type`: an integer >= 1 (``--epochs 0`` is refused, not 3)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def load(smoke: bool):
@@ -81,8 +91,8 @@ def build_model(seed: int = 0) -> keras.Model:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="seconds, embedded data")
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--epochs", type=positive, default=None)
+    parser.add_argument("--batch-size", type=positive, default=64)
     parser.add_argument("--output", default="lr_range_test.png")
     args = parser.parse_args(argv)
 

@@ -29,6 +29,14 @@ import keras_lr.data
 from keras_lr.schedules import OneCycle
 
 
+def positive(text: str) -> int:
+    """An argparse `type`: an integer >= 1 (``--epochs 0`` is refused, not 3)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def load(smoke: bool):
     if smoke:
         (x, y), (xt, yt) = keras_lr.data.load_fashion_mnist_sample()
@@ -67,13 +75,16 @@ def make_model(optimizer, seed: int, width: int) -> keras.Model:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny run, < 30 s")
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--epochs", type=positive, default=None)
+    parser.add_argument("--seeds", type=positive, default=1)
     args = parser.parse_args()
     smoke = args.smoke
     epochs = args.epochs or (1 if smoke else 4)
     batch, width = (64, 8) if smoke else (128, 16)
-    (x, y), (xt, yt) = load(smoke)
+    try:
+        (x, y), (xt, yt) = load(smoke)
+    except FileNotFoundError as error:
+        parser.error(f"{error} Or run with --smoke (the embedded sample).")
     steps = epochs * (len(x) // batch)
     print(f"{len(x)} training images, {epochs} epochs of {len(x) // batch} steps")
 

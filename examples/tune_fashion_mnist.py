@@ -27,13 +27,23 @@ from keras_lr import tuner
 from keras_lr.data import load_fashion_mnist, load_fashion_mnist_sample
 
 
+def positive(text: str) -> int:
+    """An argparse `type`: an integer >= 1 (``--epochs 0`` is refused, not 3)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny run for CI")
     parser.add_argument(
-        "--trials", type=int, default=None, help="default 12 (smoke: 2)"
+        "--trials", type=positive, default=None, help="default 12 (smoke: 2)"
     )
-    parser.add_argument("--epochs", type=int, default=None, help="default 3 (smoke: 1)")
+    parser.add_argument(
+        "--epochs", type=positive, default=None, help="default 3 (smoke: 1)"
+    )
     parser.add_argument("--directory", default=None)
     parser.add_argument("--plot", default="tune_fashion_mnist.png")
     args = parser.parse_args()
@@ -44,7 +54,10 @@ def main() -> None:
         trials, epochs, batch_sizes = args.trials or 2, args.epochs or 1, (32, 64)
         widths, depths, stages = (4,), (1,), 2
     else:
-        (x, y), (xt, yt) = load_fashion_mnist()
+        try:
+            (x, y), (xt, yt) = load_fashion_mnist()
+        except FileNotFoundError as error:
+            parser.error(f"{error} Or run with --smoke (the embedded sample).")
         trials, epochs = args.trials or 12, args.epochs or 3
         batch_sizes = (64, 128, 256, 512)
         widths, depths, stages = (16, 32), (1, 2), 3

@@ -170,7 +170,10 @@ class PendingRead:
     On JAX the trainer donates its state to the next execution, so the
     arrays are first copied on the device (an asynchronous dispatch, ordered
     before that execution); the host copy then proceeds while the device
-    trains, and `result()` rarely waits.
+    trains, and `result()` rarely waits. On the other backends nothing is
+    copied at construction: `result()` reads the arrays then, so a variable
+    passed there gives its value at `result()` (the callers pass only the
+    JAX live arrays that `live_arrays` finds).
 
     Args:
         arrays: live device arrays (`live_arrays`).

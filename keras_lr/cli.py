@@ -1,20 +1,23 @@
 """The `keras-lr` command line: `demo` and `find`.
 
-    keras-lr demo [--steps N] [--output PNG]
-    keras-lr find MODEL.keras DATA.npz [--batch-size B] [--steps N] [--output PNG]
+    keras-lr demo [--steps N] [--batch-size B] [--start-lr LR] [--end-lr LR]
+                  [--output PNG] [--quiet]
+    keras-lr find MODEL.keras DATA.npz [same options]
 
 `demo` runs a range test on a small CNN over the real Fashion-MNIST images
 that ship inside the package (no download), prints the suggestions and
 writes the plot. `find` does the same for a saved, compiled model and an
-`.npz` file of images and labels.
+`.npz` file of images and labels (uint8 images are scaled to [0, 1]).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
+import zipfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,12 +25,14 @@ __all__ = ["build_demo_model", "main"]
 
 _X_KEYS = ("x", "images", "x_train", "X")
 _Y_KEYS = ("y", "labels", "y_train", "Y")
-# The fewest steps `keras_lr.lr_range_test` accepts.
+# The fewest steps `keras_lr.lr_range_test` accepts; the most the command
+# takes (the sweep's rates are allocated up front).
 _MIN_STEPS = 10
+_MAX_STEPS = 1_000_000
 
 
-def _int_at_least(minimum: int) -> Any:
-    """An argparse `type` for integers >= `minimum`."""
+def _int_at_least(minimum: int, maximum: int | None = None) -> Any:
+    """An argparse `type` for integers >= `minimum` (and <= `maximum`)."""
 
     def parse(text: str) -> int:
         try:
@@ -38,10 +43,26 @@ def _int_at_least(minimum: int) -> Any:
             ) from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum}, got {value}")
         return value
 
     parse.__name__ = "int"
     return parse
+
+
+def _positive_float(text: str) -> float:
+    """An argparse `type` for finite floats > 0 (a learning rate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+_positive_float.__name__ = "float"
 
 
 def build_demo_model(seed: int = 0) -> Any:
@@ -132,6 +153,8 @@ def _demo(args: argparse.Namespace) -> int:
         x,
         y,
         batch_size=args.batch_size,
+        start_lr=args.start_lr,
+        end_lr=args.end_lr,
         num_steps=args.steps,
         verbose=0 if args.quiet else 1,
     )
@@ -160,6 +183,32 @@ def _load_npz(path: str) -> tuple[Any, Any]:
     return x, y
 
 
+def _data_errors() -> tuple[type[Exception], ...]:
+    """What a range test raises on data that does not fit the model.
+
+    Labels out of range, for instance, raise TensorFlow's
+    `InvalidArgumentError` or PyTorch's `IndexError`, not a `ValueError`.
+    """
+    import keras
+
+    errors: tuple[type[Exception], ...] = (ValueError, TypeError, IndexError)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        errors += (tf.errors.InvalidArgumentError,)
+    return errors
+
+
+def _message(error: Exception) -> str:
+    """The error's message; TensorFlow's graph errors without the op's stack."""
+    text = str(error)
+    if "Detected at node" in text:
+        # "Graph execution error: Detected at node ... (most recent call last):
+        # <stack> <blank line> <the message>\n\t [[{{node ...}}]]"
+        text = text.rsplit("\n\n", 1)[-1].split("\n\t", 1)[0]
+    return text
+
+
 def _find(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import keras
 
@@ -181,7 +230,7 @@ def _find(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return 2
     try:
         x, y = _load_npz(args.data)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         parser.error(f"cannot read the data {args.data}: {error}")
     expected = model.input_shape
     if (
@@ -197,13 +246,17 @@ def _find(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             x,
             y,
             batch_size=args.batch_size,
+            start_lr=args.start_lr,
+            end_lr=args.end_lr,
             num_steps=args.steps,
             verbose=0 if args.quiet else 1,
         )
-    except (ValueError, TypeError) as error:
+    except _data_errors() as error:
         # Data that does not fit the model, a model without a loss, NaN
         # inputs: the user's files, not a crash of the tool.
-        parser.error(f"the range test of {args.model} on {args.data} failed: {error}")
+        parser.error(
+            f"the range test of {args.model} on {args.data} failed: {_message(error)}"
+        )
     _report(result, args.output, started)
     return 0
 
@@ -212,7 +265,8 @@ def _check_output(path: str, parser: argparse.ArgumentParser) -> str:
     """The plot's path, checked before any training; ``.png`` when no extension.
 
     Raises (through `parser.error`, exit status 2): an empty path, a folder,
-    a missing folder, or a format matplotlib cannot write.
+    a missing folder, a format matplotlib cannot write, or a file that
+    cannot be opened for writing.
     """
     if not path.strip():
         parser.error("--output must name a file, e.g. --output lr.png")
@@ -223,15 +277,26 @@ def _check_output(path: str, parser: argparse.ArgumentParser) -> str:
         parser.error(f"the folder of --output does not exist: {folder}")
     extension = os.path.splitext(path)[1].lower().lstrip(".")
     if not extension:
-        return path + ".png"
-    from matplotlib.figure import Figure
+        path += ".png"
+    else:
+        from matplotlib.figure import Figure
 
-    formats = Figure().canvas.get_supported_filetypes()
-    if extension not in formats:
-        parser.error(
-            f"--output {path}: matplotlib cannot write .{extension} files; "
-            f"use one of {', '.join('.' + f for f in sorted(formats))}"
-        )
+        formats = Figure().canvas.get_supported_filetypes()
+        if extension not in formats:
+            parser.error(
+                f"--output {path}: matplotlib cannot write .{extension} files; "
+                f"use one of {', '.join('.' + f for f in sorted(formats))}"
+            )
+    # Opened once now, so that a file that cannot be written (no permission,
+    # a read-only disk, a name too long) is refused before the range test.
+    existed = os.path.exists(path)
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as error:
+        parser.error(f"cannot write --output {path}: {error.strerror or error}")
+    if not existed:
+        os.remove(path)
     return path
 
 
@@ -243,33 +308,49 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo", help="range test on the embedded Fashion-MNIST sample"
     )
-    steps = _int_at_least(_MIN_STEPS)
-    batch_size = _int_at_least(1)
-    demo.add_argument(
-        "--steps", type=steps, default=100, help="steps of the sweep (>= 10)"
-    )
-    demo.add_argument("--batch-size", type=batch_size, default=64)
-    demo.add_argument(
-        "--output",
-        default="keras_lr_demo.png",
-        help="plot file (.png unless another extension is given)",
-    )
-    demo.add_argument("--quiet", action="store_true", help="no progress bar")
-    demo.set_defaults(command_parser=demo)
     find = sub.add_parser("find", help="range test of a saved model on an .npz file")
     find.add_argument("model", help="a compiled model saved as .keras")
-    find.add_argument("data", help="an .npz with images (x) and labels (y)")
     find.add_argument(
-        "--steps", type=steps, default=100, help="steps of the sweep (>= 10)"
+        "data",
+        help="an .npz with images (x) and labels (y); uint8 images are scaled "
+        "to [0, 1]",
     )
-    find.add_argument("--batch-size", type=batch_size, default=32)
-    find.add_argument(
-        "--output",
-        default="lr_range_test.png",
-        help="plot file (.png unless another extension is given)",
-    )
-    find.add_argument("--quiet", action="store_true")
-    find.set_defaults(command_parser=find)
+    for command, batch_size, output in (
+        (demo, 64, "keras_lr_demo.png"),
+        (find, 32, "lr_range_test.png"),
+    ):
+        command.add_argument(
+            "--steps",
+            type=_int_at_least(_MIN_STEPS, _MAX_STEPS),
+            default=100,
+            help=f"steps of the sweep (>= {_MIN_STEPS}; default: %(default)s)",
+        )
+        command.add_argument(
+            "--batch-size",
+            type=_int_at_least(1),
+            default=batch_size,
+            help="default: %(default)s",
+        )
+        command.add_argument(
+            "--start-lr",
+            type=_positive_float,
+            default=1e-7,
+            help="first rate of the sweep (default: %(default)s)",
+        )
+        command.add_argument(
+            "--end-lr",
+            type=_positive_float,
+            default=10.0,
+            help="last rate of the sweep, > --start-lr (default: %(default)s)",
+        )
+        command.add_argument(
+            "--output",
+            default=output,
+            help="plot file, .png unless another extension is given "
+            "(default: %(default)s)",
+        )
+        command.add_argument("--quiet", action="store_true", help="no progress bar")
+        command.set_defaults(command_parser=command)
     return parser
 
 
@@ -291,11 +372,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     >>> "demo" in out.getvalue() and "find" in out.getvalue()
     True
     """
+    from keras_lr.range_test.result import MIN_POINTS
+
     parser = _parser()
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     # Found before the range test runs, not after.
-    args.output = _check_output(args.output, args.command_parser)
+    command = args.command_parser
+    if not args.end_lr > args.start_lr:
+        command.error(
+            "argument --end-lr: must be > --start-lr. Received: "
+            f"--start-lr={args.start_lr:g}, --end-lr={args.end_lr:g}"
+        )
+    args.output = _check_output(args.output, command)
+    if args.steps < MIN_POINTS:
+        print(
+            f"{command.prog}: warning: --steps {args.steps} gives fewer than "
+            f"{MIN_POINTS} points: the suggestions will be unreliable (the "
+            "default is 100)",
+            file=sys.stderr,
+        )
     if args.command == "demo":
         return _demo(args)
-    return _find(args, args.command_parser)
+    return _find(args, command)

@@ -23,6 +23,14 @@ _MARKERS = {
 
 def _axes(ax: Any):
     if ax is not None:
+        from matplotlib.axes import Axes
+
+        if not isinstance(ax, Axes):
+            raise TypeError(
+                "Argument `ax` must be a matplotlib `Axes` (such as "
+                "`fig.add_subplot()` or one of `plt.subplots()`'s axes) or None. "
+                f"Received: ax={ax!r:.80} (of type {type(ax).__name__})"
+            )
         return ax.figure, ax
     from matplotlib.figure import Figure
 
@@ -36,7 +44,7 @@ def plot_range_test(result: Any, ax: Any = None, *, methods: Any = None) -> Any:
     Args:
         result: an `LRRangeTestResult`.
         ax: a matplotlib `Axes` to draw on; a new `Figure` when None.
-        methods: names of the suggestion rules to mark, among
+        methods: a name, or names, of the suggestion rules to mark, among
             `keras_lr.suggest.RULES` (default: all; an empty sequence marks
             none). A rule that does not apply to the curve (too few finite
             points) is left out.
@@ -45,6 +53,9 @@ def plot_range_test(result: Any, ax: Any = None, *, methods: Any = None) -> Any:
         The matplotlib `Figure` (not shown; save it with `fig.savefig`).
 
     Raises:
+        TypeError: if `result` is not an `LRRangeTestResult`, `ax` is not a
+            matplotlib `Axes`, or `methods` is not a name or a sequence of
+            names.
         ValueError: if a name in `methods` is not a rule.
 
     Example:
@@ -57,11 +68,18 @@ def plot_range_test(result: Any, ax: Any = None, *, methods: Any = None) -> Any:
     'log'
     """
     from keras_lr import suggest
+    from keras_lr.range_test.result import LRRangeTestResult
 
+    if not isinstance(result, LRRangeTestResult):
+        raise TypeError(
+            "Argument `result` must be an `LRRangeTestResult` (what "
+            "`keras_lr.lr_range_test` returns). "
+            f"Received: result={result!r:.80} (of type {type(result).__name__})"
+        )
     if isinstance(methods, str):
         methods = (methods,)
     # None: every rule; an empty selection: none.
-    methods = tuple(suggest.RULES) if methods is None else tuple(methods)
+    methods = tuple(suggest.RULES) if methods is None else _names(methods)
     unknown = [m for m in methods if m not in suggest.RULES]
     if unknown:
         raise ValueError(
@@ -95,8 +113,13 @@ def plot_range_test(result: Any, ax: Any = None, *, methods: Any = None) -> Any:
         low, high = float(np.min(finite)), float(np.percentile(finite, 95))
         first = float(finite[0])
         top = max(first, high)
-        pad = 0.08 * max(top - low, 1e-12)
+        # A flat curve (or a single point) gets a span of its own scale, not
+        # one of float rounding.
+        pad = 0.08 * max(top - low, 1e-3 * max(abs(top), 1.0))
         ax.set_ylim(low - pad, top + 3 * pad)
+    elif lrs.size and lrs.min() < lrs.max():
+        # No finite loss: nothing sets the x range but the divergence line.
+        ax.set_xlim(float(lrs.min()), float(lrs.max()))
     for method in methods:
         try:
             lr = result.suggestion(method, warn=False)
@@ -122,6 +145,21 @@ def plot_range_test(result: Any, ax: Any = None, *, methods: Any = None) -> Any:
     ax.legend(loc="best", fontsize=8)
     ax.set_title("LR range test")
     return fig
+
+
+def _names(methods: Any) -> tuple:
+    """`methods` as a tuple, refused when it is not a sequence of names."""
+    try:
+        names = tuple(methods)
+    except TypeError:
+        names = None
+    if names is None or not all(isinstance(m, str) for m in names):
+        raise TypeError(
+            "Argument `methods` must be a rule name or a sequence of rule names "
+            "(strings), or None. "
+            f"Received: methods={methods!r:.80} (of type {type(methods).__name__})"
+        )
+    return names
 
 
 __all__ += ["plot_schedule"]

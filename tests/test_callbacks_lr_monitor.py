@@ -64,6 +64,29 @@ def test_bad_argument():
         LRMonitor(min_epochs=0)
     with pytest.raises(TypeError, match="min_epochs"):
         LRMonitor(min_epochs=2.5)
+    # Before: int(verbose): 0.5 read as 0, -1 accepted, "auto" a bare
+    # "invalid literal for int()".
+    for verbose in (0.5, "auto", None):
+        with pytest.raises(TypeError, match="Argument `verbose` must be an integer"):
+            LRMonitor(verbose=verbose)
+    with pytest.raises(ValueError, match="Argument `verbose` must be >= 0"):
+        LRMonitor(verbose=-1)
+    assert LRMonitor(verbose=True).verbose == 1
+    assert LRMonitor(verbose=np.int64(0)).verbose == 0
+
+
+def test_logs_without_a_loss_warn_once_per_fit():
+    # A custom `train_step` that names its losses otherwise (a GAN's d_loss
+    # and g_loss). Before: nothing was diagnosed, silently.
+    monitor = LRMonitor()
+    series = {"d_loss": [0.7, 0.6, 0.9, 0.5], "g_loss": [1.0, 1.2, 0.8, 1.1]}
+    with pytest.warns(UserWarning, match=r"'loss', which is not in .* epoch 1") as w:
+        logs = feed(monitor, series)
+    assert len(w) == 1 and "Available: ['d_loss', 'g_loss']" in str(w[0].message)
+    assert all("lr_diagnosis" not in log for log in logs)
+    assert monitor.diagnosis is None and monitor.findings == []
+    with pytest.warns(UserWarning, match="'loss'"):
+        feed(monitor, series)  # a new fit warns again
 
 
 @pytest.mark.multibackend
@@ -138,3 +161,22 @@ def test_resumed_fit_says_how_its_epochs_are_counted(caplog):
     assert "epoch 8; the epochs below count from this fit's first, epoch 6" in (
         caplog.text
     )
+
+
+@pytest.mark.multibackend
+def test_each_fit_is_read_on_its_own():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(1e-4), loss="mse")
+    monitor = LRMonitor(verbose=0)
+    first = model.fit(x, x.sum(axis=1), epochs=4, callbacks=[monitor], verbose=0)
+    assert [(e, f.verdict) for e, f in monitor.findings] == [(2, "too_low")]
+    assert first.history["lr_diagnosis"] == [0, 0, 2, 2]
+    # A second fit on the same callback: the first fit's epochs are not
+    # in its reading, and its findings are its own.
+    second = model.fit(x, x.sum(axis=1), epochs=2, callbacks=[monitor], verbose=0)
+    assert monitor.findings == [] and second.history["lr_diagnosis"] == [0, 0]
+    assert monitor.diagnosis.evidence["epochs"] == 2
+    assert monitor.diagnosis.evidence["loss_first"] == second.history["loss"][0]

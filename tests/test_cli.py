@@ -6,6 +6,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+from conftest import BACKEND
 
 from keras_lr import cli
 
@@ -95,6 +96,17 @@ def test_missing_files_are_usage_errors(tmp_path):
         (["demo", "--batch-size", "0"], "argument --batch-size: must be >= 1"),
         (["find", "m.keras", "d.npz", "--steps", "5"], "argument --steps: must be"),
         (["find", "m.keras", "d.npz", "--batch-size", "-1"], "--batch-size: must"),
+        (["demo", "--steps", "1" + "0" * 20], "argument --steps: must be <= 1000000"),
+        (["demo", "--start-lr", "0"], "argument --start-lr: must be a finite number"),
+        (["demo", "--start-lr", "nan"], "argument --start-lr: must be a finite"),
+        (["demo", "--end-lr", "inf"], "argument --end-lr: must be a finite number"),
+        (["find", "m.keras", "d.npz", "--end-lr", "x"], "must be a number, got 'x'"),
+        (
+            ["demo", "--start-lr", "1", "--end-lr", "0.1"],
+            "argument --end-lr: must be > --start-lr. "
+            "Received: --start-lr=1, --end-lr=0.1",
+        ),
+        (["find", "m.keras", "d.npz", "--start-lr", "1", "--end-lr", "1"], "must be >"),
     ],
 )
 def test_bad_numbers_are_rejected_up_front(args, message, capsys):
@@ -113,6 +125,12 @@ def test_bad_numbers_from_the_shell():
     _assert_usage_error(proc, "argument --batch-size: must be an integer, got 'x1'")
 
 
+def _npz_bytes(tmp_path) -> bytes:
+    path = tmp_path / "whole.npz"
+    np.savez(path, x=np.zeros((64, 28, 28), "uint8"), y=np.zeros(64, "uint8"))
+    return path.read_bytes()
+
+
 def test_unreadable_data_is_a_usage_error(tmp_path, capsys):
     model_path = tmp_path / "model.keras"
     cli.build_demo_model().save(model_path)
@@ -120,6 +138,8 @@ def test_unreadable_data_is_a_usage_error(tmp_path, capsys):
         ("one.npy", lambda p: np.save(p, np.zeros((4, 28, 28)))),
         ("keys.npz", lambda p: np.savez(p, a=np.zeros(4), b=np.zeros(4))),
         ("text.npz", lambda p: p.write_text("not an archive")),
+        # A truncated download: zipfile's BadZipFile, not an OSError.
+        ("cut.npz", lambda p: p.write_bytes(_npz_bytes(tmp_path)[:300])),
     ):
         path = tmp_path / name
         write(path)
@@ -162,6 +182,55 @@ def test_unusable_output_is_a_usage_error_before_training(
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert ran == []
+
+
+def test_output_that_cannot_be_written_is_a_usage_error_before_training(
+    tmp_path, capsys, monkeypatch
+):
+    ran = []
+    monkeypatch.setattr(cli, "_demo", lambda args: ran.append(args) or 0)
+    # The folder exists, but no file of that name can be created in it.
+    too_long = str(tmp_path / ("x" * 300 + ".png"))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["demo", "--output", too_long])
+    assert exit_info.value.code == 2
+    assert f"cannot write --output {too_long}" in capsys.readouterr().err
+    assert ran == []
+    # The probe leaves no file behind, and an existing plot as it was.
+    assert cli.main(["demo", "--output", str(tmp_path / "new.png")]) == 0
+    assert not (tmp_path / "new.png").exists()
+    (tmp_path / "old.png").write_bytes(b"old plot")
+    assert cli.main(["demo", "--output", str(tmp_path / "old.png")]) == 0
+    assert (tmp_path / "old.png").read_bytes() == b"old plot"
+
+
+def test_sweep_bounds_reach_the_range_test_and_short_sweeps_warn(tmp_path, capsys):
+    out = tmp_path / "short.png"
+    args = ["demo", "--steps", "12", "--start-lr", "1e-4", "--end-lr", "1"]
+    assert cli.main([*args, "--output", str(out), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "Range test: 12 steps, lr 0.0001 -> 1," in captured.out
+    assert "keras-lr demo: warning: --steps 12 gives fewer than 20 points" in (
+        captured.err
+    )
+    assert out.exists()
+
+
+@pytest.mark.skipif(BACKEND == "jax", reason="JAX does not check label values")
+def test_labels_out_of_range_are_a_usage_error(tmp_path, capsys):
+    model_path = tmp_path / "model.keras"
+    cli.build_demo_model().save(model_path)
+    data_path = tmp_path / "data.npz"
+    np.savez(data_path, x=np.zeros((64, 28, 28), "uint8"), y=np.full(64, 42))
+    out = str(tmp_path / "lr.png")
+    with pytest.raises(SystemExit) as info:
+        cli.main(["find", str(model_path), str(data_path), "--quiet", "--output", out])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if "error:" in line]
+    assert "keras-lr find: error: the range test of" in line and "42" in line
+    # TensorFlow's stack of the op that raised is left out.
+    assert "Detected at node" not in err and 'File "' not in err
 
 
 def test_output_without_an_extension_is_written_as_png(tmp_path, monkeypatch):

@@ -67,3 +67,61 @@ def test_an_empty_selection_of_methods_marks_no_rule():
         for text in none.axes[0].get_legend().get_texts()
         for rule in ("valley", "steep", "minimum")
     )
+
+
+def test_an_ax_that_is_not_an_axes_is_refused():
+    # Before: AttributeError ('Figure' object has no attribute 'plot', ...),
+    # also for `methods` passed positionally, where `ax` goes.
+    from matplotlib.figure import Figure
+
+    result = LRRangeTestResult(LRS, LOSSES, diverged=True)
+    fig = Figure()
+    axes = fig.subplots(2)
+    for ax in (fig, axes, ("valley",), "ax"):
+        with pytest.raises(TypeError, match=r"`ax` must be a matplotlib `Axes`"):
+            plot_range_test(result, ax)
+    assert plot_range_test(result, axes[1]) is fig
+    assert len(axes[1].get_lines()) > 3 and not axes[0].get_lines()
+
+
+@pytest.mark.parametrize("methods", [5, [None], [["valley"]], ("valley", 3)])
+def test_methods_that_are_not_names_are_refused(methods):
+    # Before: "'int' object is not iterable", "unhashable type: 'list'", or
+    # None reported as an unknown rule.
+    result = LRRangeTestResult(LRS, LOSSES, diverged=True)
+    with pytest.raises(TypeError, match=r"`methods` must be a rule name or a seq"):
+        plot_range_test(result, methods=methods)
+
+
+@pytest.mark.parametrize("result", [None, {"lrs": LRS, "losses": LOSSES}])
+def test_a_result_that_is_not_a_range_test_result_is_refused(result):
+    # Before: AttributeError: ... has no attribute 'lrs'.
+    with pytest.raises(TypeError, match=r"`result` must be an `LRRangeTestResult`"):
+        plot_range_test(result)
+
+
+def test_all_nan_result_spans_the_sweep_and_draws_without_warning():
+    # Before: the x range was the divergence line's alone (1e-7 to 1e-5, not
+    # the sweep's), and drawing warned "identical low and high xlims".
+    import io
+    import warnings
+
+    result = LRRangeTestResult(
+        LRS, np.full(LRS.size, np.nan), diverged=True, divergence_step=0
+    )
+    fig = plot_range_test(result)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig.savefig(io.BytesIO(), format="png")
+    np.testing.assert_allclose(fig.axes[0].get_xlim(), (1e-6, 1.0))
+
+
+@pytest.mark.parametrize(
+    "lrs, losses", [(LRS, np.full(LRS.size, 2.3)), ([1e-3], [2.3])]
+)
+def test_flat_curve_gets_a_y_range_of_its_own_scale(lrs, losses):
+    # Before: 2.3 +- 1e-13, a y axis of float rounding.
+    fig = plot_range_test(LRRangeTestResult(lrs, losses))
+    low, high = fig.axes[0].get_ylim()
+    assert low < 2.3 < high
+    np.testing.assert_allclose(high - low, 4 * 0.08 * 2.3e-3)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import keras
+import numpy as np
 
 from keras_lr import _validate
 from keras_lr.diagnose import VERDICTS, Diagnosis, diagnose
@@ -31,9 +33,20 @@ class LRMonitor(keras.callbacks.Callback):
     non-finite loss is reported. With ``fit(validation_freq=k)`` the
     validation figures are matched with the epochs they were measured after.
 
+    Each `fit` is read on its own: `findings` and `diagnosis` start afresh
+    when training begins (with ``fit(initial_epoch=n)``, the reasons count
+    epochs from that fit's first). Epoch logs without a ``"loss"`` (a custom
+    `train_step` that names its losses otherwise) cannot be read: the
+    monitor warns once and adds no ``lr_diagnosis``.
+
     Args:
         min_epochs: epochs before trend verdicts are reported, >= 1.
-        verbose: 1 logs findings as warnings, 0 as info.
+        verbose: 1 logs findings as warnings, 0 as info (an int >= 0 or a
+            bool).
+
+    Raises:
+        TypeError: if `min_epochs` or `verbose` is not an int.
+        ValueError: if `min_epochs` < 1 or `verbose` < 0.
 
     Example:
 
@@ -52,12 +65,17 @@ class LRMonitor(keras.callbacks.Callback):
     def __init__(self, min_epochs: int = 3, verbose: int = 1):
         super().__init__()
         self.min_epochs = _validate.check_int("min_epochs", min_epochs, minimum=1)
-        self.verbose = int(verbose)
+        self.verbose = (
+            int(verbose)
+            if isinstance(verbose, (bool, np.bool_))
+            else _validate.check_int("verbose", verbose, minimum=0)
+        )
         self.findings: list[tuple[int, Diagnosis]] = []
         self.diagnosis: Diagnosis | None = None
         self._history: dict[str, list[Any]] = {}
         self._validated: list[int] = []
         self._first_epoch: int | None = None
+        self._warned_no_loss = False
 
     def on_train_begin(self, logs=None):
         self.findings = []
@@ -65,9 +83,21 @@ class LRMonitor(keras.callbacks.Callback):
         self._history = {}
         self._validated = []
         self._first_epoch = None
+        self._warned_no_loss = False
 
     def on_epoch_end(self, epoch, logs=None):
-        if not logs or "loss" not in logs:
+        if not logs:
+            return
+        if "loss" not in logs:
+            if not self._warned_no_loss:
+                self._warned_no_loss = True
+                warnings.warn(
+                    "LRMonitor reads the epoch logs' 'loss', which is not in "
+                    f"the logs of epoch {epoch + 1}: there is nothing to "
+                    "diagnose (a custom `train_step` must return a 'loss'). "
+                    f"Available: {sorted(logs)}",
+                    stacklevel=2,
+                )
             return
         if self._first_epoch is None:
             self._first_epoch = int(epoch)

@@ -49,11 +49,17 @@ def load_fashion_mnist_sample() -> tuple[
 
 
 def _read_idx(path: Path) -> np.ndarray:
+    """A uint8 IDX file as a writable array (like `keras.datasets`' arrays)."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as f:
-        raw = f.read()
-    ndim = raw[3]
+        raw = bytearray(f.read())
+    ndim = raw[3] if len(raw) > 4 and raw[:3] == b"\x00\x00\x08" else 0
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    if not ndim or len(raw) != 4 + 4 * ndim + int(np.prod(dims)):
+        raise ValueError(
+            f"{path} is not a complete IDX file of uint8 ({len(raw)} bytes): "
+            "a truncated or corrupt download? Delete it and fetch it again."
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
@@ -90,6 +96,7 @@ def load_fashion_mnist() -> tuple[
 
     Raises:
         FileNotFoundError: when none holds the files.
+        ValueError: for a file that is not a complete IDX file.
 
     Example:
 
@@ -99,10 +106,11 @@ def load_fashion_mnist() -> tuple[
     """
     folder = find_fashion_mnist()
     if folder is None:
+        places = ", ".join("$" + e if e.isupper() else e for e in _SEARCH)
         raise FileNotFoundError(
-            "Fashion-MNIST's IDX files were not found in "
-            f"{', '.join(_SEARCH)}. Install Debian's `dataset-fashion-mnist` "
-            "package or set KERAS_LR_FASHION_MNIST to their folder."
+            f"Fashion-MNIST's IDX files were not found in {places}. Install "
+            "Debian's `dataset-fashion-mnist` package or set "
+            "KERAS_LR_FASHION_MNIST to their folder."
         )
     parts = []
     for split in ("train", "t10k"):
