@@ -464,6 +464,7 @@ def test_find_best_rejects_bad_race_arguments(fashion_sample, name, value, error
             r"`end_lr` must be > `start_lr`. Received: start_lr=1.0, end_lr=0.1",
         ),
         ({"num_steps": 5}, ValueError, "`num_steps` must be >= 10"),
+        ({"num_steps": 10**20}, ValueError, "`num_steps` must be <= 2147483647"),
         ({"smoothing": 1.0}, ValueError, "`smoothing` must be in"),
         ({"smoothing": -0.1}, ValueError, "`smoothing` must be in"),
         ({"mode": "cubic"}, ValueError, "`mode` must be one of"),

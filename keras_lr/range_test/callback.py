@@ -21,6 +21,7 @@ from keras_lr.range_test._data import check_validation_data
 from keras_lr.range_test._recorder import StepLossRecorder
 from keras_lr.range_test._sweep import SweepSchedule, sweep_lrs
 from keras_lr.range_test.result import LRRangeTestResult, RangeTestWarning
+from keras_lr.schedules import _base
 
 __all__ = ["LRRangeTest"]
 
@@ -42,7 +43,8 @@ def validate_sweep(
     _validate.check_finite("end_lr", end_lr)
     _validate.check_positive("start_lr", start_lr)
     _validate.check_greater("end_lr", end_lr, "start_lr", start_lr)
-    num_steps = _validate.check_int("num_steps", num_steps, minimum=10)
+    # At most 2**31 - 1: the optimizer's step counter is int32 on JAX.
+    num_steps = _base.check_steps("num_steps", num_steps, minimum=10)
     _validate.check_choice("mode", mode, _MODES)
     smoothing = _validate.check_real("smoothing", smoothing)
     _validate.check_in_interval("smoothing", smoothing, 0.0, 1.0)

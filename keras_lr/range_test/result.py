@@ -176,7 +176,8 @@ class LRRangeTestResult:
         smoothed curve, the top of the region where the loss still falls
         (Smith 2017 and 2018 take the cycle's top there,
         arXiv:1506.01186, arXiv:1803.09820); ``min_lr`` is a tenth of it.
-        `suggestion()` lies between the two.
+        `suggestion()` usually lies between the two; on a curve whose
+        descent starts far below its minimum it can lie under ``min_lr``.
         """
         lrs, losses = suggest.clean_curve(self.lrs, self.losses)
         if lrs.size < 5:
