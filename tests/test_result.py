@@ -74,6 +74,14 @@ def test_length_mismatch_is_refused():
         LRRangeTestResult([0.1, 0.2], [1.0])
 
 
+@pytest.mark.parametrize("bad", [0.0, -0.1, float("nan"), float("inf")])
+def test_rates_must_be_finite_and_positive(bad):
+    with pytest.raises(ValueError, match=rf"`lrs` must hold .*lrs\[1\]={bad}"):
+        LRRangeTestResult([0.1, bad, 0.3], [1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match=r"`val_lrs` must hold"):
+        LRRangeTestResult(LRS, GOOD, val_lrs=[bad], val_losses=[1.0])
+
+
 def test_plot_returns_a_figure_with_marks(tmp_path):
     result = LRRangeTestResult(LRS, GOOD, diverged=True, divergence_step=99)
     fig = result.plot()

@@ -53,6 +53,10 @@ class LRRangeTestResult:
         val_losses: the validation losses there.
         params: the sweep's settings (start_lr, end_lr, num_steps, mode, ...).
 
+    Raises:
+        ValueError: at construction, if `lrs` and `losses` differ in length
+            or a rate in `lrs` or `val_lrs` is not finite and > 0.
+
     Example:
 
     >>> lrs = np.geomspace(1e-6, 1.0, 100)
@@ -86,6 +90,15 @@ class LRRangeTestResult:
                 f"Received: len(lrs)={self.lrs.size}, "
                 f"len(losses)={self.losses.size}"
             )
+        for name in ("lrs", "val_lrs"):
+            rates = getattr(self, name)
+            bad = ~(np.isfinite(rates) & (rates > 0))
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise ValueError(
+                    f"Argument `{name}` must hold finite learning rates > 0. "
+                    f"Received: {name}[{i}]={rates[i]}"
+                )
 
     @property
     def smoothed_losses(self) -> np.ndarray:
