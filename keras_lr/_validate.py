@@ -18,7 +18,8 @@ from typing import Any
 
 
 def _is_bool(value: Any) -> bool:
-    return isinstance(value, bool) or type(value).__name__ == "bool_"
+    # numpy's bool is `numpy.bool_` (`numpy.bool` from numpy 2).
+    return isinstance(value, bool) or type(value).__name__ in ("bool_", "bool")
 
 
 def check_learning_rate(name: str, value: Any) -> float:
@@ -246,6 +247,23 @@ def check_optional_int(name: str, value: Any, *, minimum: int) -> int | None:
     if value is None:
         return None
     return check_int(name, value, minimum=minimum)
+
+
+def check_verbose(value: Any) -> int:
+    """Checks a Keras-style `verbose`: a bool, or an integer >= 0.
+
+    Example:
+
+    >>> check_verbose(True), check_verbose(2)
+    (1, 2)
+    >>> check_verbose(0.5)
+    Traceback (most recent call last):
+    ...
+    TypeError: Argument `verbose` must be an integer. Received: verbose=0.5 (of type float)
+    """
+    if _is_bool(value):
+        return int(value)
+    return check_int("verbose", value, minimum=0)
 
 
 def check_smoothing(name: str, value: Any) -> float:

@@ -388,11 +388,7 @@ class DivergenceDetector(keras.callbacks.Callback):
             )
         self.watch_gradient_norm = bool(watch_gradient_norm)
         self.gradient_spike_ratio = _ratio("gradient_spike_ratio", gradient_spike_ratio)
-        self.verbose = (
-            int(verbose)
-            if isinstance(verbose, (bool, np.bool_))
-            else _validate.check_int("verbose", verbose, minimum=0)
-        )
+        self.verbose = _validate.check_verbose(verbose)
         self.events: list[dict[str, Any]] = []
         self.rate_restorations: list[dict[str, Any]] = []
         self.recoveries = 0

@@ -7,7 +7,6 @@ import warnings
 from typing import Any
 
 import keras
-import numpy as np
 
 from keras_lr import _validate
 from keras_lr.diagnose import VERDICTS, Diagnosis, diagnose
@@ -65,11 +64,7 @@ class LRMonitor(keras.callbacks.Callback):
     def __init__(self, min_epochs: int = 3, verbose: int = 1):
         super().__init__()
         self.min_epochs = _validate.check_int("min_epochs", min_epochs, minimum=1)
-        self.verbose = (
-            int(verbose)
-            if isinstance(verbose, (bool, np.bool_))
-            else _validate.check_int("verbose", verbose, minimum=0)
-        )
+        self.verbose = _validate.check_verbose(verbose)
         self.findings: list[tuple[int, Diagnosis]] = []
         self.diagnosis: Diagnosis | None = None
         self._history: dict[str, list[Any]] = {}
