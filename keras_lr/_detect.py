@@ -25,6 +25,14 @@ import numpy as np
 
 #: MAD to standard deviation for normal data: 1 / Phi^-1(3/4).
 _MAD_TO_STD = 1.4826
+#: How many robust standard deviations (of the log-losses) below the losses
+#: seen so far a provisional best may lie and still count as a lucky draw of
+#: the same noise (`LossWatch._lucky`); a normal draw lies there with
+#: probability about 3e-5.
+_LUCKY_Z = 4.0
+#: Mann-Kendall statistic above which the losses since a provisional best
+#: climb (one-sided, about 0.1% of stationary streams).
+_TREND_Z = 3.0
 
 
 def ema_smooth(losses: Any, smoothing: float) -> np.ndarray:
@@ -120,13 +128,17 @@ class LossWatch:
 
     With ``confirm=k`` the ``best_ratio`` test also needs the median of the
     last ``k`` raw losses halfway up to its limit (``best * (1 + best_ratio)
-    / 2``), unless the smoothed loss is over ``best_ratio**2 * best``
-    (``best_ratio**3`` times a provisional best and the median of the raw
-    losses so far; a blow-up by orders of magnitude): a divergence lifts
-    most batches,
-    while near a loss of zero (a model that already fits its data, e.g. when
-    `fit` resumes a trained model) a few unlucky batches lift the EMA many
-    times over its best without moving the median.
+    / 2``; against a provisional best, all of them over ``best_ratio`` times
+    that best, and times the median of the losses so far where that best
+    looks like a lucky batch: the losses since do not climb and it lies
+    within ``_LUCKY_Z`` robust standard deviations of their logarithms),
+    unless the
+    smoothed loss is over ``best_ratio**2 * best`` (``best_ratio**3`` times a
+    provisional best and the median of the raw losses so far; a blow-up by
+    orders of magnitude): a divergence lifts most batches, while near a loss
+    of zero (a model that already fits its data, e.g. when `fit` resumes a
+    trained model) a few unlucky batches lift the EMA many times over its
+    best without moving the median.
 
     Args:
         smoothing: EMA factor ``beta`` in ``[0, 1)``.
@@ -328,7 +340,42 @@ class LossWatch:
         limit = best + (0.5 * excess if settled else excess)
         if not severe and not self._confirmed(x, limit, settled=settled):
             return None
+        if not (severe or settled) and floor is not None and self._lucky(best, x):
+            # The provisional best is a lucky batch of the stream's own
+            # noise (a model that already fits its data, resumed): confirm
+            # against the stream's ordinary level instead.
+            limit = ref + (self.best_ratio - 1.0) * abs(ref)
+            if not self._confirmed(x, limit, settled=False):
+                return None
         return ("above_best", best, s / best if best > 0 else float("inf"))
+
+    def _lucky(self, best: float, x: float) -> bool:
+        """Whether a provisional `best` looks like a lucky draw of the stream.
+
+        Two ways a provisional best ends up far below the losses that
+        follow it: a lucky early batch of a stationary stream (a model that
+        already fits its data, resumed), or the loss of the first step of a
+        run that a far too high rate throws to a higher level. The second
+        climbs (an upward trend by the Mann-Kendall test, ``Z > 3``; Mann
+        1945, Kendall 1975) or leaves the best many spreads below it (a
+        robust z-score of ``log(best)`` against the log-losses under
+        ``-_LUCKY_Z``). Neither: a lucky draw.
+        """
+        values = np.array([*self._recent, x], dtype=np.float64)
+        n = values.size
+        if best <= 0 or n < 3 or np.any(values <= 0):
+            return False
+        logs = np.log(values)
+        median = float(np.median(logs))
+        mad = float(np.median(np.abs(logs - median)))
+        z = (math.log(best) - median) / (_MAD_TO_STD * max(mad, 1e-2))
+        if z <= -_LUCKY_Z:
+            return False
+        # Mann-Kendall: S = sum over i < j of sign(x_j - x_i), and
+        # Var(S) = n (n - 1) (2n + 5) / 18 without ties.
+        signs = np.sign(values[None, :] - values[:, None])
+        trend = float(np.triu(signs, 1).sum())
+        return trend / math.sqrt(n * (n - 1) * (2 * n + 5) / 18.0) <= _TREND_Z
 
     def _zscore(self, x: float) -> tuple[float, float] | None:
         recent = np.fromiter(self._recent, dtype=np.float64)[-self.window :]

@@ -31,6 +31,7 @@ _MODEL_ATTRS = (
     "history",
     "steps_per_execution",
     "_loss_tracker",
+    "train_step",
     "_eval_epoch_iterator",
 )
 
@@ -82,15 +83,39 @@ def distribution_scope(model: Any) -> Any:
     return scope()
 
 
+def _keras_seed_generator() -> Any:
+    """Keras's global `SeedGenerator` (unseeded `keras.random` ops), or None.
+
+    Read without creating it (a private attribute of Keras's global state;
+    None where that moves in a later Keras).
+    """
+    try:
+        from keras.src.backend.common import global_state
+        from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
+    except ImportError:  # pragma: no cover (a Keras that moved it)
+        return None
+    return global_state.get_global_attribute(GLOBAL_SEED_GENERATOR)
+
+
+def _set_keras_seed_generator(generator: Any) -> None:
+    from keras.src.backend.common import global_state
+    from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
+
+    global_state.set_global_attribute(GLOBAL_SEED_GENERATOR, generator)
+
+
 class GlobalRandomState:
     """The process's global random generators, captured to be put back.
 
     Keras draws from them where no seed is given: the array adapter shuffles
     with numpy's global generator, and on PyTorch each `fit` draws its data
-    loader's seed (and unseeded dropout its masks) from torch's. A range
-    test that consumed them would change what a later `fit` does; the
-    one-call APIs put them back. Python's `random`, numpy's global generator
-    and, when torch is imported, torch's CPU and CUDA generators are kept.
+    loader's seed (and unseeded dropout its masks) from torch's, and an
+    unseeded `keras.random` op draws from Keras's global `SeedGenerator`. A
+    range test that consumed them would change what a later `fit` does; the
+    one-call APIs put them back. Python's `random`, numpy's global
+    generator, Keras's global seed generator (removed again if it did not
+    exist yet) and, when torch is imported, torch's CPU and CUDA generators
+    are kept.
 
     Example:
 
@@ -111,10 +136,24 @@ class GlobalRandomState:
             if torch.cuda.is_available() and torch.cuda.is_initialized():
                 cuda = torch.cuda.get_rng_state_all()
             self._torch = (torch.get_rng_state(), cuda)
+        generator = _keras_seed_generator()
+        self._keras = None
+        if generator is not None:
+            from keras import ops
+
+            value = np.array(ops.convert_to_numpy(generator.state.value), copy=True)
+            self._keras = (generator, value)
 
     def restore(self) -> None:
         random.setstate(self._python)
         np.random.set_state(self._numpy)  # noqa: NPY002
+        if self._keras is None:
+            if _keras_seed_generator() is not None:
+                _set_keras_seed_generator(None)
+        else:
+            generator, value = self._keras
+            _set_keras_seed_generator(generator)
+            generator.state.assign(value)
         if self._torch is not None:
             torch = sys.modules["torch"]
             cpu, cuda = self._torch
@@ -155,9 +194,20 @@ class TrainingState:
             self._lr_object = base_optimizer(self.optimizer)._learning_rate
         self._values: list[tuple[Any, np.ndarray]] | None = None
         self._metric_ids: set[int] = set()
-        # Optimizers this state built, with the ids of the variables they
-        # had before: `restore()` un-builds them.
-        self._built_here: list[tuple[Any, set[int]]] = []
+        # Optimizers not built yet, with the ids of the variables they have
+        # (the iteration count, a float rate): `restore()` un-builds those
+        # built since, by `capture_variables()`, by a `fit`, or by the build
+        # of a model without an `Input` from its first batch (which builds
+        # its optimizer too).
+        self._unbuilt_optimizers: list[tuple[Any, set[int]]] = (
+            [
+                (opt, {id(v) for v in opt._variables})
+                for opt in _optimizer_chain(self.optimizer)
+                if not opt.built
+            ]
+            if self.optimizer is not None
+            else []
+        )
         # The compiled loss and metrics build on the first batch of a `fit`
         # (drawing that batch from the data, and so from the global random
         # generators when arrays are shuffled): those not built yet go back
@@ -223,11 +273,6 @@ class TrainingState:
             # `restore()` un-builds it: built for the trainable variables
             # of now, it would refuse those of a later `fit` after the
             # user unfreezes a layer.
-            self._built_here = [
-                (opt, {id(v) for v in opt._variables})
-                for opt in _optimizer_chain(self.optimizer)
-                if not opt.built
-            ]
             with distribution_scope(self.model):
                 self.optimizer.build(self.model.trainable_variables)
         variables = self._variables()
@@ -275,9 +320,10 @@ class TrainingState:
         """
         self.restore_attributes(skip)
         self.restore_variables()
-        for optimizer, kept in self._built_here:
-            _unbuild(optimizer, kept)
-        self._built_here = []
+        for optimizer, kept in self._unbuilt_optimizers:
+            if optimizer.built:
+                _unbuild(optimizer, kept)
+        self._unbuilt_optimizers = []
         for compiled, kept in self._unbuilt_compiled:
             _unbuild_compiled(compiled, kept)
 

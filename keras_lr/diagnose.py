@@ -511,10 +511,20 @@ def diagnose(
        dropout opens a gap with no fall): **too low**;
     10. otherwise **good**.
 
+    Without an accuracy in the history (a regression, a classifier
+    compiled with no metric) rule 2 has no error rate to weigh: a descent
+    so fast that the first epoch's mean is over 3x the loss after it (a
+    large starting error that one epoch removes) reads as a blow-up, and a
+    run that converges in its first epoch and then holds its level reads
+    as stalled by rule 4. Log an accuracy where there is one.
+
     A run that fitted its training data (training accuracy 99% or more, or
     without an accuracy a positive training loss down to 2% of the first
-    epoch's, when that epoch did not blow up) was not held back by its rate: rules 2 and 5 do not apply to it, and
-    rule 3 counts only jumps that give back half the progress. Its later
+    epoch's, when that epoch did not blow up) was not held back by its
+    rate: rules 2, 4, 5 and 7c do not apply to it (a plateau at a fitted
+    loss is convergence, and a gap between training and validation
+    accuracy is one of generalisation), and rule 3 counts only jumps that
+    give back half the progress. Its later
     jumps are reported among the reasons of a ``good`` verdict (a decay
     schedule settles them).
 
@@ -565,7 +575,7 @@ def diagnose(
     if loss is None:
         raise ValueError(
             "Argument `history` must have a non-empty 'loss' series. "
-            f"Received keys: {sorted(h)}"
+            f"Received keys: {sorted(map(str, h))}"
         )
     val_loss = _series(h, "val_loss")
     acc_key, accuracies = _accuracy_key(h)
@@ -733,6 +743,7 @@ def diagnose(
             late_gain < STALLED
             and not steady
             and first_gain > 10 * float(late_steps.mean())
+            and not fitted
         ):
             reasons.append(
                 f"after the first epoch the training loss improved only "
@@ -869,7 +880,14 @@ def diagnose(
     if acc_v is not None and val_acc is not None and val_loss is not None:
         lag = float(acc_v[-1] - val_acc[-1])
         ev["train_over_val_accuracy"] = lag
-        if lag > CATCHING_UP and val_loss.size >= 2 and val_loss[-1] < val_loss[-2]:
+        # Not once the training data is fitted: the gap is then one of
+        # generalisation, which no rate closes.
+        if (
+            lag > CATCHING_UP
+            and val_loss.size >= 2
+            and val_loss[-1] < val_loss[-2]
+            and not fitted
+        ):
             reasons.append(
                 f"validation accuracy ({100 * val_acc[-1]:.1f}%) is still "
                 f"{100 * lag:.0f} points below training accuracy while the "

@@ -726,9 +726,14 @@ def test_custom_train_step_without_the_loss_tracker_is_warned_and_checked():
 
 
 class _SwapInSchedule(keras.callbacks.Callback):
-    """Replaces the float rate with an unwrapped schedule as fit begins."""
+    """Replaces the float rate with an unwrapped schedule as fit begins.
 
-    def on_train_begin(self, logs=None):
+    In `on_epoch_begin`, after the detector (listed first) checked the rate
+    in its own; one swapped in by an `on_train_begin` is refused up front
+    (`test_refused_rollback_leaves_the_model_as_it_was`).
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
         from keras_lr._state import set_attr
 
         schedule = keras.optimizers.schedules.ExponentialDecay(0.05, 100, 0.9)
@@ -1070,3 +1075,191 @@ def test_interrupted_fit_is_cleaned_up_by_on_train_end(data):
     assert model._loss_tracker is tracker
     h = model.fit(x[:256], y[:256], batch_size=BATCH, epochs=1, verbose=0)
     assert np.isfinite(h.history["loss"][0])
+
+
+@pytest.mark.multibackend
+def test_evaluate_or_predict_outside_fit():
+    # Before: `on_test_begin` read an attribute only `fit` set (AttributeError).
+    model, x, y = _toy(n=64)
+    det = DivergenceDetector(verbose=0)
+    loss = model.evaluate(x, y, callbacks=[det], verbose=0)[0]
+    assert np.isfinite(loss)
+    assert model.predict(x, callbacks=[det], verbose=0).shape == (64, 2)
+    assert det.events == []
+
+
+def _regression(seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(1024, 8)).astype("float32")
+    y = x @ rng.normal(size=(8, 1)).astype("float32")
+    # Another task, whose loss the model does not lower.
+    xo = rng.normal(size=(256, 8)).astype("float32")
+    yo = xo @ rng.normal(size=(8, 1)).astype("float32")
+    return x, y, xo, yo
+
+
+def _regression_model(seed=0, lr=0.01):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([
+        keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+        keras.layers.Dense(1),
+    ])  # fmt: skip
+    model.compile(keras.optimizers.SGD(lr), "mse")
+    return model
+
+
+@pytest.mark.multibackend
+def test_evaluate_run_by_another_callback_is_not_watched():
+    # Before: an `evaluate` run inside `fit` by a callback that does not
+    # pass the detector wrote its batches' losses into the ring as training
+    # steps: 5 rollbacks of a healthy run, the rate cut from 0.01 to 3e-4.
+    x, y, xo, yo = _regression()
+
+    class Evaluate(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.evaluate(xo, yo, batch_size=16, verbose=0)
+
+    runs = {}
+    for name in ("plain", "detector"):
+        model = _regression_model()
+        det = DivergenceDetector(verbose=0)
+        callbacks = [det, Evaluate()] if name == "detector" else [Evaluate()]
+        h = model.fit(x, y, batch_size=16, epochs=6, callbacks=callbacks, verbose=0)
+        runs[name] = (h.history["loss"], float(model.optimizer.learning_rate))
+        if name == "detector":
+            assert det.events == []
+            assert "train_step" not in vars(model)
+    np.testing.assert_allclose(runs["detector"][0], runs["plain"][0], rtol=1e-5)
+    assert runs["detector"][1] == runs["plain"][1]
+
+
+def test_range_test_callback_ignores_an_evaluate_run_by_another_callback():
+    from keras_lr.range_test import LRRangeTest
+
+    x, y, xo, yo = _regression()
+
+    class Evaluate(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch % 16 == 0:
+                self.model.evaluate(xo, yo, batch_size=64, verbose=0)
+
+    curves = []
+    for extra in ([], [Evaluate()]):
+        model = _regression_model()
+        cb = LRRangeTest(start_lr=1e-4, end_lr=1e-1, num_steps=64)
+        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0,
+                  callbacks=[cb, *extra])  # fmt: skip
+        curves.append(np.asarray(cb.result.losses))
+        assert "train_step" not in vars(model)
+    assert curves[0].size == curves[1].size == 64
+    np.testing.assert_allclose(curves[1], curves[0], rtol=1e-5)
+
+
+@pytest.mark.multibackend
+@pytest.mark.parametrize("detector_first", [True, False])
+def test_scheduler_after_the_detector_makes_a_plain_schedule_lowerable(
+    data, detector_first
+):
+    # Before: the detector refused a plain schedule in its `on_train_begin`,
+    # before a `WarmupScheduler` later in the list had wrapped it in a
+    # `Scaled` it can lower.
+    from keras_lr.callbacks import WarmupScheduler
+
+    x, y, *_ = data
+    x = x[:512].copy()
+    x[3 * BATCH : 4 * BATCH] = np.nan
+    sched = keras.optimizers.schedules.ExponentialDecay(0.05, 100, 0.5)
+    model = small_cnn(keras.optimizers.SGD(sched))
+    det = DivergenceDetector(verbose=0)
+    warm = WarmupScheduler(warmup_steps=4)
+    callbacks = [det, warm] if detector_first else [warm, det]
+    model.fit(x, y[:512], batch_size=BATCH, shuffle=False, callbacks=callbacks,
+              verbose=0)  # fmt: skip
+    assert [e["action"] for e in det.events] == ["rollback"]
+    assert det.events[0]["learning_rate_after"] < det.events[0]["learning_rate"]
+    assert finite(model)
+
+
+@pytest.mark.multibackend
+def test_refused_rollback_leaves_the_model_as_it_was(data):
+    x, y, *_ = data
+    sched = keras.optimizers.schedules.ExponentialDecay(0.05, 100, 0.5)
+    model = small_cnn(keras.optimizers.SGD(sched))
+    tracker = model._loss_tracker
+    with pytest.raises(ValueError, match=r"keras_lr.schedules.Scaled"):
+        model.fit(x[:128], y[:128], callbacks=[DivergenceDetector()], verbose=0)
+    assert model._loss_tracker is tracker
+    assert "train_step" not in vars(model)
+    h = model.fit(x[:128], y[:128], verbose=0)
+    assert np.isfinite(h.history["loss"][0])
+
+
+@pytest.mark.multibackend
+def test_stop_after_a_rollback_keeps_the_lowered_rate(data):
+    # Before: the stop restored the snapshot with the rate it was taken at,
+    # so the run ended at the rate that diverged although the events said
+    # it had been halved.
+    x, y, *_ = data
+    x = x.copy()
+    x[10 * BATCH : 11 * BATCH] = np.nan  # batch 10 of every epoch
+    model = small_cnn(keras.optimizers.SGD(0.05, momentum=0.9))
+    det = DivergenceDetector(max_recoveries=1, verbose=0)
+    model.fit(x, y, batch_size=BATCH, epochs=3, shuffle=False, callbacks=[det],
+              verbose=0)  # fmt: skip
+    assert [e["action"] for e in det.events] == ["rollback", "stop"]
+    np.testing.assert_allclose(det.events[0]["learning_rate_after"], 0.025, rtol=1e-6)
+    np.testing.assert_allclose(det.events[1]["learning_rate_after"], 0.025, rtol=1e-6)
+    np.testing.assert_allclose(float(model.optimizer.learning_rate), 0.025, rtol=1e-6)
+    assert finite(model)
+
+
+@pytest.mark.multibackend
+def test_stop_leaves_the_weights_early_stopping_restores(data):
+    # Before: with EarlyStopping(restore_best_weights=True) listed first, the
+    # detector's `on_train_end` put its snapshot back over ES's best weights.
+    x, y, xo, yo = _regression()
+
+    def batches():
+        for i in range(8 * 64):
+            j = (i * 16) % 1024
+            yb = y[j : j + 16].copy()
+            if i == 150:  # epoch 3
+                yb[:] = 1e30
+            yield x[j : j + 16], yb
+
+    es = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=5, restore_best_weights=True
+    )
+    model = _regression_model()
+    det = DivergenceDetector(action="stop", verbose=0)
+    model.fit(batches(), steps_per_epoch=64, epochs=8, verbose=0,
+              validation_data=(xo, yo), callbacks=[es, det])  # fmt: skip
+    assert [e["action"] for e in det.events] == ["stop"]
+    assert es.best_epoch < det.events[0]["epoch"]
+    assert_bitwise_equal(es.best_weights, model.get_weights())
+
+
+@pytest.mark.tensorflow_only
+def test_no_false_alarm_on_a_resumed_digits_run():
+    # Found in QA: a lucky first batch (loss 0.025, the ordinary level 0.11)
+    # set a provisional best; 113 steps later the last 9 losses were all over
+    # 3x it: a rollback to the start and a 10x cut of a healthy run.
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.data / 16.0).astype("float32")
+    y = digits.target
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([
+        keras.Input((64,)), keras.layers.Dense(32, activation="relu"),
+        keras.layers.Dense(10),
+    ])  # fmt: skip
+    model.compile(
+        keras.optimizers.Adam(3e-3),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    det = DivergenceDetector(verbose=0)
+    model.fit(x, y, batch_size=8, epochs=3, callbacks=[det], verbose=0)
+    model.fit(x, y, batch_size=8, epochs=1, callbacks=[det], verbose=0)
+    assert det.events == []
+    np.testing.assert_allclose(float(model.optimizer.learning_rate), 3e-3, rtol=1e-6)

@@ -269,21 +269,30 @@ def test_rebase_restarts_baselines():
 
 def test_lucky_first_batch_of_a_trained_model_rarely_alarms():
     # A model that already fits its data (fit resumed): log-normal batch
-    # losses (median 0.01, log-sd 0.75) and a lucky first batch, which
-    # sets the best smoothed loss. Without the median confirmation and the
-    # provisional best the ratio test fires on every stream; with them on a
-    # few of 40. (The ratio test stays fragile on heavier tails: at log-sd 1
-    # it still fires on about half of such streams; the z-score test is the
-    # one built for them.)
-    ours = bare = 0
+    # losses (median 0.01) and a lucky first batch, which sets the best
+    # smoothed loss. Without the median confirmation and the provisional
+    # best the ratio test fires on every stream. With them it used to fire
+    # on 4 of these 40 streams at log-sd 0.75 and 12 at log-sd 1: all the
+    # last 9 losses over 3x the lucky best is common when the ordinary
+    # level is 2.5x it. A provisional best that is an ordinary draw of the
+    # stream's noise is now confirmed against the median of the losses.
+    ours = {0.75: 0, 1.0: 0}
+    bare = 0
     for seed in range(40):
-        rng = np.random.default_rng(seed)
-        losses = np.exp(rng.normal(math.log(0.01), 0.75, size=1000))
-        losses[0] = 0.004
-        ours += detector_watch().update(losses) is not None
-        bare += detector_watch(confirm=None, warmup=1).update(losses) is not None
+        for sd in ours:
+            rng = np.random.default_rng(seed)
+            losses = np.exp(rng.normal(math.log(0.01), sd, size=1000))
+            losses[0] = 0.004
+            ours[sd] += detector_watch().update(losses) is not None
+            if sd == 0.75:
+                bare += (
+                    detector_watch(confirm=None, warmup=1).update(losses) is not None
+                )
     assert bare >= 38
-    assert ours <= 6
+    assert ours[0.75] == 0
+    # The heavier tail still alarms now and then (the z-score test, built
+    # for it, and the settled best): half as often as before.
+    assert ours[1.0] <= 7
 
 
 def test_divergence_from_the_first_step_fires_against_a_provisional_best():

@@ -810,3 +810,45 @@ def test_none_in_a_series_reads_as_nan():
     d = diagnose({"loss": [1.0, None, 0.5]})
     assert d.verdict == "too_high"
     assert d.evidence["loss_nonfinite_epoch"] == 2
+
+
+def test_a_gap_after_fitting_the_training_data_is_not_still_converging():
+    # Found in QA (a digits MLP, Adam 3e-2, 450 training images): 100%
+    # training accuracy, validation accuracy flat at 87.3%, and a last
+    # validation loss 1.3% under the one before read as "inference mode has
+    # not caught up" (rule 7c): too low, raise the rate. It hung on that
+    # noise: a last value 0.7% up instead gave good.
+    h = {
+        "loss": [1.4503, 0.3823, 0.1912, 0.1077, 0.0862, 0.0549, 0.0319, 0.0226,
+                 0.0194, 0.0153, 0.0117, 0.0099],
+        "val_loss": [0.832, 0.5168, 0.5695, 0.5509, 0.4755, 0.4411, 0.4851,
+                     0.4339, 0.4301, 0.4531, 0.4498, 0.4438],
+        "accuracy": [0.556, 0.88, 0.947, 0.978, 0.98, 0.989, 0.996, 0.998,
+                     0.998, 1.0, 1.0, 1.0],
+        "val_accuracy": [0.773, 0.86, 0.8, 0.84, 0.847, 0.867, 0.86, 0.873,
+                         0.873, 0.873, 0.873, 0.873],
+    }  # fmt: skip
+    d = diagnose(h)
+    assert d.evidence["fitted_training_data"] is True
+    assert d.verdict == "good"
+    assert diagnose(dict(h, val_loss=[*h["val_loss"][:-1], 0.4531])).verdict == "good"
+    # Not fitted (training accuracy 98.5%, 11 points over validation):
+    # still converging, as before.
+    slow = dict(h, accuracy=[min(a, 0.985) for a in h["accuracy"]])
+    assert diagnose(slow).verdict == "too_low"
+
+
+def test_a_plateau_at_a_fitted_loss_is_not_a_killed_network():
+    # Found in QA: converged in the first epochs, then flat at 100% training
+    # accuracy, read by rule 4 as "the network stopped learning".
+    h = {"loss": [0.5, 0.01, 0.0101, 0.0099, 0.01], "accuracy": [0.9, 1, 1, 1, 1]}
+    assert diagnose(h).verdict == "good"
+    # The same plateau at chance accuracy is the killed network.
+    dead = {"loss": [5.0, 2.31, 2.3102, 2.3099, 2.31], "accuracy": [0.1] * 5}
+    assert diagnose(dead).verdict == "too_high"
+
+
+def test_history_without_loss_and_with_odd_keys_is_a_clear_error():
+    # Found in QA: a bare TypeError from sorting keys of mixed types.
+    with pytest.raises(ValueError, match=r"non-empty 'loss' series"):
+        diagnose({1: [0.5], "accuracy": [0.5]})

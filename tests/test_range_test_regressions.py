@@ -140,11 +140,11 @@ def test_unbuilt_model_is_built_and_restored_bitwise(subclassed):
         model, x, y, num_steps=20, start_lr=1e-4, end_lr=1e3, verbose=0
     )
     assert result.diverged
-    # What the model is when built and never trained: constant weights and
-    # zero optimizer slots and counter.
+    # What the model is when built and never trained: constant weights, a
+    # zero counter, and an optimizer left unbuilt (as the test found it).
     reference = _unbuilt_model(subclassed)
     reference(x[:2])
-    reference.optimizer.build(reference.trainable_variables)
+    assert not model.optimizer.built
     assert_bitwise_equal(_weights_and_slots(reference), _weights_and_slots(model))
 
 
@@ -854,3 +854,91 @@ def test_find_best_answers_inside_the_sweep():
     assert not search.range_test.diverged
     assert max(search.candidates) <= 1.0
     assert 1e-4 <= search.learning_rate <= 1.0
+
+
+def test_model_without_input_comes_back_with_an_unbuilt_optimizer():
+    # Before: the test built a model without an `Input` from its first batch
+    # (Keras's `_symbolic_build`, which builds the optimizer and compiled
+    # loss too) before it took its snapshot, so the optimizer came back
+    # built for the trainable variables of that time: after unfreezing a
+    # layer, `fit` refused ("Unknown variable").
+    x, y = _linear_data()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.layers.Dense(8, name="base"), keras.layers.Dense(1)]
+    )
+    model.get_layer(index=0).trainable = False
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    keras_lr.lr_range_test(model, x, y, num_steps=20, verbose=0)
+    assert not model.optimizer.built
+    assert not model._compile_loss.built
+    model.get_layer("base").trainable = True
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    assert model.optimizer.built
+    # One slot pair per trainable variable, the unfrozen layer's included.
+    slots = [v for v in model.optimizer.variables if "momentum" in v.path]
+    assert len(slots) == 4
+
+
+def test_keras_global_seed_generator_is_put_back():
+    # Before: unseeded `keras.random` ops draw from Keras's global
+    # SeedGenerator, which the test left advanced: the next `fit` of a model
+    # with such a layer differed from one without the test.
+    from keras_lr._state import GlobalRandomState, _keras_seed_generator
+
+    first = keras.random.normal((3,))  # makes the global generator exist
+    assert _keras_seed_generator() is not None
+    state = GlobalRandomState()
+    a = keras.ops.convert_to_numpy(keras.random.normal((3,)))
+    state.restore()
+    b = keras.ops.convert_to_numpy(keras.random.normal((3,)))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(keras.ops.convert_to_numpy(first), a)
+
+
+class _Noise(keras.layers.Layer):
+    def call(self, h, training=False):
+        if training:
+            return h + 0.1 * keras.random.normal(keras.ops.shape(h))
+        return h
+
+
+def test_next_fit_of_a_model_with_unseeded_noise_is_unchanged():
+    x, y = _linear_data(256)
+
+    def run(with_test):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([
+            keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
+            _Noise(), keras.layers.Dense(1),
+        ])  # fmt: skip
+        model.compile(keras.optimizers.Adam(1e-3), "mse", jit_compile=False)
+        model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+        if with_test:
+            keras_lr.lr_range_test(model, x, y, num_steps=20, verbose=0)
+        model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+        return all_state(model)
+
+    assert_bitwise_equal(run(False), run(True))
+
+
+def test_data_read_up_front_leaves_the_global_generators_alone():
+    # Before: the check that the data yields a batch iterated it before the
+    # global generators were captured: a source that shuffles with numpy's
+    # generator (as a torch DataLoader does with torch's) left it advanced.
+    x, y = _linear_data(128)
+
+    class Batches:
+        def __iter__(self):
+            order = np.random.permutation(len(x))  # noqa: NPY002
+            for i in range(0, len(x), 32):
+                yield x[order[i : i + 32]], y[order[i : i + 32]]
+
+    unbuilt = keras.Sequential([keras.layers.Dense(1)])  # built from a batch
+    unbuilt.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    for model in (_linear_model(), unbuilt):
+        np.random.seed(3)  # noqa: NPY002
+        expected = np.random.random()  # noqa: NPY002
+        np.random.seed(3)  # noqa: NPY002
+        keras_lr.lr_range_test(model, Batches(), num_steps=10, verbose=0)
+        assert np.random.random() == expected  # noqa: NPY002

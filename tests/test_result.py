@@ -188,3 +188,11 @@ def test_a_loss_still_falling_at_the_end_is_a_finding():
     for diverged in (False, True):
         result = LRRangeTestResult(LRS, GOOD, diverged=diverged)
         assert not any("still falling" in d for d in result.diagnostics())
+
+
+def test_from_dict_without_the_curve_is_a_clear_error():
+    # Found in QA: a bare KeyError.
+    with pytest.raises(ValueError, match=r"must have the keys 'lrs' and 'losses'"):
+        LRRangeTestResult.from_json('{"losses": [1.0, 2.0]}')
+    with pytest.raises(TypeError, match=r"must be a dict"):
+        LRRangeTestResult.from_dict([1.0, 2.0])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import _schedule_reference as ref
 import keras
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -119,3 +120,20 @@ def test_cosine_restarts(lr, t0, t_mul, m_mul, min_frac, at):
 def test_inverse_sqrt_join_scaled(lr, warm, factor, at):
     s = S.Scaled(S.Join([S.InverseSqrt(lr, warm), lr / 2], [warm + 1]), factor)
     assert_in_range(evaluate(s, at), lr * factor)
+
+
+def test_float_steps_are_floored_exactly():
+    # Found in QA: float steps were cast to float32 before the floor, so
+    # 16777217.0 was step 16777216 and float(2**31) step 2**31 - 256.
+    from keras_lr.schedules import _base
+
+    s = S.CyclicLR(0.1, 0.5, 1)  # 0.5 at odd steps, 0.1 at even ones
+    assert float(s(16_777_217)) == pytest.approx(0.5)
+    assert float(s(16_777_217.0)) == pytest.approx(0.5)
+    assert float(s(np.float64(16_777_217.0))) == pytest.approx(0.5)
+    assert int(_base.int_step(float(2**31))) == 2**31 - 1
+    assert int(_base.int_step(float("nan"))) == 0
+    assert float(S.InverseSqrt(0.1, 10)(float("nan"))) == 0.0
+    if keras.backend.backend() != "jax":  # float64 tensors (no x64 on JAX)
+        step = keras.ops.convert_to_tensor(np.array(16_777_217.0), dtype="float64")
+        assert int(_base.int_step(step)) == 16_777_217

@@ -354,3 +354,63 @@ def test_cosine_restarts_peak_on_integer_cycle_start(t0, t_mul, m_mul):
         assert got[a - 1] < 0.5 * got[a]  # the end of the cycle before
     scalar = ref.scalar_values(s, starts)
     np.testing.assert_allclose(scalar, [got[a] for a in starts], rtol=2e-6)
+
+
+@pytest.mark.parametrize(
+    "t0,t_mul,m_mul,steps",
+    [
+        # Cycle 11 starts at 170995.1171875: step 170995 still ends cycle 10.
+        (1000, 1.5, 0.9, [170994, 170995, 170996, 170997]),
+        # Cycles start at 2**k - 1: the end of cycle 29 and the start of 30.
+        (1, 2.0, 1.0, [2**30 - 3, 2**30 - 2, 2**30 - 1, 2**30]),
+        (100, 1.001, 1.0, [170996, 257492, 257493]),
+        (7, 1.2, 1.0, [257492, 257493, 10_000_000]),
+    ],
+)
+def test_cosine_restarts_at_large_steps(t0, t_mul, m_mul, steps):
+    # Found in QA: on JAX without x64 (float32), cycle starts within 4e-6
+    # relative of an integer were snapped onto it (every start above ~125k
+    # steps is), so cycle 11 above began a step early, and the position in
+    # a cycle drifted by up to 7e-4. The starts now come from a host table.
+    s = S.CosineRestarts(0.1, t0, t_mul=t_mul, m_mul=m_mul, min_lr=0.001)
+    expected = np.array([ref.sgdr(n, 0.1, t0, t_mul, m_mul, 0.001) for n in steps])
+    check(s, steps, expected, 0.1)
+
+
+def test_cosine_restarts_with_t_mul_near_one_is_computed_in_the_graph():
+    # Over `_TABLE_MAX` cycles start below 2**31: no table; the in-graph
+    # computation holds away from the (fractional) cycle boundaries.
+    from keras_lr.schedules import cosine
+
+    s = S.CosineRestarts(0.1, 10, t_mul=1.0001, min_lr=0.001)
+    assert s._table is None
+    assert S.CosineRestarts(0.1, 10, t_mul=1.01)._table is not None
+    starts = [float(a) for a in ref.sgdr_starts(10, 1.0001, 400)]
+    steps = [n for n in range(0, 400, 7) if min(abs(n - a) for a in starts) > 1.0]
+    expected = np.array([ref.sgdr(n, 0.1, 10, 1.0001, 1.0, 0.001) for n in steps])
+    got = ref.values(s, steps)
+    # In float32 (JAX without x64) the position in a cycle is good to about
+    # 1e-5 of the cycle there (documented); in float64, to float32 rounding.
+    wide = keras.backend.backend() != "jax" or bool(
+        __import__("jax").config.jax_enable_x64
+    )
+    if wide:
+        np.testing.assert_allclose(got, expected, rtol=2e-6, atol=1e-8)
+    else:  # the position, about 1e-5 of a cycle: 2e-6 of the peak at most
+        np.testing.assert_allclose(got, expected, rtol=0, atol=2e-6)
+    assert cosine._TABLE_MAX >= 1 << 14
+
+
+def test_exp_range_follows_gamma_power_step_at_large_steps():
+    # Found in QA: `gamma**step` with a float32 gamma (0.99994, Smith's
+    # value, is off by 2e-8) drifted by 1e-3 relative at step 50,000.
+    s = S.CyclicLR(0.0, 1.0, step_size_up=50_000, mode="exp_range", gamma=0.99994)
+    steps = [12_345, 50_000, 150_000]
+    expected = np.array(
+        [
+            ref.cyclic(n, 0.0, 1.0, 50_000, mode="exp_range", gamma=0.99994)
+            for n in steps
+        ]
+    )
+    got = ref.values(s, steps)
+    np.testing.assert_allclose(got, expected, rtol=3e-6)

@@ -47,7 +47,7 @@ class RingLossRecorder(StepLossRecorder):
 
     def update_state(self, values, sample_weight=None):
         keras.metrics.Mean.update_state(self, values, sample_weight=sample_weight)
-        if not self.recording:
+        if not self.writes:
             return
         loss = ops.mean(ops.convert_to_tensor(values))
         # `.value`: JAX no longer converts a variable object implicitly.
@@ -74,7 +74,7 @@ class RingLossRecorder(StepLossRecorder):
         TensorFlow and PyTorch record the loss before they compute the
         gradients, so the norm goes to the slot of the last recorded step.
         """
-        if self.grad_buffer is None or not self.recording:
+        if self.grad_buffer is None or not self.writes:
             return
         steps = ops.cast(self.steps.value, "int32")
         self._write(self.grad_buffer, norm, ops.mod(ops.add(steps, -1), self.capacity))

@@ -26,6 +26,7 @@ from keras_lr._detect import DivergenceEvent, LossWatch
 from keras_lr._state import TrainingState, distribution_scope, set_attr
 from keras_lr.callbacks._grad_norm import SKIPPED, GradNormHook
 from keras_lr.callbacks._ring import RingLossRecorder
+from keras_lr.range_test._recorder import gate_train_step
 
 __all__ = ["DivergenceDetector", "DivergenceError"]
 
@@ -180,8 +181,14 @@ class DivergenceDetector(keras.callbacks.Callback):
     the epoch, before its validation (the ``val_`` figures, and what
     `ModelCheckpoint` or `EarlyStopping` read in ``on_epoch_end``, are the
     restored model's; without validation, list the detector before those
-    callbacks, which Keras calls in list order), and when `fit` ends.
-    ``"raise"`` raises `DivergenceError`. Every event is appended to
+    callbacks, which Keras calls in list order). After that the weights
+    are left alone, so an ``EarlyStopping(restore_best_weights=True)``
+    anywhere in the list has the last word. A stop leaves the lower of the
+    rate in effect and the snapshot's: a cut made by an earlier rollback
+    stays, a rate raised since the snapshot goes back.
+    ``"raise"`` raises `DivergenceError`. A callback elsewhere in the list
+    may call `model.evaluate` during `fit`: only the train steps' losses
+    are watched. Every event is appended to
     `events` (a dict: ``epoch``, ``step``, ``source``, ``reason``, ``loss``,
     ``baseline``, ``score``, ``restored_step``, ``learning_rate`` and
     ``learning_rate_after``, ``action``, and ``rate_never_healthy``: whether
@@ -399,6 +406,10 @@ class DivergenceDetector(keras.callbacks.Callback):
         self._saved_tracker: Any = None
         self._start_snapshot_due = False
         self._late_snapshot_due = False
+        # Outside `fit` (an `evaluate` or `predict` given this callback):
+        # nothing to read or check.
+        self._in_fit = False
+        self._epoch_read = True
 
     # Set-up ----------------------------------------------------------------
 
@@ -424,12 +435,10 @@ class DivergenceDetector(keras.callbacks.Callback):
                 "DivergenceDetector needs a compiled model: call "
                 "`model.compile(optimizer=..., loss=...)` first."
             )
+        # Checked again when the first epoch begins (`_check_lowerable`):
+        # a scheduler later in the list may install a rate that can be
+        # lowered in its own `on_train_begin`.
         self._scale_var = _rate.scale_variable(model.optimizer)
-        if self.action == "rollback" and self._scale_var is None:
-            raise ValueError(
-                'DivergenceDetector(action="rollback") must lower the learning '
-                "rate, and cannot: " + _rate.cannot_scale_message(model.optimizer)
-            )
         spe = int(getattr(model, "steps_per_execution", 1) or 1)
         self._spe = spe
         self._every = self.check_every or max(32, spe)
@@ -505,6 +514,9 @@ class DivergenceDetector(keras.callbacks.Callback):
         self._ring_live = _live.LiveIndex(model, self._recorder.ring_variables)
         self._saved_tracker = vars(model).get("_loss_tracker")
         set_attr(model, "_loss_tracker", self._recorder)
+        # Only the train steps' losses: not those of an `evaluate` that
+        # another callback runs during `fit`.
+        self._ungate = gate_train_step(model, self._recorder)
         if self.watch_gradient_norm:
             self._grad_hook = GradNormHook(model.optimizer, self._recorder)
             self._grad_hook.install()
@@ -518,6 +530,7 @@ class DivergenceDetector(keras.callbacks.Callback):
             return
         model = self._model
         set_attr(model, "_loss_tracker", self._saved_tracker)
+        self._ungate()
         if self._grad_hook is not None:
             self._grad_hook.uninstall()
             self._grad_hook = None
@@ -573,9 +586,46 @@ class DivergenceDetector(keras.callbacks.Callback):
 
     # Keras hooks -----------------------------------------------------------
 
+    def _check_lowerable(self) -> None:
+        """Refuses a rollback that could not lower the rate in effect.
+
+        Run when the first epoch begins, once every callback's
+        `on_train_begin` has run (a `WarmupScheduler` or `OneCycleScheduler`
+        listed after this callback installs a rate it can lower).
+        """
+        optimizer = self._model.optimizer
+        self._scale_var = _rate.scale_variable(optimizer)
+        if self.action == "rollback" and self._scale_var is None:
+            self._uninstall()
+            raise ValueError(
+                'DivergenceDetector(action="rollback") must lower the learning '
+                "rate, and cannot: " + _rate.cannot_scale_message(optimizer)
+            )
+
+    def _restore_snapshot(self, *, lower: bool = False) -> None:
+        """Restores the snapshot, but not the learning rate it was taken at.
+
+        The snapshot holds the rate's variable too. A rollback lowers the
+        rate in effect now (a cut made since, or a rate another callback
+        set, stays the base of the next cut). A stop (`lower=True`) leaves
+        the lower of the two: a cut made since the snapshot survives, and a
+        rate raised since (the spike that diverged) goes back.
+        """
+        scale_var = self._scale_var
+        kept = None
+        if scale_var is not None:
+            kept = np.array(keras.ops.convert_to_numpy(scale_var.value))
+        self._snapshot.restore_variables()
+        if kept is not None:
+            if lower:
+                restored = keras.ops.convert_to_numpy(scale_var.value)
+                kept = np.minimum(kept, restored).astype(kept.dtype)
+            scale_var.assign(kept)
+
     def on_epoch_begin(self, epoch, logs=None):
         if self._start_snapshot_due:
             self._start_snapshot_due = False
+            self._check_lowerable()
             self._take_snapshot(self._consumed)
             self._late_snapshot_due = self._snapshot is None
         self._epoch = epoch
@@ -650,10 +700,14 @@ class DivergenceDetector(keras.callbacks.Callback):
             )
             logger.warning(text)
             warnings.warn(text, stacklevel=2)
-        if self._stopped and self._snapshot is not None:
-            # An execution may have run after the stop was requested.
+        if self._stopped and self._restore_due:
+            # An execution ran after the stop was requested and no epoch end
+            # has restored the snapshot since. (Once restored, the weights
+            # are left alone: an `EarlyStopping(restore_best_weights=True)`
+            # earlier in the list may have put its best weights back since.)
+            self._restore_due = False
             self.model  # noqa: B018  (syncs the JAX state)
-            self._snapshot.restore_variables()
+            self._restore_snapshot(lower=True)
         self._uninstall()
 
     def _end_of_epoch(self) -> None:
@@ -673,7 +727,7 @@ class DivergenceDetector(keras.callbacks.Callback):
                 # `EarlyStopping`) see the model.
                 self._restore_due = False
                 self.model  # noqa: B018  (syncs the JAX state)
-                self._snapshot.restore_variables()
+                self._restore_snapshot(lower=True)
             return
         events = len(self.events)
         snapshot_time = self._snapshot_time
@@ -929,15 +983,8 @@ class DivergenceDetector(keras.callbacks.Callback):
                     + _rate.cannot_scale_message(optimizer)
                 )
         record["action"] = action
-        scale_before = None
-        if scale_var is not None:
-            # The snapshot holds the rate variable too: lower the rate in
-            # effect now, not the one of the snapshot.
-            scale_before = np.array(keras.ops.convert_to_numpy(scale_var.value))
         if self._snapshot is not None:
-            self._snapshot.restore_variables()
-        if scale_before is not None:
-            scale_var.assign(scale_before)
+            self._restore_snapshot(lower=action != "rollback")
         model.reset_metrics()
         if action == "rollback":
             self.recoveries += 1
@@ -967,14 +1014,16 @@ class DivergenceDetector(keras.callbacks.Callback):
                 self._grad_watch.rebase(step)
             self._val_watch.reset()
         else:
-            record["learning_rate_after"] = record["learning_rate"]
+            record["learning_rate_after"] = _rate.current_rate(optimizer)
         self.events.append(record)
         self._epoch_events += 1
         self._log(record, message)
         if action == "rollback":
             return
         self._stopped = True
-        self._restore_due = self._snapshot is not None
+        # Mid-epoch, the execution about to run trains on from the restored
+        # weights: the epoch's end restores them again.
+        self._restore_due = self._snapshot is not None and not self._epoch_read
         self._model.stop_training = True
         if action == "raise":
             self._uninstall()

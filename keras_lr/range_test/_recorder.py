@@ -13,8 +13,13 @@ only when it chooses to.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import keras
 from keras import ops
+
+from keras_lr._state import _MISSING, set_attr
 
 
 class StepLossRecorder(keras.metrics.Mean):
@@ -46,6 +51,15 @@ class StepLossRecorder(keras.metrics.Mean):
         )
         # Read when the step function is traced: False for evaluation.
         self.recording = True
+        # Set by `gate_train_step`: then only a train step writes (depth > 0
+        # while one runs or is traced), whoever else calls the tracker.
+        self.gated = False
+        self.train_depth = 0
+
+    @property
+    def writes(self) -> bool:
+        """Whether an `update_state` now records its value as a step."""
+        return self.recording and (not self.gated or self.train_depth > 0)
 
     def _step_buffer(self, name: str):
         """A float32 device buffer of one value per step, `capacity` long."""
@@ -59,7 +73,7 @@ class StepLossRecorder(keras.metrics.Mean):
 
     def update_state(self, values, sample_weight=None):
         super().update_state(values, sample_weight=sample_weight)
-        if not self.recording:
+        if not self.writes:
             return
         loss = ops.cast(ops.mean(ops.convert_to_tensor(values)), "float32")
         index = ops.arange(self.capacity, dtype="int32")
@@ -88,3 +102,55 @@ class StepLossRecorder(keras.metrics.Mean):
         n = int(np.asarray(steps))
         values = np.asarray(buffer)
         return values[: min(n, self.capacity)].astype(np.float64)
+
+
+def gate_train_step(model: Any, recorder: StepLossRecorder) -> Callable[[], None]:
+    """Lets `recorder` record only the losses of `model`'s train steps.
+
+    The recorder stands in for the model's loss tracker, which every
+    `test_step` updates too: an `evaluate` that a callback runs in the middle
+    of `fit` (not told about the recorder, so it cannot switch it off) would
+    otherwise write its batches' losses into the buffer as training steps.
+    The model's `train_step` is wrapped, for the time of the recording, in a
+    function that marks the recorder as inside a train step while it runs:
+    at trace time on TensorFlow and JAX, at every step on PyTorch. (Not on
+    JAX with Flax NNX, whose trainer calls the class's `train_step`; there
+    the recorder records whatever the tracker sees, as before.)
+
+    Returns:
+        A function that undoes the wrapping.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    >>> rec = StepLossRecorder(capacity=2)
+    >>> undo = gate_train_step(model, rec)
+    >>> rec.update_state(1.0)  # not in a train step: not recorded
+    >>> int(rec.steps.value), "train_step" in vars(model)
+    (0, True)
+    >>> undo()
+    >>> rec.gated, "train_step" in vars(model)
+    (False, False)
+    """
+    nnx = getattr(keras.config, "is_nnx_enabled", lambda: False)()
+    if keras.backend.backend() == "jax" and nnx:
+        return lambda: None
+    saved = vars(model).get("train_step", _MISSING)
+    inner = model.train_step
+
+    def train_step(*args: Any, **kwargs: Any) -> Any:
+        recorder.train_depth += 1
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            recorder.train_depth -= 1
+
+    set_attr(model, "train_step", train_step)
+    recorder.gated = True
+
+    def undo() -> None:
+        set_attr(model, "train_step", saved)
+        recorder.gated = False
+        recorder.train_depth = 0
+
+    return undo

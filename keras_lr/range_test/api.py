@@ -220,13 +220,22 @@ def lr_range_test(
     batch_size = _validate.check_optional_int("batch_size", batch_size, minimum=1)
     check_targets(model, x, y)
     fit_kwargs = fit_arguments(x, y, batch_size, callback.num_steps)
-    if not model.built:
-        _build_from_first_batch(model, fit_kwargs)
-    elif has_no_batch(x, fit_kwargs):
-        # Checked up front: on TensorFlow, a step on no data still counts.
-        raise ValueError(_NO_BATCH)
-    state = TrainingState(model)
+    # Taken before the data is first read (a shuffling loader draws from the
+    # global generators) and before a model without an `Input` is built
+    # (which builds its optimizer and compiled loss too): both go back.
+    state = TrainingState(model, capture=False)
     rng = GlobalRandomState()
+    try:
+        if not model.built:
+            _build_from_first_batch(model, fit_kwargs)
+        elif has_no_batch(x, fit_kwargs):
+            # Checked up front: on TensorFlow, a step on no data still counts.
+            raise ValueError(_NO_BATCH)
+        state.capture_variables()
+    except BaseException:
+        state.restore()
+        rng.restore()
+        raise
     callback._given_state = state
     try:
         if steps_per_execution is not None:

@@ -18,7 +18,7 @@ from keras_lr._state import (
     set_attr,
 )
 from keras_lr.range_test._data import check_validation_data
-from keras_lr.range_test._recorder import StepLossRecorder
+from keras_lr.range_test._recorder import StepLossRecorder, gate_train_step
 from keras_lr.range_test._sweep import SweepSchedule, sweep_lrs
 from keras_lr.range_test.result import LRRangeTestResult, RangeTestWarning
 from keras_lr.schedules import _base
@@ -81,6 +81,7 @@ class StepLossSession:
             self._saved = {
                 "tracker": vars(model).get("_loss_tracker"),
                 "lr": optimizer._learning_rate,
+                "ungate": gate_train_step(model, self.recorder),
             }
         set_attr(model, "_loss_tracker", self.recorder)
         set_attr(optimizer, "_learning_rate", lr_object)
@@ -94,6 +95,7 @@ class StepLossSession:
         set_attr(
             base_optimizer(self.model.optimizer), "_learning_rate", self._saved["lr"]
         )
+        self._saved["ungate"]()
         self._saved = None
 
     def clear(self) -> None:

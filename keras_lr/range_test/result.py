@@ -246,7 +246,24 @@ class LRRangeTestResult:
 
     @classmethod
     def from_dict(cls, data: dict) -> LRRangeTestResult:
-        """Inverse of `to_dict`."""
+        """Inverse of `to_dict`.
+
+        Raises:
+            TypeError: if `data` is not a dict.
+            ValueError: if it lacks ``lrs`` or ``losses``.
+        """
+        if not isinstance(data, dict):
+            raise TypeError(
+                "Argument `data` must be a dict (the output of `to_dict`). "
+                f"Received: data={data!r:.80} (of type {type(data).__name__})"
+            )
+        missing = [key for key in ("lrs", "losses") if key not in data]
+        if missing:
+            raise ValueError(
+                f"Argument `data` must have the keys 'lrs' and 'losses' (the "
+                f"output of `to_dict`). Missing: {missing}; received keys: "
+                f"{sorted(map(str, data))}"
+            )
 
         def arrayify(values) -> np.ndarray:
             return np.array([_decode_float(v) for v in values or []], dtype=np.float64)

@@ -42,6 +42,13 @@ def _clamp_host_step(step: Any) -> Any:
         return step
     if isinstance(step, numbers.Integral):
         return np.int32(min(max(int(step), 0), MAX_STEP))
+    if isinstance(step, numbers.Real):
+        # Floored on the host: as a float32 tensor, 16777217.0 would be
+        # 16777216 already. NaN is step 0.
+        value = float(step)
+        if math.isnan(value):
+            return np.int32(0)
+        return np.int32(min(max(math.floor(min(value, 2.0**32)), 0), MAX_STEP))
     if isinstance(step, (np.ndarray, np.generic)) and np.issubdtype(
         step.dtype, np.integer
     ):
@@ -54,19 +61,26 @@ def int_step(step: Any) -> Any:
 
     Accepts Python numbers and integer or float tensors of any width (the
     optimizer's counter is int64 on TensorFlow and PyTorch). Float steps are
-    floored.
+    floored (in float64 where the backend has it), a NaN step is step 0.
 
     Example:
 
     >>> int(int_step(2**40)), int(int_step(-3)), int(int_step(2.7))
     (2147483647, 0, 2)
+    >>> int(int_step(16777217.0)), int(int_step(float("nan")))
+    (16777217, 0)
     """
     step = _clamp_host_step(step)
     step = ops.convert_to_tensor(step)
     dtype = keras.backend.standardize_dtype(step.dtype)
     if "float" in dtype:
-        step = ops.floor(ops.clip(ops.cast(step, "float32"), 0.0, _MAX_FLOAT_STEP))
-        return ops.cast(step, "int32")
+        wide = wide_float_dtype(step)
+        top = float(MAX_STEP) if wide == "float64" else _MAX_FLOAT_STEP
+        step = ops.cast(step, wide)
+        step = ops.where(ops.isnan(step), 0.0, step)
+        # The cast truncates, which is the floor of a value >= 0 (`ops.floor`
+        # computes in float32 on some backends).
+        return ops.cast(ops.clip(step, 0.0, top), "int32")
     if dtype in ("int64", "uint64", "uint32"):
         step = ops.clip(step, 0, MAX_STEP)
         return ops.cast(step, "int32")

@@ -32,6 +32,7 @@ import math
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_lr import _validate
@@ -44,6 +45,56 @@ __all__ = ["CosineRestarts", "WarmupCosineDecay", "WarmupStableDecay"]
 # (about 1e-14 in float64, 1e-6 in float32), well below the distance of a
 # start that truly falls between two steps.
 _START_TOL = {"float64": 1e-11, "float32": 4e-6}
+
+
+#: Most cycles `CosineRestarts` tabulates on the host; a `t_mul` so close to
+#: 1 that more cycles start below 2**31 is computed in the graph instead.
+_TABLE_MAX = 1 << 14
+
+
+def _cycle_starts(t0: int, t_mul: float, k: Any) -> Any:
+    """Starts ``t0 (r**k - 1) / (r - 1)`` of cycles `k`, in float64.
+
+    A start within rounding error of an integer is that integer, so that a
+    new cycle's peak lands on its step.
+    """
+    # ``r - 1`` of the decimal `t_mul` is written as: ``1.001 - 1`` in
+    # floats is off by 1e-13, which would move integer starts.
+    r_minus_1 = float(fractions.Fraction(repr(t_mul)) - 1)
+    exact = (t0 / r_minus_1) * np.expm1(k * math.log1p(r_minus_1))
+    nearest = np.round(exact)
+    close = np.abs(exact - nearest) <= _START_TOL["float64"] * (np.abs(nearest) + 1.0)
+    return np.where(close, nearest, exact)
+
+
+def _cycle_table(t0: int, t_mul: float) -> tuple[np.ndarray, ...] | None:
+    """Host table of the cycles that start below 2**31, or None.
+
+    ``(first, base, frac, length)``: each cycle's first integer step
+    (``ceil(start)``, int32), ``floor(start)`` (int32), ``start -
+    floor(start)`` and its length ``t0 r**k`` (float32). None for ``t_mul
+    == 1`` (integer arithmetic is exact) and where more than `_TABLE_MAX`
+    cycles start below 2**31.
+    """
+    if t_mul == 1.0:
+        return None
+    log_r = math.log1p(float(fractions.Fraction(repr(t_mul)) - 1))
+    scale = t0 / float(fractions.Fraction(repr(t_mul)) - 1)
+    count = int(math.log1p(_base.MAX_STEP / scale) / log_r) + 2
+    if count > _TABLE_MAX:
+        return None
+    k = np.arange(count, dtype=np.float64)
+    start = _cycle_starts(t0, t_mul, k)
+    start = start[(start <= _base.MAX_STEP) | (k == 0)]
+    base = np.floor(start)
+    first = np.ceil(start)
+    length = t0 * np.exp(k[: start.size] * log_r)
+    return (
+        first.astype(np.int32),
+        base.astype(np.int32),
+        (start - base).astype(np.float32),
+        length.astype(np.float32),
+    )
 
 
 def _check_warmup(total_steps: Any, warmup_steps: Any) -> tuple[int, int]:
@@ -199,6 +250,13 @@ class CosineRestarts(keras.optimizers.schedules.LearningRateSchedule):
         m_mul: each cycle starts `m_mul` times lower, in (0, 1].
         min_lr: the floor every cycle anneals towards, <= `initial_lr`.
 
+    The cycle starts are tabulated on the host (exact on every backend).
+    Where `t_mul` is so close to 1 that over 16,384 cycles start below step
+    2**31 (`t_mul` below about 1.0009 for ``first_cycle_steps=1``), they are
+    computed in the graph instead: in float64 where the backend has it, and
+    on float32-only backends (JAX without x64, PyTorch on MPS) the position
+    within a cycle is then good to about 1e-5 of the cycle.
+
     Example:
 
     >>> s = CosineRestarts(1.0, first_cycle_steps=2, t_mul=2.0, m_mul=0.5)
@@ -229,10 +287,13 @@ class CosineRestarts(keras.optimizers.schedules.LearningRateSchedule):
         _validate.check_greater(
             "initial_lr", self.initial_lr, "min_lr", self.min_lr, strict=False
         )
+        self._table = _cycle_table(self.first_cycle_steps, self.t_mul)
 
     def _cycle(self, step: Any) -> tuple[Any, Any, Any]:
         """(cycle index, step within it, cycle length), all float32."""
         t0 = self.first_cycle_steps
+        if self._table is not None:
+            return self._cycle_from_table(step)
         if self.t_mul == 1.0:
             # Exact integer arithmetic.
             return (
@@ -274,6 +335,28 @@ class CosineRestarts(keras.optimizers.schedules.LearningRateSchedule):
             ops.cast(i, "float32"),
             ops.cast(t, "float32"),
             ops.cast(length, "float32"),
+        )
+
+    def _cycle_from_table(self, step: Any) -> tuple[Any, Any, Any]:
+        """`_cycle` read off the host table of cycle starts (`_cycle_table`).
+
+        The cycle is found by a binary search of the step among the first
+        integer steps of the cycles (exact integer comparisons); the step
+        within it is ``(step - floor(start)) - frac(start)``, an integer
+        difference and a float32 fraction. Exact on every backend, float32
+        ones (JAX without x64) included.
+        """
+        first, base, frac, length = self._table
+        shape = ops.shape(step)
+        flat = ops.reshape(step, (-1,))
+        i = ops.searchsorted(ops.convert_to_tensor(first), flat, side="right") - 1
+        i = ops.maximum(i, 0)
+        since = flat - ops.take(ops.convert_to_tensor(base), i)
+        t = ops.cast(since, "float32") - ops.take(ops.convert_to_tensor(frac), i)
+        cycle_length = ops.take(ops.convert_to_tensor(length), i)
+        return tuple(
+            ops.reshape(v, shape)
+            for v in (ops.cast(i, "float32"), ops.maximum(t, 0.0), cycle_length)
         )
 
     def __call__(self, step):
