@@ -766,3 +766,97 @@ def test_plot_search_refuses_what_is_not_a_tuner():
     for bad in (None, "tuner", keras_tuner.HyperParameters()):
         with pytest.raises(TypeError, match=r"`tuner` must be a keras_tuner\.Tuner"):
             tuner.plot_search(bad)
+
+
+class _RateSeen(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.rates = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.rates.append(float(self.model.optimizer.learning_rate))
+
+
+@pytest.mark.parametrize("schedule", ["one_cycle", "warmup_cosine"])
+def test_a_dataset_of_unknown_length_is_counted_for_the_schedule(schedule):
+    # Found in QA: a filtered dataset (length unknown) got a schedule built
+    # for `epochs * 100` steps, silently: 1cycle peaked at half the rate the
+    # trial recorded, warmup_cosine never decayed.
+    import tensorflow as tf
+
+    x, y = _tiny_task()  # 192 samples: 6 batches of 32
+    hm = _tiny_hypermodel(lr_range=(1e-3, 1e-1), schedule=schedule)
+    hp = keras_tuner.HyperParameters()
+    model = hm.build(hp)
+    hp.values["batch_size"] = 32
+    data = tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda a, b: True)
+    assert int(data.cardinality()) == -2
+    seen = _RateSeen()
+    with pytest.warns(UserWarning, match=r"counted 192 samples"):
+        history = hm.fit(hp, model, data, epochs=2, verbose=0, callbacks=[seen])
+    assert model.optimizer._learning_rate.get_config()["total_steps"] == 12
+    peak = history.history["learning_rate"][-1]
+    assert max(seen.rates) == pytest.approx(peak, rel=0.02)  # peak between steps
+    assert seen.rates[11] < 0.05 * peak  # annealed by the last step
+
+
+def test_a_compiled_model_keeps_auto_scale_loss_off():
+    # Found in QA: `auto_scale_loss=False` is not in Keras's compile config:
+    # the recompile at the trial's rate wrapped the optimizer in a
+    # LossScaleOptimizer again.
+    policy = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy("mixed_float16")
+    try:
+
+        def build(hp):
+            model = _tiny_build(hp)
+            model.compile(
+                keras.optimizers.Adam(1e-3),
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                auto_scale_loss=False,
+            )
+            return model
+
+        hm = tuner.LRBatchSizeHyperModel(
+            build, batch_sizes=(16,), lr_range=(1e-3, 1e-1),
+            distribution_strategy=None,
+        )  # fmt: skip
+        hp = keras_tuner.HyperParameters()
+        model = hm.build(hp)
+        x, y = _tiny_task()
+        hm.fit(hp, model, x, y, epochs=1, verbose=0, callbacks=None)
+        assert isinstance(model.optimizer, keras.optimizers.Adam)
+        assert not isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    finally:
+        keras.mixed_precision.set_dtype_policy(policy)
+
+
+def test_memory_precheck_reads_what_each_backend_reports(monkeypatch):
+    # Found in QA: it read a "limit" that TensorFlow's get_memory_info does
+    # not report, so it never ruled a batch out. JAX and PyTorch report the
+    # free memory; TensorFlow does not (documented).
+    import jax
+    import torch
+
+    from keras_lr.tuner import _feasibility
+
+    assert _feasibility.device_memory_bytes() is None  # TensorFlow
+
+    class Gpu:
+        platform = "gpu"
+
+        def memory_stats(self):
+            return {"bytes_limit": 1000, "bytes_in_use": 300}
+
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    monkeypatch.setattr(jax, "devices", lambda: [Gpu()])
+    assert _feasibility.device_memory_bytes() == 700
+    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (4096, 8192))
+    assert _feasibility.device_memory_bytes() == 4096
+    # The pre-check marks a batch that cannot fit as a failed trial.
+    model = _dense()
+    with pytest.raises(keras_tuner.errors.FailedTrialError, match="infeasible"):
+        _feasibility.check_fits(model, 1024)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (2**40, 2**41))
+    _feasibility.check_fits(model, 1024)

@@ -2,8 +2,10 @@
 
 A trial whose batch size runs out of device memory raises KerasTuner's
 `FailedTrialError`, so the oracle marks it failed and the search goes on.
-Where the device reports its memory (GPUs under TensorFlow), an estimate of
-the activations of one batch rules a batch size out before any training.
+Where the device reports its free memory (a GPU under JAX or PyTorch), an
+estimate of the activations of one batch rules a batch size out before any
+training. TensorFlow reports only the memory in use and its peak, not the
+device's limit: there the out-of-memory error itself marks the trial.
 """
 
 from __future__ import annotations
@@ -58,22 +60,37 @@ def activation_bytes(model: keras.Model, batch_size: int) -> int:
 
 
 def device_memory_bytes() -> int | None:
-    """Free memory of the first GPU under TensorFlow, or None if unknown."""
-    if keras.backend.backend() != "tensorflow":
-        return None
-    import tensorflow as tf
+    """Free memory of the first GPU, where the backend reports it, or None.
 
-    gpus = tf.config.list_logical_devices("GPU")
-    if not gpus:
-        return None
-    try:
-        info = tf.config.experimental.get_memory_info(gpus[0].name)
-    except (ValueError, RuntimeError):
-        return None
-    limit = info.get("limit") if isinstance(info, dict) else None
-    if not limit:
-        return None
-    return int(limit) - int(info.get("current", 0))
+    JAX: the device's ``bytes_limit`` less ``bytes_in_use``
+    (``Device.memory_stats()``); PyTorch: ``torch.cuda.mem_get_info()``'s
+    free bytes. TensorFlow's ``get_memory_info`` has no limit: None.
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        gpus = [d for d in jax.devices() if d.platform == "gpu"]
+        if not gpus:
+            return None
+        try:
+            stats = gpus[0].memory_stats()
+        except (RuntimeError, NotImplementedError):
+            return None
+        if not stats or not stats.get("bytes_limit"):
+            return None
+        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    if backend == "torch":
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        try:
+            free, _total = torch.cuda.mem_get_info()
+        except RuntimeError:
+            return None
+        return int(free)
+    return None
 
 
 def failed_trial(message: str) -> Exception:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -224,7 +226,11 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
             for uncompiled models only.
         schedule: None, "one_cycle" (`keras_lr.schedules.OneCycle`) or
             "warmup_cosine" (`keras_lr.schedules.WarmupCosineDecay`); the
-            searched rate is their peak.
+            searched rate is their peak. A schedule spans the epochs of one
+            `fit` (``epochs - initial_epoch``): a `Hyperband` trial carried
+            on from an earlier round runs a fresh schedule over its new
+            epochs. A dataset of unknown length is counted once (a warning
+            says so) to size it.
         loss: loss for uncompiled models.
         metrics: metrics for uncompiled models.
         callbacks: callbacks appended to the tuner's in every trial.
@@ -450,6 +456,13 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
             if _user_compiled(model):
                 config = dict(model._compile_config.config)
                 config["optimizer"] = optimizer
+                # Keras keeps no `auto_scale_loss` in the compile config: read
+                # it off the optimizer (wrapped under a float16 policy unless
+                # the user compiled with `auto_scale_loss=False`).
+                config.setdefault(
+                    "auto_scale_loss",
+                    isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer),
+                )
             else:
                 config = {"optimizer": optimizer, "loss": self.loss}
                 config["metrics"] = self.metrics
@@ -503,7 +516,7 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
             "warmup_steps": float(warmup),
         }
         kwargs["callbacks"] = [
-            *kwargs.get("callbacks", []),
+            *(kwargs.get("callbacks") or []),
             *self.callbacks,
             _TrialRecord(record),
         ]
@@ -584,8 +597,6 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
         lrs = np.asarray(result.lrs, dtype=float)
         if lr_min <= lrs[0] * (1 + 1e-9) or lr_min >= lrs[-1] * (1 - 1e-9):
             # The curve's lowest point at an end of the sweep locates nothing.
-            import warnings
-
             from keras_lr.range_test import RangeTestWarning
 
             notes = "; ".join(result.diagnostics()) or "no other finding"
@@ -687,14 +698,58 @@ def _in_memory(x: Any) -> bool:
     return not type(x).__module__.startswith("torch.utils.data")
 
 
+#: Samples counted in datasets of unknown length, by dataset (one pass each).
+_COUNTED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _count_samples(dataset: Any, model: keras.Model | None) -> int | None:
+    """Samples of a finite dataset whose length TensorFlow does not know.
+
+    A `filter`, a generator or a file reader leaves the length unknown; the
+    schedules that span the training (``"one_cycle"``, ``"warmup_cosine"``,
+    a warmup) need it. One pass over the data counts them, once per dataset,
+    with a warning that says how to skip it.
+    """
+    import tensorflow as tf
+
+    try:
+        return _COUNTED[dataset]
+    except (KeyError, TypeError):
+        pass
+    if _is_unbatched(dataset, model):
+        count = dataset.reduce(tf.constant(0, tf.int64), lambda c, _: c + 1)
+    else:
+
+        def add(c, batch):
+            size = tf.shape(tf.nest.flatten(batch)[0])[0]
+            return c + tf.cast(size, tf.int64)
+
+        count = dataset.reduce(tf.constant(0, tf.int64), add)
+    n = int(count)
+    warnings.warn(
+        f"LRBatchSizeHyperModel: the dataset's length is unknown; one pass over "
+        f"it counted {n} samples, for the schedule's length. To skip the pass, "
+        "pass `steps_per_epoch` or declare the length with "
+        "`dataset.apply(tf.data.experimental.assert_cardinality(n))`.",
+        stacklevel=3,
+    )
+    try:
+        _COUNTED[dataset] = n
+    except TypeError:
+        pass
+    return n or None
+
+
 def _dataset_samples(dataset: Any, model: keras.Model | None) -> int | None:
-    """Samples in one pass of a finite dataset (None when unknown).
+    """Samples in one pass of a finite dataset (None when infinite).
 
     A batched dataset holds its cardinality times its batch size, read from
     its first batch (the last batch may be smaller: an estimate within one
-    batch).
+    batch). A dataset of unknown length is counted (`_count_samples`).
     """
     n = int(dataset.cardinality())
+    if n == -2:  # tf.data.UNKNOWN_CARDINALITY
+        return _count_samples(dataset, model)
     if n <= 0:
         return None
     if _is_unbatched(dataset, model):
