@@ -860,3 +860,20 @@ def test_memory_precheck_reads_what_each_backend_reports(monkeypatch):
         _feasibility.check_fits(model, 1024)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (2**40, 2**41))
     _feasibility.check_fits(model, 1024)
+
+
+def test_a_dataset_of_unknown_length_is_not_counted_without_a_schedule():
+    import warnings
+
+    import tensorflow as tf
+
+    x, y = _tiny_task()
+    hm = _tiny_hypermodel(lr_range=(1e-3, 1e-1))  # no schedule, no warmup at 32
+    hp = keras_tuner.HyperParameters()
+    model = hm.build(hp)
+    hp.values["batch_size"] = 32
+    data = tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda a, b: True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        hm.fit(hp, model, data, epochs=1, verbose=0)
+    assert not any("counted" in str(w.message) for w in caught)

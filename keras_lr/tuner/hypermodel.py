@@ -499,8 +499,13 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
             if stored is None:
                 hp.Fixed(AUTO_LR_MIN, float(self._reference_lr_min))
         # Counted before re-batching, which leaves a dataset's length unknown.
+        # (A dataset of unknown length is counted only where a schedule or
+        # a warmup needs the number of steps.)
+        needs_total = self.schedule is not None or (
+            self.warmup_batch_size is not None and batch >= self.warmup_batch_size
+        )
         steps = kwargs.get("steps_per_epoch") or _steps_per_epoch(
-            args, kwargs, batch, model
+            args, kwargs, batch, model, count=needs_total
         )
         args, kwargs = _rebatch(args, kwargs, batch, model)
         lr = self.learning_rate(hp.values)
@@ -740,15 +745,18 @@ def _count_samples(dataset: Any, model: keras.Model | None) -> int | None:
     return n or None
 
 
-def _dataset_samples(dataset: Any, model: keras.Model | None) -> int | None:
+def _dataset_samples(
+    dataset: Any, model: keras.Model | None, *, count: bool = False
+) -> int | None:
     """Samples in one pass of a finite dataset (None when infinite).
 
     A batched dataset holds its cardinality times its batch size, read from
     its first batch (the last batch may be smaller: an estimate within one
-    batch). A dataset of unknown length is counted (`_count_samples`).
+    batch). A dataset of unknown length is counted (`_count_samples`) when
+    `count`, else None.
     """
     n = int(dataset.cardinality())
-    if n == -2:  # tf.data.UNKNOWN_CARDINALITY
+    if n == -2 and count:  # tf.data.UNKNOWN_CARDINALITY
         return _count_samples(dataset, model)
     if n <= 0:
         return None
@@ -763,11 +771,11 @@ def _dataset_samples(dataset: Any, model: keras.Model | None) -> int | None:
 
 
 def _steps_per_epoch(
-    args, kwargs, batch: int, model: keras.Model | None = None
+    args, kwargs, batch: int, model: keras.Model | None = None, *, count: bool = False
 ) -> int | None:
     x = args[0] if args else kwargs.get("x")
     if _is_dataset(x):
-        n = _dataset_samples(x, model)
+        n = _dataset_samples(x, model, count=count)
         return max(1, math.ceil(n / batch)) if n else None
     try:
         first = keras.tree.flatten(x)[0]
