@@ -877,3 +877,24 @@ def test_a_dataset_of_unknown_length_is_not_counted_without_a_schedule():
         warnings.simplefilter("always")
         hm.fit(hp, model, data, epochs=1, verbose=0)
     assert not any("counted" in str(w.message) for w in caught)
+
+
+def test_single_samples_for_a_model_without_an_input_are_batched():
+    # Found in QA: a model with no known input shape could not tell single
+    # samples from batches; `rebatch` then failed on the scalar labels
+    # (TensorFlow's "Invalid `batch_sizes`" message). A scalar component
+    # can only be a single sample's.
+    import tensorflow as tf
+
+    x, y = _tiny_task()
+    hm = tuner.LRBatchSizeHyperModel(
+        lambda hp: keras.Sequential([keras.layers.Dense(2)]),
+        batch_sizes=(32,), lr_range=(1e-3, 1e-1), distribution_strategy=None,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )  # fmt: skip
+    hp = keras_tuner.HyperParameters()
+    model = hm.build(hp)
+    seen = _RateSeen()
+    data = tf.data.Dataset.from_tensor_slices((x, y))  # one sample per element
+    hm.fit(hp, model, data, epochs=1, verbose=0, callbacks=[seen])
+    assert len(seen.rates) == 6  # 192 samples in batches of 32

@@ -642,13 +642,18 @@ def _is_dataset(data: Any) -> bool:
 def _is_unbatched(dataset: Any, model: keras.Model | None) -> bool:
     """Whether a dataset's elements are single samples, not batches.
 
-    Read from the model's first input: a batched element has its rank
-    (batch axis included), a single sample one less. Unknown (False) when
-    the model has no known input shape.
+    A component of rank 0 (a scalar label) is a single sample's: a batch
+    has a batch axis in every component. Otherwise read from the model's
+    first input: a batched element has its rank (batch axis included), a
+    single sample one less. Unknown (False) when the model has no known
+    input shape.
     """
     try:
+        specs = keras.tree.flatten(dataset.element_spec)
+        if any(spec.shape.rank == 0 for spec in specs):
+            return True
         shape = model.inputs[0].shape if model is not None else None
-        element = keras.tree.flatten(dataset.element_spec)[0]
+        element = specs[0]
     except (AttributeError, IndexError, TypeError, ValueError):
         return False
     if shape is None or element.shape.rank is None:
