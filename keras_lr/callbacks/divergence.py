@@ -237,9 +237,11 @@ class DivergenceDetector(keras.callbacks.Callback):
     unscaled loss, which the loss tracker receives; the optimizer's own
     skipping of non-finite gradient steps is left as it is.
 
-    For the length of `fit` the model's loss tracker is replaced (and, with
-    ``watch_gradient_norm=True``, the optimizer's apply step wrapped); they
-    are put back in ``on_train_end``. Keras does not call it when `fit`
+    For the length of `fit` the model's loss tracker is replaced, its
+    `train_step` wrapped (so that only training steps are recorded, not an
+    `evaluate` another callback runs) and, with ``watch_gradient_norm=True``,
+    the optimizer's apply step wrapped; they are put back in
+    ``on_train_end``. Keras does not call it when `fit`
     raises (a `KeyboardInterrupt`, another callback's error): call
     ``detector.on_train_end()`` then to put them back.
 
