@@ -52,19 +52,13 @@ _START_TOL = {"float64": 1e-11, "float32": 4e-6}
 _TABLE_MAX = 1 << 14
 
 
-def _cycle_starts(t0: int, t_mul: float, k: Any) -> Any:
-    """Starts ``t0 (r**k - 1) / (r - 1)`` of cycles `k`, in float64.
+def _r_minus_1(t_mul: float) -> float:
+    """``t_mul - 1`` of the decimal `t_mul` as written.
 
-    A start within rounding error of an integer is that integer, so that a
-    new cycle's peak lands on its step.
+    ``1.001 - 1`` in floats is off by 1e-13, which would move integer
+    cycle starts.
     """
-    # ``r - 1`` of the decimal `t_mul` is written as: ``1.001 - 1`` in
-    # floats is off by 1e-13, which would move integer starts.
-    r_minus_1 = float(fractions.Fraction(repr(t_mul)) - 1)
-    exact = (t0 / r_minus_1) * np.expm1(k * math.log1p(r_minus_1))
-    nearest = np.round(exact)
-    close = np.abs(exact - nearest) <= _START_TOL["float64"] * (np.abs(nearest) + 1.0)
-    return np.where(close, nearest, exact)
+    return float(fractions.Fraction(repr(t_mul)) - 1)
 
 
 def _cycle_table(t0: int, t_mul: float) -> tuple[np.ndarray, ...] | None:
@@ -72,19 +66,25 @@ def _cycle_table(t0: int, t_mul: float) -> tuple[np.ndarray, ...] | None:
 
     ``(first, base, frac, length)``: each cycle's first integer step
     (``ceil(start)``, int32), ``floor(start)`` (int32), ``start -
-    floor(start)`` and its length ``t0 r**k`` (float32). None for ``t_mul
-    == 1`` (integer arithmetic is exact) and where more than `_TABLE_MAX`
-    cycles start below 2**31.
+    floor(start)`` and its length ``t0 r**k`` (float32), with the starts
+    ``t0 (r**k - 1) / (r - 1)`` computed in float64 and one within rounding
+    error of an integer taken as that integer (so that a new cycle's peak
+    lands on its step). None for ``t_mul == 1`` (integer arithmetic is
+    exact) and where more than `_TABLE_MAX` cycles start below 2**31.
     """
     if t_mul == 1.0:
         return None
-    log_r = math.log1p(float(fractions.Fraction(repr(t_mul)) - 1))
-    scale = t0 / float(fractions.Fraction(repr(t_mul)) - 1)
+    r_minus_1 = _r_minus_1(t_mul)
+    log_r = math.log1p(r_minus_1)
+    scale = t0 / r_minus_1
     count = int(math.log1p(_base.MAX_STEP / scale) / log_r) + 2
     if count > _TABLE_MAX:
         return None
     k = np.arange(count, dtype=np.float64)
-    start = _cycle_starts(t0, t_mul, k)
+    exact = scale * np.expm1(k * log_r)
+    nearest = np.round(exact)
+    close = np.abs(exact - nearest) <= _START_TOL["float64"] * (np.abs(nearest) + 1.0)
+    start = np.where(close, nearest, exact)
     start = start[(start <= _base.MAX_STEP) | (k == 0)]
     base = np.floor(start)
     first = np.ceil(start)
@@ -310,9 +310,7 @@ class CosineRestarts(keras.optimizers.schedules.LearningRateSchedule):
         # backends: avoided here.)
         dtype = _base.wide_float_dtype(step)
         tol = _START_TOL[dtype]
-        # ``r - 1`` of the decimal `t_mul` is written as: ``1.001 - 1`` in
-        # floats is off by 1e-13, which would move integer starts.
-        r_minus_1 = float(fractions.Fraction(repr(self.t_mul)) - 1)
+        r_minus_1 = _r_minus_1(self.t_mul)
         log_r = math.log1p(r_minus_1)
         scale = t0 / r_minus_1
         s = ops.cast(step, dtype)
