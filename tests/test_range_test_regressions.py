@@ -10,7 +10,13 @@ import pytest
 from conftest import BACKEND, all_state, assert_bitwise_equal
 
 import keras_lr
-from keras_lr.range_test.api import SCORE_CHUNKS, _race, _score
+from keras_lr.range_test.api import (
+    SCORE_CHUNKS,
+    _race,
+    _race_arguments,
+    _score,
+    _split_holdout,
+)
 from keras_lr.range_test.callback import LRRangeTest
 
 pytestmark = pytest.mark.multibackend
@@ -553,13 +559,136 @@ def test_sweep_with_gradient_accumulation_after_training():
     np.testing.assert_allclose(spy.lrs[:n], expected, rtol=1e-4)
 
 
-def test_arrays_with_sample_weights_get_a_clear_error():
+def _classifier(lr=0.01):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile(
+        optimizer=keras.optimizers.SGD(lr),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return model
+
+
+def _labels(x):
+    return (x[:, 0] > 0).astype("int32") + (x[:, 1] > 1).astype("int32")
+
+
+@pytest.mark.parametrize("how", ["sample_weight", "list", "class_weight"])
+def test_range_test_trains_on_weighted_losses(how):
+    # Keras averages ``weight * loss`` over the batch: weights of 3 triple
+    # the first step's loss (taken before any update, on the same batch).
+    x, _ = _linear_data(128)
+    y = _labels(x)
+    weights = {
+        "sample_weight": {"sample_weight": np.full(len(x), 3.0, dtype="float32")},
+        "list": {"sample_weight": [3.0] * len(x)},
+        "class_weight": {"class_weight": {0: 3.0, 1: 3.0, 2: 3.0}},
+    }[how]
+    first = []
+    for kwargs in ({}, weights):
+        model = _classifier()
+        before = all_state(model)
+        keras.utils.set_random_seed(1)
+        result = keras_lr.lr_range_test(
+            model, x, y, start_lr=1e-4, end_lr=1.0, num_steps=12,
+            verbose=0, **kwargs,
+        )  # fmt: skip
+        assert_bitwise_equal(before, all_state(model))
+        first.append(result.losses[0])
+    assert first[1] == pytest.approx(3.0 * first[0], rel=1e-5)
+
+
+def test_find_best_takes_weighted_arrays_and_scores_held_out_weights():
+    # Held-out samples are scored with their own weights: all of them zero
+    # give a score of exactly 0 for every candidate.
+    x, y = _linear_data(256)
+    n, k = len(x), round(0.1 * len(x))
+    held = np.random.default_rng(0).permutation(n)[:k]
+    w = np.ones(n, dtype="float32")
+    w[held] = 0.0
+    model = _linear_model()
+    before = all_state(model)
+    search = keras_lr.find_best_learning_rate(
+        model, (x, y, w), start_lr=1e-4, end_lr=1.0, num_steps=20, verbose=0,
+        return_details=True,
+    )  # fmt: skip
+    assert len(search.scores) >= 2
+    np.testing.assert_array_equal(search.scores, 0.0)
+    assert_bitwise_equal(before, all_state(model))
+    # The same through `sample_weight=`.
+    again = keras_lr.find_best_learning_rate(
+        model, (x, y), sample_weight=w, start_lr=1e-4, end_lr=1.0, num_steps=20,
+        verbose=0, return_details=True,
+    )  # fmt: skip
+    np.testing.assert_array_equal(again.scores, 0.0)
+    assert again.learning_rate == search.learning_rate
+
+
+def test_held_out_samples_take_their_class_weights():
+    x, _ = _linear_data(200)
+    y = _labels(x)
+    cw = {0: 0.5, 1: 2.0, 2: 4.0}
+    kx, ky, weights, (hx, hy, hw) = _split_holdout(x, y, {"class_weight": cw}, 0.1, 0)
+    assert len(hy) == 20 and len(ky) == 180
+    np.testing.assert_array_equal(hw, np.array([cw[int(c)] for c in hy]))
+    assert weights == {"class_weight": cw}
+    # One-hot targets are read by their largest entry, as `fit` reads them.
+    onehot = np.eye(3, dtype="float32")[y]
+    *_, (_, _, hw1) = _split_holdout(x, onehot, {"class_weight": cw}, 0.1, 0)
+    np.testing.assert_array_equal(hw1, hw)
+    # Sample weights are cut with the samples: here each sample's weight is
+    # its index, also stored as its input.
+    index = np.arange(200, dtype="float32")
+    kx, _, weights, (hx, _, hw) = _split_holdout(
+        index[:, None], y, {"sample_weight": index}, 0.1, 0
+    )
+    np.testing.assert_array_equal(weights["sample_weight"], kx[:, 0])
+    np.testing.assert_array_equal(hw, hx[:, 0])
+
+
+def test_race_trains_with_the_weights():
+    index = np.arange(64, dtype="float32")
+    y = (index % 3).astype("int32")
+    kwargs = _race_arguments(index[:, None], y, 16, 4, 0, {"class_weight": {0: 2.0}})
+    assert kwargs["class_weight"] == {0: 2.0}
+    # Sample weights follow the race's own order of the samples.
+    kwargs = _race_arguments(index[:, None], y, 16, 4, 0, {"sample_weight": index})
+    np.testing.assert_array_equal(kwargs["sample_weight"], kwargs["x"][:, 0])
+    assert len(kwargs["sample_weight"]) == 64
+
+
+def test_bad_weights_get_clear_errors_and_leave_the_model():
     x, y = _linear_data(64)
     model = _linear_model()
     before = all_state(model)
-    with pytest.raises(ValueError, match=r"\(x, y, sample_weight\)"):
-        keras_lr.find_best_learning_rate(model, (x, y, np.ones(len(x))), verbose=0)
-    assert_bitwise_equal(before, all_state(model))
+    w = np.ones(len(x), dtype="float32")
+    batches = _batches(x, y)
+    cases = [
+        (ValueError, "array data only", lambda: keras_lr.lr_range_test(
+            model, batches, sample_weight=w, verbose=0)),
+        (ValueError, "one weight per sample", lambda: keras_lr.lr_range_test(
+            model, x, y, sample_weight=w[:10], verbose=0)),
+        (TypeError, "one weight per sample", lambda: keras_lr.lr_range_test(
+            model, x, y, sample_weight=2.0, verbose=0)),
+        (TypeError, "one weight per sample", lambda: keras_lr.lr_range_test(
+            model, x, y, sample_weight=["a"] * len(x), verbose=0)),
+        (TypeError, "must be a dict", lambda: keras_lr.lr_range_test(
+            model, x, y, class_weight=[1.0, 2.0], verbose=0)),
+        (TypeError, "int class indices", lambda: keras_lr.lr_range_test(
+            model, x, y, class_weight={"a": 1.0}, verbose=0)),
+        (ValueError, "finite weights >= 0", lambda: keras_lr.lr_range_test(
+            model, x, y, class_weight={0: -1.0}, verbose=0)),
+        (ValueError, "list of batches must yield", lambda: keras_lr.lr_range_test(
+            model, batches, class_weight={0: 1.0}, verbose=0)),
+        (ValueError, "cannot be given together", lambda: keras_lr.lr_range_test(
+            model, x, y, sample_weight=w, class_weight={0: 1.0}, verbose=0)),
+        (ValueError, "given twice", lambda: keras_lr.find_best_learning_rate(
+            model, (x, y, w), sample_weight=w, verbose=0)),
+    ]  # fmt: skip
+    for error, message, call in cases:
+        with pytest.raises(error, match=message):
+            call()
+        assert_bitwise_equal(before, all_state(model))
 
 
 @pytest.mark.parametrize("api", ["lr_range_test", "find_best_learning_rate"])

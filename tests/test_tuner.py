@@ -271,6 +271,29 @@ def test_auto_range_one_range_test_scaled_by_the_rule(small_data, monkeypatch):
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 
 
+def test_auto_range_tests_the_weighted_loss(small_data, monkeypatch):
+    import keras_lr
+
+    x, y, build, hm = _auto_setup(small_data, (32, 128))
+    seen = []
+    real = keras_lr.lr_range_test
+
+    def spying(*args, **kwargs):
+        seen.append((kwargs.get("sample_weight"), kwargs.get("class_weight")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(keras_lr, "lr_range_test", spying)
+    model = build(None)
+    model.build((None, x.shape[1]))
+    w = np.linspace(0.5, 1.5, len(x)).astype("float32")
+    hm.auto_range(model, 32, (x, y), {"sample_weight": w})
+    hm._range_cache.clear()
+    hm._reference_lr_min = None
+    hm.auto_range(model, 32, (x, y), {"class_weight": {0: 2.0}})
+    assert seen[0][0] is w and seen[0][1] is None
+    assert seen[1] == (None, {0: 2.0})
+
+
 def test_scaling_rules_and_normalised_rate():
     build = lambda hp: keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])  # noqa: E731
     for optimizer, rule, factor in (("sgd", "linear", 4.0), ("adam", "sqrt", 2.0)):

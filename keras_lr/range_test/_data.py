@@ -100,7 +100,13 @@ def _cycle(source: Iterable) -> Iterator:
 _NO_SHUFFLE = {"shuffle": False}
 
 
-def fit_arguments(x: Any, y: Any, batch_size: int | None, num_steps: int) -> dict:
+def fit_arguments(
+    x: Any,
+    y: Any,
+    batch_size: int | None,
+    num_steps: int,
+    sample_weight: Any = None,
+) -> dict:
     """Keyword arguments for `model.fit` that run `num_steps` steps over `x`.
 
     In-memory data runs whole, reshuffled epochs until the callback stops
@@ -113,9 +119,22 @@ def fit_arguments(x: Any, y: Any, batch_size: int | None, num_steps: int) -> dic
     batches (`model.fit` itself would read it as the inputs of a
     multi-input model).
 
+    Per-sample weights go with array data only (`sample_weight`, one per
+    sample of `x`), as in `fit`; a dataset yields its own
+    ``(x, y, sample_weight)`` batches.
+
     Raises:
-        ValueError: for empty data, or `y` given with a dataset.
+        ValueError: for empty data, `y` given with a dataset, or
+            `sample_weight` given with a dataset or of another length than
+            `x`.
     """
+    if sample_weight is not None and not _is_array_like(x):
+        raise ValueError(
+            "Argument `sample_weight` is taken with array data only, as in "
+            "`fit`: a dataset, a generator or a PyDataset yields its own "
+            "weights as `(x, y, sample_weight)` batches. Received: x of type "
+            f"{type(x).__name__}"
+        )
     if y is None and is_batch_list(x):
         return {
             "x": _cycle(x),
@@ -131,13 +150,38 @@ def fit_arguments(x: Any, y: Any, batch_size: int | None, num_steps: int) -> dic
             )
         batch_size = batch_size or 32
         per_epoch = math.ceil(n / batch_size)
-        return {
+        kwargs = {
             "x": x,
             "y": y,
             "batch_size": batch_size,
             "epochs": math.ceil(num_steps / per_epoch),
             "shuffle": True,
         }
+        if sample_weight is not None:
+            if isinstance(sample_weight, (list, tuple)):
+                try:
+                    sample_weight = np.asarray(
+                        sample_weight, dtype=keras.config.floatx()
+                    )
+                except (TypeError, ValueError):
+                    pass  # refused below
+            if (
+                not _is_array_like(sample_weight)
+                or np.ndim(sample_weight) == 0
+                or isinstance(sample_weight, (list, tuple))
+            ):
+                raise TypeError(
+                    "Argument `sample_weight` must be an array of one weight per "
+                    f"sample. Received: sample_weight={_short_repr(sample_weight)}"
+                )
+            if num_samples(sample_weight) != n:
+                raise ValueError(
+                    "Argument `sample_weight` must have one weight per sample of "
+                    f"`x`. Received: {num_samples(sample_weight)} weights for "
+                    f"{n} samples"
+                )
+            kwargs["sample_weight"] = sample_weight
+        return kwargs
     if isinstance(x, (str, bytes)) or not (
         _is_tf_dataset(x)
         or isinstance(x, keras.utils.PyDataset)
@@ -225,7 +269,12 @@ def first_batch(fit_kwargs: dict) -> Any:
         index = np.arange(n)
         batch_x = _take(x, index)
         y = fit_kwargs.get("y")
-        return batch_x if y is None else (batch_x, _take(y, index))
+        if y is None:
+            return batch_x
+        w = fit_kwargs.get("sample_weight")
+        if w is None:
+            return batch_x, _take(y, index)
+        return batch_x, _take(y, index), _take(w, index)
     if isinstance(x, keras.utils.PyDataset):
         return x[0]
     if _is_tf_dataset(x):
@@ -326,22 +375,56 @@ def has_no_batch(x: Any, fit_kwargs: dict) -> bool:
 _UNKNOWN = -2
 
 
-def split_data(data: Any) -> tuple[Any, Any]:
-    """``(x, y)`` from `find_best_learning_rate`'s `data` argument."""
+def split_data(data: Any) -> tuple[Any, Any, Any]:
+    """``(x, y, sample_weight)`` from `find_best_learning_rate`'s `data`.
+
+    Arrays come as ``(x, y)`` or ``(x, y, sample_weight)``; anything else
+    (a dataset, a loader) is `x`, with its own targets.
+
+    Example:
+
+    >>> x, y, w = split_data((np.zeros((4, 2)), np.ones(4), np.ones(4)))
+    >>> x.shape, w.shape
+    ((4, 2), (4,))
+    """
     if isinstance(data, tuple) and len(data) == 2 and _is_array_like(data[0]):
-        return data[0], data[1]
+        return data[0], data[1], None
     if isinstance(data, tuple) and len(data) == 1:
-        return data[0], None
+        return data[0], None, None
     if (
         isinstance(data, tuple)
         and len(data) == 3
+        and _is_array_like(data[0])
         and all(_is_array_like(part) or part is None for part in data)
     ):
-        raise ValueError(
-            "Argument `data` as a tuple of arrays must be `(x, y)`. Received a "
-            "tuple of 3 (`(x, y, sample_weight)`?): sample weights are not "
-            "taken with arrays here; pass a `tf.data.Dataset` or a "
-            "`keras.utils.PyDataset` whose batches are `(x, y, sample_weight)`, "
-            "or a multi-input `x` as a list or a dict inside `(x, y)`."
-        )
-    return data, None
+        return data
+    return data, None, None
+
+
+def class_weights_as_sample_weights(y: Any, class_weight: dict) -> np.ndarray:
+    """The weight of each sample's class, as `fit`'s `class_weight` gives it.
+
+    Integer labels (shape ``(n,)`` or ``(n, 1)``) index `class_weight`;
+    one-hot or probability targets are read by their largest entry. A class
+    missing from `class_weight` weighs 1.
+
+    Raises:
+        ValueError: for targets that are not one array (a multi-output dict).
+
+    Example:
+
+    >>> class_weights_as_sample_weights(np.array([0, 1, 1]), {0: 1.0, 1: 3.0})
+    array([1., 3., 3.])
+    """
+    if not isinstance(y, np.ndarray) and not keras.ops.is_tensor(y):
+        if isinstance(y, (dict, list, tuple)):
+            raise ValueError(
+                "Argument `class_weight` needs the targets as one array (one "
+                f"output). Received: targets of type {type(y).__name__}"
+            )
+    labels = np.asarray(y)
+    if labels.ndim > 1 and labels.shape[-1] > 1:
+        labels = np.argmax(labels, axis=-1)
+    labels = np.rint(labels.reshape(len(labels), -1)[:, 0]).astype("int64")
+    table = {int(k): float(v) for k, v in class_weight.items()}
+    return np.array([table.get(int(c), 1.0) for c in labels], dtype="float64")

@@ -20,9 +20,11 @@ from keras_lr._state import (
 )
 from keras_lr.range_test._data import (
     _is_array_like,
+    _is_tf_dataset,
     _take,
     check_targets,
     check_validation_data,
+    class_weights_as_sample_weights,
     first_batch,
     fit_arguments,
     has_no_batch,
@@ -87,7 +89,12 @@ _SETTLE_STEPS = 16
 
 
 def _settle_loss_scale(
-    model: keras.Model, x: Any, y: Any, batch_size: int | None, state: Any
+    model: keras.Model,
+    x: Any,
+    y: Any,
+    batch_size: int | None,
+    state: Any,
+    weights: dict,
 ) -> None:
     """Lets a dynamic loss scale settle before the sweep (mixed float16).
 
@@ -101,14 +108,19 @@ def _settle_loss_scale(
     scale is put back (`state`, captured before), the scale is halved once
     more for a margin, and the sweep starts.
     Data that can be iterated only once is left alone (the sweep needs its
-    first batches).
+    first batches). `weights` holds `fit`'s ``sample_weight`` and
+    ``class_weight`` where given.
     """
     optimizer = model.optimizer
     if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         return
     if is_one_shot(x):
         return
-    kwargs = fit_arguments(x, y, batch_size, _SETTLE_STEPS)
+    kwargs = fit_arguments(
+        x, y, batch_size, _SETTLE_STEPS, weights.get("sample_weight")
+    )
+    if "class_weight" in weights:
+        kwargs["class_weight"] = weights["class_weight"]
     kwargs.update(epochs=1, steps_per_epoch=_SETTLE_STEPS)
     session = StepLossSession(model, _SETTLE_STEPS)
     try:
@@ -140,6 +152,8 @@ def lr_range_test(
     validation_data: Any = None,
     validation_steps: int | None = None,
     steps_per_execution: int | None = None,
+    sample_weight: Any = None,
+    class_weight: dict | None = None,
     verbose: int = 1,
 ) -> LRRangeTestResult:
     """Runs an LR range test and leaves the model exactly as it was.
@@ -182,12 +196,18 @@ def lr_range_test(
             (all of it by default); needed for an infinite dataset.
         steps_per_execution: steps per compiled call for the sweep (the
             model's own setting by default).
+        sample_weight: one weight per sample of array data, as in `fit` (a
+            dataset yields its own ``(x, y, sample_weight)`` batches).
+        class_weight: ``{class index: weight}``, as in `fit`: each sample's
+            loss is weighted by its class's weight.
         verbose: 0 silent, 1 progress bar.
 
     Returns:
         An `LRRangeTestResult`.
 
     Raises:
+        TypeError: for a `class_weight` that is not a dict, or a
+            `sample_weight` that is not an array.
         ValueError: on bad arguments, an uncompiled model, empty data, or a
             loss that is not finite at the first step.
 
@@ -219,7 +239,22 @@ def lr_range_test(
         )
     batch_size = _validate.check_optional_int("batch_size", batch_size, minimum=1)
     check_targets(model, x, y)
-    fit_kwargs = fit_arguments(x, y, batch_size, callback.num_steps)
+    weights = _fit_weights(sample_weight, class_weight)
+    fit_kwargs = fit_arguments(x, y, batch_size, callback.num_steps, sample_weight)
+    if class_weight is not None:
+        if not (
+            _is_array_like(x)
+            or _is_tf_dataset(x)
+            or isinstance(x, keras.utils.PyDataset)
+        ):
+            raise ValueError(
+                "Argument `class_weight` is taken with arrays, a "
+                "tf.data.Dataset or a keras.utils.PyDataset, as in `fit`. A "
+                "generator, a torch DataLoader or a list of batches must yield "
+                "`(x, y, sample_weight)` batches with each sample's class "
+                f"weight. Received: x of type {type(x).__name__}"
+            )
+        fit_kwargs["class_weight"] = weights["class_weight"]
     # Taken before the data is first read (a shuffling loader draws from the
     # global generators) and before a model without an `Input` is built
     # (which builds its optimizer and compiled loss too): both go back.
@@ -240,7 +275,7 @@ def lr_range_test(
     try:
         if steps_per_execution is not None:
             set_attr(model, "steps_per_execution", steps_per_execution)
-        _settle_loss_scale(model, x, y, batch_size, state)
+        _settle_loss_scale(model, x, y, batch_size, state, weights)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*ran out of data.*")
             warnings.filterwarnings("ignore", message=".*shuffle=True.*")
@@ -259,6 +294,47 @@ def lr_range_test(
             "check the data, the labels and the loss. The model was restored."
         )
     return result
+
+
+def _fit_weights(sample_weight: Any, class_weight: Any) -> dict:
+    """`fit`'s ``sample_weight`` and ``class_weight``, those that are given.
+
+    Raises:
+        TypeError: for a `class_weight` that is not a dict of numbers.
+        ValueError: for both at once (`fit` takes one or the other) or a
+            negative class weight.
+    """
+    weights: dict = {}
+    if sample_weight is not None:
+        weights["sample_weight"] = sample_weight
+    if class_weight is None:
+        return weights
+    if sample_weight is not None:
+        raise ValueError(
+            "Arguments `sample_weight` and `class_weight` cannot be given "
+            "together (as in `fit`): fold the class weights into the sample "
+            "weights."
+        )
+    if not isinstance(class_weight, dict):
+        raise TypeError(
+            "Argument `class_weight` must be a dict mapping class indices to "
+            f"weights. Received: class_weight={class_weight!r} (of type "
+            f"{type(class_weight).__name__})"
+        )
+    for k, v in class_weight.items():
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise TypeError(
+                "Argument `class_weight` must map int class indices to weights. "
+                f"Received the key {k!r} (of type {type(k).__name__})"
+            )
+        weight = _validate.check_real(f"class_weight[{k}]", v)
+        if not weight >= 0.0 or not math.isfinite(weight):
+            raise ValueError(
+                f"Argument `class_weight` must hold finite weights >= 0. "
+                f"Received: class_weight[{k}]={v!r}"
+            )
+    weights["class_weight"] = dict(class_weight)
+    return weights
 
 
 @dataclass
@@ -303,22 +379,39 @@ _MIN_CHUNK = 16
 
 
 def _split_holdout(
-    x: Any, y: Any, holdout: float, seed: int
-) -> tuple[Any, Any, tuple | None]:
-    """A random slice of array data, kept out of the search to score the race."""
+    x: Any, y: Any, weights: dict, holdout: float, seed: int
+) -> tuple[Any, Any, dict, tuple | None]:
+    """A random slice of array data, kept out of the search to score the race.
+
+    Returns the kept ``x``, ``y`` and `weights` (``sample_weight`` cut to
+    the kept samples) and the held-out ``(x, y, sample_weight)``: the
+    held-out samples' own weights, or their classes' weights, so that the
+    race is scored on the loss that `fit` minimises.
+    """
     if holdout == 0.0 or y is None or not _is_array_like(x):
-        return x, y, None
+        return x, y, weights, None
     n = num_samples(x)
     k = min(round(holdout * n), MAX_HOLDOUT_SAMPLES)
     if k < 1 or n - k < 1:
-        return x, y, None
+        return x, y, weights, None
     index = np.random.default_rng(seed).permutation(n)
     held, kept = np.sort(index[:k]), np.sort(index[k:])
-    return _take(x, kept), _take(y, kept), (_take(x, held), _take(y, held), None)
+    w = weights.get("sample_weight")
+    if w is not None:
+        weights = {**weights, "sample_weight": _take(w, kept)}
+        held_w = _take(w, held)
+    elif "class_weight" in weights:
+        held_w = class_weights_as_sample_weights(
+            _take(y, held), weights["class_weight"]
+        ).astype(keras.config.floatx())
+    else:
+        held_w = None
+    scoring = (_take(x, held), _take(y, held), held_w)
+    return _take(x, kept), _take(y, kept), weights, scoring
 
 
 def _race_arguments(
-    x: Any, y: Any, batch_size: int | None, steps: int, seed: int
+    x: Any, y: Any, batch_size: int | None, steps: int, seed: int, weights: dict
 ) -> dict:
     """Fit arguments of a race: the same batches, in the same order, for all."""
     if _is_array_like(x):
@@ -328,14 +421,20 @@ def _race_arguments(
         index = rng.permutation(n)
         need = steps * batch_size
         index = np.resize(index, need) if need > n else index[:need]
-        return {
+        kwargs = {
             "x": _take(x, index),
             "y": None if y is None else _take(y, index),
             "batch_size": batch_size,
             "epochs": 1,
             "shuffle": False,
         }
-    return fit_arguments(x, y, batch_size, steps)
+        if "sample_weight" in weights:
+            kwargs["sample_weight"] = _take(weights["sample_weight"], index)
+    else:
+        kwargs = fit_arguments(x, y, batch_size, steps, weights.get("sample_weight"))
+    if "class_weight" in weights:
+        kwargs["class_weight"] = weights["class_weight"]
+    return kwargs
 
 
 def _race(
@@ -348,6 +447,7 @@ def _race(
     validation_data: Any,
     seed: int,
     validation_steps: int | None = None,
+    weights: dict | None = None,
 ) -> tuple[list[float], list[np.ndarray | None]]:
     """Trains from the same state at each rate; returns each one's score.
 
@@ -356,10 +456,11 @@ def _race(
     loss over the last third of the race (the same batches for every
     candidate); None where there are none (a held-out dataset).
     """
+    weights = weights or {}
     state = TrainingState(model)
     rng = GlobalRandomState()
     session = StepLossSession(model, steps)
-    fit_kwargs = _race_arguments(x, y, batch_size, steps, seed)
+    fit_kwargs = _race_arguments(x, y, batch_size, steps, seed, weights)
     # A float rate lives in an optimizer variable: set it per candidate and
     # keep one compiled function (the snapshot restores the variable).
     lr_variable = base_optimizer(model.optimizer)._learning_rate
@@ -375,7 +476,7 @@ def _race(
                 # A fresh pass from the first batch: every candidate trains
                 # on the same batches (a shared cycle would go on where the
                 # previous candidate stopped).
-                fit_kwargs = _race_arguments(x, y, batch_size, steps, seed)
+                fit_kwargs = _race_arguments(x, y, batch_size, steps, seed, weights)
             if lr_variable is None:
                 session.install(SweepSchedule(lr, lr, steps, "linear"))
             else:
@@ -520,12 +621,18 @@ def find_best_learning_rate(
     With ``race=False`` it returns the curve rule's suggestion alone. The
     model is left bitwise as it was.
 
+    Weighted data is searched on the loss that `fit` minimises: the range
+    test and the race train with the sample or class weights, and held-out
+    samples are scored with their own weights (their classes' weights with
+    `class_weight`).
+
     Args:
         model: a compiled Keras model.
-        data: ``(x, y)`` arrays, a `tf.data.Dataset`, a
-            `keras.utils.PyDataset`, a torch `DataLoader` or another
-            iterable of batches that can be iterated more than once. A
-            generator (one-shot) is accepted only with ``race=False``.
+        data: ``(x, y)`` or ``(x, y, sample_weight)`` arrays, a
+            `tf.data.Dataset`, a `keras.utils.PyDataset`, a torch
+            `DataLoader` or another iterable of batches that can be
+            iterated more than once. A generator (one-shot) is accepted
+            only with ``race=False``.
         race: race the candidates (default) or use the curve alone.
         race_steps: steps per candidate, >= 1. Default:
             ``2 * num_steps // num_candidates`` (at least 1).
@@ -535,7 +642,8 @@ def find_best_learning_rate(
             `validation_data` is given.
         return_details: return an `LRSearch` instead of the float.
         seed: seed of the race's batch order.
-        **kwargs: passed to `lr_range_test` (`batch_size`, `start_lr`, ...).
+        **kwargs: passed to `lr_range_test` (`batch_size`, `start_lr`,
+            `class_weight`, ...).
 
     Returns:
         The learning rate (or an `LRSearch`).
@@ -565,7 +673,15 @@ def find_best_learning_rate(
     num_candidates = _validate.check_int("num_candidates", num_candidates, minimum=1)
     if race_steps is not None:
         race_steps = _validate.check_int("race_steps", race_steps, minimum=1)
-    x, y = split_data(data)
+    x, y, sample_weight = split_data(data)
+    if sample_weight is not None and kwargs.get("sample_weight") is not None:
+        raise ValueError(
+            "Sample weights were given twice: as the third item of `data` and "
+            "as `sample_weight`. Pass them once."
+        )
+    if sample_weight is not None:
+        kwargs["sample_weight"] = sample_weight
+    weights = _fit_weights(kwargs.get("sample_weight"), kwargs.get("class_weight"))
     check_targets(model, x, y)
     if race and is_one_shot(x):
         raise TypeError(
@@ -581,7 +697,9 @@ def find_best_learning_rate(
         kwargs.get("validation_data"), validation_steps
     )
     if race and scoring_data is None:
-        x, y, scoring_data = _split_holdout(x, y, holdout, seed)
+        x, y, weights, scoring_data = _split_holdout(x, y, weights, holdout, seed)
+        if "sample_weight" in weights:
+            kwargs["sample_weight"] = weights["sample_weight"]
     result = lr_range_test(model, x, y, **kwargs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RangeTestWarning)
@@ -612,6 +730,7 @@ def find_best_learning_rate(
         scoring_data,
         seed,
         validation_steps,
+        weights,
     )
     if np.any(np.isfinite(scores)):
         best = suggest.race_winner(lrs, scores, samples)

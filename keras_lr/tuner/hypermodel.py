@@ -596,6 +596,9 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
                 y,
                 batch_size=batch if y is not None else None,
                 num_steps=steps,
+                # The loss the trials minimise: `fit`'s weights, if any.
+                sample_weight=kwargs.get("sample_weight"),
+                class_weight=kwargs.get("class_weight"),
                 verbose=0,
             )
         _, lr_min = result.suggest_range()
