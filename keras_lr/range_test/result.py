@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -219,8 +220,9 @@ class LRRangeTestResult:
         The curves are lists of floats, with NaN as None and infinities as
         the strings ``"Infinity"`` and ``"-Infinity"`` (strict JSON has
         neither), so that `from_dict` gives back the same arrays. numpy
-        scalars and arrays in `params` become Python numbers and lists, and
-        their floats are encoded the same way.
+        scalars and arrays in `params` become Python numbers and lists;
+        their infinities are encoded the same way and a NaN as the string
+        ``"NaN"`` (None in `params` stays None).
 
         Example:
 
@@ -367,17 +369,20 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float):
-        # Strict JSON has no NaN or infinities: encoded as in the curves.
-        return _encode_float(value)
+        # Strict JSON has no NaN or infinities: encoded as in the curves,
+        # but a NaN as a string (a parameter may be None itself).
+        return "NaN" if math.isnan(value) else _encode_float(value)
     return value
 
 
 def _unplain(value: Any) -> Any:
-    """Reverses `_plain`'s encoding of infinities in `params`."""
+    """Reverses `_plain`'s encoding of infinities and NaN in `params`."""
     if isinstance(value, dict):
         return {k: _unplain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_unplain(v) for v in value]
     if isinstance(value, str) and value in _INFINITIES:
         return float(_INFINITIES[value])
+    if isinstance(value, str) and value == "NaN":
+        return math.nan
     return value
