@@ -87,6 +87,10 @@ ROUNDS = {
     "digits_tanh_mlp_adam_b8_heldout10": "12",
     "fashion_bn_mlp_rmsprop_heldout10": "12",
     "digits_deep_mlp_sgd_b64_heldout10": "12",
+    "fashion_cnn_gap_adam_heldout11": "13",
+    "digits_mlp_adamax_b16_heldout11": "13",
+    "fashion_deep_mlp_adamw_heldout11": "13",
+    "digits_dropout_mlp_rmsprop_heldout11": "13",
 }
 
 
@@ -161,6 +165,12 @@ TASKS = [
     ("fashion_bn_mlp_rmsprop_heldout10", "mlp_fm_bn", "rmsprop", "fm", 4, 32, (-5, 0)),
     ("digits_deep_mlp_sgd_b64_heldout10", "mlp_digits_deep", "sgd", "dg", 20, 64,
      (-4, 1)),
+    ("fashion_cnn_gap_adam_heldout11", "cnn_gap", "adam", "fm", 3, 64, (-5, 0)),
+    ("digits_mlp_adamax_b16_heldout11", "mlp_digits", "adamax", "dg", 10, 16, (-5, 0)),
+    ("fashion_deep_mlp_adamw_heldout11", "mlp_fm_deep", "adamw_1e-3", "fm", 4, 64,
+     (-5, 0)),
+    ("digits_dropout_mlp_rmsprop_heldout11", "mlp_digits_dropout", "rmsprop", "dg",
+     12, 32, (-5, 0)),
 ]  # fmt: skip
 
 
@@ -185,6 +195,9 @@ def _models():
         "cnn_bn": (fashion, lambda: [
             *conv_bn(16, strides=2), *conv_bn(32, strides=2),
             L.GlobalAveragePooling2D()]),
+        "cnn_gap": (fashion, lambda: [
+            L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(),
+            L.Conv2D(64, 3, activation="relu"), L.GlobalAveragePooling2D()]),
         "mlp_fm": (fashion, lambda: [L.Flatten(), L.Dense(128, activation="relu")]),
         "mlp_fm_tanh": (fashion, lambda: [L.Flatten(), L.Dense(128, activation="tanh")]),
         "mlp_fm_deep": (fashion, lambda: [
