@@ -4,8 +4,8 @@ One command::
 
     KERAS_BACKEND=tensorflow python benchmarks/false_alarms.py
 
-Every task of `benchmarks/diagnosis_accuracy.py` (31 models, optimizers and
-batch sizes, Fashion-MNIST and digits) is trained at the lowest and the
+Every task of `benchmarks/diagnosis_accuracy.py` (models, optimizers and batch
+sizes on Fashion-MNIST and digits; ``--tasks`` picks some) is trained at the lowest and the
 highest rate its grid marks good (final validation accuracy within 2 points
 of the best, from `benchmarks/results/diagnosis_runs.json`), with the
 detector at its defaults. A healthy run should cause no event: the table
@@ -39,7 +39,9 @@ def main() -> None:
         action="store_true",
         help="run the detector with watch_gradient_norm=True",
     )
+    parser.add_argument("--tasks", default="", help="comma list of task names")
     args = parser.parse_args()
+    only = set(filter(None, args.tasks.split(",")))
     import keras
 
     from keras_lr.callbacks import DivergenceDetector
@@ -53,7 +55,7 @@ def main() -> None:
     total_steps = total_events = 0
     start = time.perf_counter()
     for name, (make, opt, data, epochs, bs, _) in da.load_tasks().items():
-        if name not in runs:
+        if name not in runs or (only and name not in only):
             continue
         task_runs = runs[name]
         good = sorted(
