@@ -294,6 +294,41 @@ def test_auto_range_tests_the_weighted_loss(small_data, monkeypatch):
     assert seen[1] == (None, {0: 2.0})
 
 
+def test_each_trial_keeps_the_rule_of_its_own_optimizer():
+    # `build_model` picks the optimizer: after builds of both families,
+    # `learning_rate(values)` scales each trial's rate by its own rule, not
+    # by the last build's.
+    def build(hp):
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        opt = hp.Choice("opt", ["sgd", "adam"])
+        model.compile(
+            optimizer=keras.optimizers.SGD()
+            if opt == "sgd"
+            else keras.optimizers.Adam(),
+            loss="mse",
+        )
+        return model
+
+    hm = tuner.LRBatchSizeHyperModel(
+        build, batch_sizes=(64, 256), lr_range=(1e-4, 1e-1),
+        distribution_strategy=None,
+    )  # fmt: skip
+    trials = {}
+    for opt in ("sgd", "adam"):
+        hp = keras_tuner.HyperParameters()
+        hp.values["opt"] = opt
+        hp.values["batch_size"] = 256
+        hp.values["lr_normalized"] = 0.01
+        model = hm.build(hp)
+        trials[opt] = dict(hp.values)
+        assert float(model.optimizer.learning_rate) == pytest.approx(
+            hm.learning_rate(hp.values)
+        )
+    assert hm.learning_rate(trials["sgd"]) == pytest.approx(0.04)  # linear, 4x
+    assert hm.learning_rate(trials["adam"]) == pytest.approx(0.02)  # sqrt, 2x
+    assert hm.learning_rate(trials["sgd"] | {"batch_size": 64}) == pytest.approx(0.01)
+
+
 def test_scaling_rules_and_normalised_rate():
     build = lambda hp: keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])  # noqa: E731
     for optimizer, rule, factor in (("sgd", "linear", 4.0), ("adam", "sqrt", 2.0)):

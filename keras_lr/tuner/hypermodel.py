@@ -332,6 +332,9 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
             )
         self.reference_batch_size = self.batch_sizes[0]
         self._range_cache: dict[int, tuple[float, float]] = {}
+        # The scaling rule of each model built, by its own hyperparameters
+        # (with ``lr_scaling=None``, it follows the model's optimizer).
+        self._rules: dict[frozenset | None, str] = {}
         self._reference_range: tuple[float, float] | None = None
         self._reference_lr_min: float | None = None
 
@@ -356,7 +359,8 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
         """
         values = dict(values) | overrides
         batch = int(values["batch_size"])
-        factor = scale_factor(batch, self.reference_batch_size, self.lr_scaling)
+        rule = self._rules.get(_model_key(values), self.lr_scaling)
+        factor = scale_factor(batch, self.reference_batch_size, rule)
         if "lr_normalized" in values:
             return float(values["lr_normalized"]) * factor
         if values.get(AUTO_LR_MIN) is not None:
@@ -405,9 +409,14 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
                 "or compile the model in `build_model`."
             )
         if self._scaling_from_model and getattr(model, "compiled", False):
-            # The rule follows the optimizer the model was compiled with.
+            # The rule follows the optimizer the model was compiled with
+            # (kept per model, for `learning_rate(values)` after a search
+            # whose `build_model` picks the optimizer).
             name = type(_unwrap(model.optimizer)).__name__.lower()
             self.lr_scaling = _DEFAULT_SCALING.get(name, "sqrt")
+            key = _model_key(hp.values)
+            if key is not None:
+                self._rules[key] = self.lr_scaling
         learning_rate = self._known_learning_rate(hp.values)
         if not getattr(model, "compiled", False):
             # Compiled here so that the tuner's `get_best_models()` returns a
@@ -618,6 +627,21 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
                 stacklevel=2,
             )
         return float(lr_min)
+
+
+#: The hyperparameters this hypermodel adds: not the model's own.
+_OWN = frozenset({"batch_size", "lr_position", "lr_normalized", AUTO_LR_MIN})
+
+
+def _model_key(values: dict[str, Any]) -> frozenset | None:
+    """The model's own hyperparameter values (those `build_model` reads).
+
+    None when a value cannot be hashed (the last build's rule is used).
+    """
+    try:
+        return frozenset((k, v) for k, v in values.items() if k not in _OWN)
+    except TypeError:
+        return None
 
 
 def _interval(lr_min: float) -> tuple[float, float]:
