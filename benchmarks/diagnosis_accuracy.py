@@ -91,6 +91,10 @@ ROUNDS = {
     "digits_mlp_adamax_b16_heldout11": "13",
     "fashion_deep_mlp_adamw_heldout11": "13",
     "digits_dropout_mlp_rmsprop_heldout11": "13",
+    "fashion_cnn_gap_nesterov_b32_heldout12": "14",
+    "digits_bn_cnn_rmsprop_heldout12": "14",
+    "fashion_tanh_mlp_nadam_b128_heldout12": "14",
+    "digits_deep_mlp_adagrad_b16_heldout12": "14",
 }
 
 
@@ -171,6 +175,14 @@ TASKS = [
      (-5, 0)),
     ("digits_dropout_mlp_rmsprop_heldout11", "mlp_digits_dropout", "rmsprop", "dg",
      12, 32, (-5, 0)),
+    ("fashion_cnn_gap_nesterov_b32_heldout12", "cnn_gap", "nesterov", "fm", 3, 32,
+     (-4, 1)),
+    ("digits_bn_cnn_rmsprop_heldout12", "cnn_digits_bn", "rmsprop", "dg", 10, 32,
+     (-5, 0)),
+    ("fashion_tanh_mlp_nadam_b128_heldout12", "mlp_fm_tanh", "nadam", "fm", 5, 128,
+     (-5, 0)),
+    ("digits_deep_mlp_adagrad_b16_heldout12", "mlp_digits_deep", "adagrad", "dg", 10,
+     16, (-4, 1)),
 ]  # fmt: skip
 
 
