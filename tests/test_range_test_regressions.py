@@ -624,6 +624,78 @@ def test_find_best_takes_weighted_arrays_and_scores_held_out_weights():
     assert again.learning_rate == search.learning_rate
 
 
+def test_find_best_checks_the_weights_before_the_held_out_cut():
+    # A list of weights is taken as in `fit`; weights of another length
+    # than the data are refused before anything is cut or trained.
+    x, y = _linear_data(256)
+    n, k = len(x), round(0.1 * len(x))
+    held = np.random.default_rng(0).permutation(n)[:k]
+    w = [0.0 if i in set(held) else 1.0 for i in range(n)]
+    model = _linear_model()
+    before = all_state(model)
+    for data, kwargs in (((x, y, w), {}), ((x, y), {"sample_weight": w})):
+        search = keras_lr.find_best_learning_rate(
+            model, data, start_lr=1e-4, end_lr=1.0, num_steps=20, verbose=0,
+            return_details=True, **kwargs,
+        )  # fmt: skip
+        np.testing.assert_array_equal(search.scores, 0.0)
+    for bad, error in ((np.ones(n + 50), ValueError), (2.0, TypeError)):
+        with pytest.raises(error, match="one weight per sample"):
+            keras_lr.find_best_learning_rate(
+                model, (x, y), sample_weight=bad, num_steps=20, verbose=0
+            )
+    with pytest.raises(ValueError, match="array data only"):
+        keras_lr.find_best_learning_rate(
+            model, _Reiterable(_batches(x, y)), sample_weight=w, verbose=0
+        )
+    assert_bitwise_equal(before, all_state(model))
+
+
+def _two_outputs():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    model = keras.Model(
+        inputs,
+        {"a": keras.layers.Dense(1, name="a")(inputs),
+         "b": keras.layers.Dense(1, name="b")(inputs)},
+    )  # fmt: skip
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss={"a": "mse", "b": "mse"})
+    return model
+
+
+def test_per_output_weights_weigh_their_output():
+    # Weights of 3 on both outputs triple the first step's loss (the same
+    # batch, before any update); weights of 0 on both zero it.
+    x, t = _linear_data(128)
+    y = {"a": t, "b": -t}
+    n = len(x)
+    first = []
+    for sample_weight in (
+        None,
+        {"a": np.full(n, 3.0), "b": np.full(n, 3.0)},
+        {"a": np.zeros(n), "b": np.zeros(n)},
+    ):
+        model = _two_outputs()
+        before = all_state(model)
+        keras.utils.set_random_seed(1)
+        result = keras_lr.lr_range_test(
+            model, x, y, start_lr=1e-4, end_lr=1.0, num_steps=12, verbose=0,
+            sample_weight=sample_weight,
+        )  # fmt: skip
+        assert_bitwise_equal(before, all_state(model))
+        first.append(result.losses[0])
+    assert first[0] > 0
+    assert first[1] == pytest.approx(3.0 * first[0], rel=1e-5)
+    assert first[2] == 0.0
+    model = _two_outputs()
+    with pytest.raises(ValueError, match="must weigh outputs of the targets"):
+        keras_lr.lr_range_test(model, x, y, sample_weight={"c": np.ones(n)}, verbose=0)
+    with pytest.raises(ValueError, match=r"one array \(or None\) per output"):
+        keras_lr.lr_range_test(
+            model, x, [t, -t], sample_weight=[np.ones(n)] * 3, verbose=0
+        )
+
+
 def test_held_out_samples_take_their_class_weights():
     x, _ = _linear_data(200)
     y = _labels(x)

@@ -186,13 +186,19 @@ def test_json_keeps_nan_and_none_apart_in_params():
     result = LRRangeTestResult(
         [1e-3, 1e-2, 1e-1],
         [1.0, 0.5, 2.0],
-        params={"best": float("nan"), "steps": None, "grid": [np.float64("nan"), 1.0]},
+        params={
+            "best": float("nan"),
+            "steps": None,
+            "grid": [np.float64("nan"), 1.0],
+            "notes": ["NaN", "Infinity", "-Infinity"],  # strings stay strings
+        },
     )
     text = result.to_json()
     json.loads(text, parse_constant=lambda name: pytest.fail(name))
     back = LRRangeTestResult.from_json(text).params
     assert math.isnan(back["best"]) and back["steps"] is None
     assert math.isnan(back["grid"][0]) and back["grid"][1] == 1.0
+    assert back["notes"] == ["NaN", "Infinity", "-Infinity"]
 
 
 def test_a_loss_still_falling_at_the_end_is_a_finding():

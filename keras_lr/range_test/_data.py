@@ -119,22 +119,17 @@ def fit_arguments(
     batches (`model.fit` itself would read it as the inputs of a
     multi-input model).
 
-    Per-sample weights go with array data only (`sample_weight`, one per
-    sample of `x`), as in `fit`; a dataset yields its own
+    Per-sample weights go with array data only (`sample_weight`, see
+    `check_sample_weight`), as in `fit`; a dataset yields its own
     ``(x, y, sample_weight)`` batches.
 
     Raises:
-        ValueError: for empty data, `y` given with a dataset, or
-            `sample_weight` given with a dataset or of another length than
-            `x`.
+        TypeError: for `x` that `fit` does not take, or a `sample_weight`
+            that is not numbers.
+        ValueError: for empty data, `y` given with a dataset, or a
+            `sample_weight` that `check_sample_weight` refuses.
     """
-    if sample_weight is not None and not _is_array_like(x):
-        raise ValueError(
-            "Argument `sample_weight` is taken with array data only, as in "
-            "`fit`: a dataset, a generator or a PyDataset yields its own "
-            "weights as `(x, y, sample_weight)` batches. Received: x of type "
-            f"{type(x).__name__}"
-        )
+    sample_weight = check_sample_weight(x, y, sample_weight)
     if y is None and is_batch_list(x):
         return {
             "x": _cycle(x),
@@ -158,28 +153,6 @@ def fit_arguments(
             "shuffle": True,
         }
         if sample_weight is not None:
-            if isinstance(sample_weight, (list, tuple)):
-                try:
-                    sample_weight = np.asarray(
-                        sample_weight, dtype=keras.config.floatx()
-                    )
-                except (TypeError, ValueError):
-                    pass  # refused below
-            if (
-                not _is_array_like(sample_weight)
-                or np.ndim(sample_weight) == 0
-                or isinstance(sample_weight, (list, tuple))
-            ):
-                raise TypeError(
-                    "Argument `sample_weight` must be an array of one weight per "
-                    f"sample. Received: sample_weight={_short_repr(sample_weight)}"
-                )
-            if num_samples(sample_weight) != n:
-                raise ValueError(
-                    "Argument `sample_weight` must have one weight per sample of "
-                    f"`x`. Received: {num_samples(sample_weight)} weights for "
-                    f"{n} samples"
-                )
             kwargs["sample_weight"] = sample_weight
         return kwargs
     if isinstance(x, (str, bytes)) or not (
@@ -205,6 +178,86 @@ def fit_arguments(
             raise ValueError("The PyDataset passed as `x` is empty (len(x) == 0).")
         return {"x": _CyclingPyDataset(x, num_steps), "epochs": 1}
     return {"x": _cycle(x), "steps_per_epoch": num_steps, "epochs": 1, **_NO_SHUFFLE}
+
+
+def check_sample_weight(x: Any, y: Any, sample_weight: Any) -> Any:
+    """`fit`'s `sample_weight` for array data `x`, checked; lists become arrays.
+
+    One weight per sample of `x`: an array (or a list of numbers), or, for
+    a model with several outputs, a dict or list of such arrays with the
+    structure of `y` (None for an output left unweighted).
+
+    Raises:
+        TypeError: for weights that are not numbers.
+        ValueError: for `x` that is not arrays (a dataset yields its own
+            weights), weights of another length than `x`, or per-output
+            weights that do not match the outputs of `y`.
+
+    Example:
+
+    >>> check_sample_weight(np.zeros((3, 2)), np.zeros(3), [1, 2, 3]).dtype
+    dtype('float32')
+    """
+    if sample_weight is None:
+        return None
+    if not _is_array_like(x):
+        raise ValueError(
+            "Argument `sample_weight` is taken with array data only, as in "
+            "`fit`: a dataset, a generator or a PyDataset yields its own "
+            "weights as `(x, y, sample_weight)` batches. Received: x of type "
+            f"{type(x).__name__}"
+        )
+    n = num_samples(x)
+    if isinstance(sample_weight, dict):
+        if not isinstance(y, dict) or not set(sample_weight) <= set(y):
+            raise ValueError(
+                "Argument `sample_weight` as a dict must weigh outputs of the "
+                "targets `y` (a dict of the same keys, as in `fit`). Received: "
+                f"sample_weight keys {sorted(map(str, sample_weight))}, targets "
+                + (f"keys {sorted(map(str, y))}" if isinstance(y, dict) else
+                   f"of type {type(y).__name__}")
+            )  # fmt: skip
+        return {k: _one_weight_per_sample(w, n) for k, w in sample_weight.items()}
+    per_output = (
+        isinstance(y, (list, tuple))
+        and isinstance(sample_weight, (list, tuple))
+        and all(w is None or _is_array_like(w) for w in sample_weight)
+    )
+    if per_output:
+        if len(sample_weight) != len(y):
+            raise ValueError(
+                "Argument `sample_weight` as a list must hold one array (or "
+                f"None) per output of `y`. Received: {len(sample_weight)} for "
+                f"{len(y)} outputs"
+            )
+        return type(sample_weight)(_one_weight_per_sample(w, n) for w in sample_weight)
+    return _one_weight_per_sample(sample_weight, n)
+
+
+def _one_weight_per_sample(weights: Any, n: int) -> Any:
+    """An array (or None) of `n` weights; a list of numbers is converted."""
+    if weights is None:
+        return None
+    if isinstance(weights, (list, tuple)):
+        try:
+            weights = np.asarray(weights, dtype=keras.config.floatx())
+        except (TypeError, ValueError):
+            pass  # refused below
+    if (
+        not _is_array_like(weights)
+        or isinstance(weights, (list, tuple, dict))
+        or np.ndim(weights) == 0
+    ):
+        raise TypeError(
+            "Argument `sample_weight` must be an array of one weight per "
+            f"sample. Received: sample_weight={_short_repr(weights)}"
+        )
+    if num_samples(weights) != n:
+        raise ValueError(
+            "Argument `sample_weight` must have one weight per sample of "
+            f"`x`. Received: {num_samples(weights)} weights for {n} samples"
+        )
+    return weights
 
 
 def is_batch_list(x: Any) -> bool:
@@ -297,6 +350,8 @@ def _prepend(first: Any, rest: Iterator) -> Iterator:
 
 def _take(a: Any, index: np.ndarray) -> Any:
     """Rows `index` of an array, or of every array in a list, tuple or dict."""
+    if a is None:
+        return None  # an output without weights
     if isinstance(a, dict):
         return {k: _take(v, index) for k, v in a.items()}
     if isinstance(a, (list, tuple)):
@@ -395,9 +450,9 @@ def split_data(data: Any) -> tuple[Any, Any, Any]:
         isinstance(data, tuple)
         and len(data) == 3
         and _is_array_like(data[0])
-        and all(_is_array_like(part) or part is None for part in data)
+        and (_is_array_like(data[1]) or data[1] is None)
     ):
-        return data
+        return data  # the weights are checked by `check_sample_weight`
     return data, None, None
 
 

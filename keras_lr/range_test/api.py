@@ -22,6 +22,7 @@ from keras_lr.range_test._data import (
     _is_array_like,
     _is_tf_dataset,
     _take,
+    check_sample_weight,
     check_targets,
     check_validation_data,
     class_weights_as_sample_weights,
@@ -622,9 +623,10 @@ def find_best_learning_rate(
     model is left bitwise as it was.
 
     Weighted data is searched on the loss that `fit` minimises: the range
-    test and the race train with the sample or class weights, and held-out
-    samples are scored with their own weights (their classes' weights with
-    `class_weight`).
+    test and the race train with the sample or class weights, and the
+    samples held out of array data are scored with their own weights
+    (their classes' weights with `class_weight`). `validation_data` is
+    scored as given, with its own weights only (as `fit` scores it).
 
     Args:
         model: a compiled Keras model.
@@ -681,8 +683,11 @@ def find_best_learning_rate(
         )
     if sample_weight is not None:
         kwargs["sample_weight"] = sample_weight
-    weights = _fit_weights(kwargs.get("sample_weight"), kwargs.get("class_weight"))
     check_targets(model, x, y)
+    if kwargs.get("sample_weight") is not None:
+        # Checked before the held-out part is cut from the data.
+        kwargs["sample_weight"] = check_sample_weight(x, y, kwargs["sample_weight"])
+    weights = _fit_weights(kwargs.get("sample_weight"), kwargs.get("class_weight"))
     if race and is_one_shot(x):
         raise TypeError(
             "Argument `data` must be iterable more than once: the range test "

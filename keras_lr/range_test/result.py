@@ -220,9 +220,10 @@ class LRRangeTestResult:
         The curves are lists of floats, with NaN as None and infinities as
         the strings ``"Infinity"`` and ``"-Infinity"`` (strict JSON has
         neither), so that `from_dict` gives back the same arrays. numpy
-        scalars and arrays in `params` become Python numbers and lists;
-        their infinities are encoded the same way and a NaN as the string
-        ``"NaN"`` (None in `params` stays None).
+        scalars and arrays in `params` become Python numbers and lists, and
+        a NaN or an infinity there becomes ``{"__float__": "NaN"}`` (or
+        ``"Infinity"``, ``"-Infinity"``): a parameter may itself be None or
+        one of those strings.
 
         Example:
 
@@ -333,6 +334,8 @@ class LRRangeTestResult:
 
 
 _INFINITIES = {"Infinity": np.inf, "-Infinity": -np.inf}
+#: The key of a non-finite float in `params` (see `to_dict`).
+_FLOAT_TAG = "__float__"
 
 
 def _encode_float(value: float) -> float | str | None:
@@ -368,21 +371,20 @@ def _plain(value: Any) -> Any:
         return _plain(value.tolist())
     if isinstance(value, np.generic):
         value = value.item()
-    if isinstance(value, float):
-        # Strict JSON has no NaN or infinities: encoded as in the curves,
-        # but a NaN as a string (a parameter may be None itself).
-        return "NaN" if math.isnan(value) else _encode_float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        # Strict JSON has no NaN or infinities. Tagged: a parameter may be
+        # None, or a string such as "NaN", itself.
+        return {_FLOAT_TAG: "NaN" if math.isnan(value) else _encode_float(value)}
     return value
 
 
 def _unplain(value: Any) -> Any:
     """Reverses `_plain`'s encoding of infinities and NaN in `params`."""
     if isinstance(value, dict):
+        if set(value) == {_FLOAT_TAG}:
+            text = value[_FLOAT_TAG]
+            return math.nan if text == "NaN" else float(_decode_float(text))
         return {k: _unplain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_unplain(v) for v in value]
-    if isinstance(value, str) and value in _INFINITIES:
-        return float(_INFINITIES[value])
-    if isinstance(value, str) and value == "NaN":
-        return math.nan
     return value

@@ -331,7 +331,6 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
                 f"Received: batch_sizes={self.batch_sizes}"
             )
         self.reference_batch_size = self.batch_sizes[0]
-        self._range_cache: dict[int, tuple[float, float]] = {}
         # The scaling rule of each model built, by its own hyperparameters
         # (with ``lr_scaling=None``, it follows the model's optimizer).
         self._rules: dict[frozenset | None, str] = {}
@@ -363,11 +362,12 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
         factor = scale_factor(batch, self.reference_batch_size, rule)
         if "lr_normalized" in values:
             return float(values["lr_normalized"]) * factor
-        if values.get(AUTO_LR_MIN) is not None:
-            low, high = _interval(float(values[AUTO_LR_MIN]))
+        lr_min = values.get(AUTO_LR_MIN)
+        if lr_min is None:
+            lr_min = self._reference_lr_min  # the range test this one ran
+        if lr_min is not None:
+            low, high = _interval(float(lr_min))
             low, high = low * factor, high * factor
-        elif batch in self._range_cache:
-            low, high = self._range_cache[batch]
         else:
             raise ValueError(
                 "The auto learning-rate interval is not known yet: no range "
@@ -573,22 +573,20 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
             batch: the trial's global batch size.
             args, kwargs: the data arguments of `fit`.
         """
-        if batch not in self._range_cache:
-            if self._reference_lr_min is None:
-                ref = self.reference_batch_size
-                ref_args, ref_kwargs = _rebatch(args, kwargs, ref, model)
-                self._use_lr_min(self._auto_range(model, ref, ref_args, ref_kwargs))
-            low, high = self._reference_range
-            factor = scale_factor(batch, self.reference_batch_size, self.lr_scaling)
-            self._range_cache[batch] = (low * factor, high * factor)
-        return self._range_cache[batch]
+        if self._reference_lr_min is None:
+            ref = self.reference_batch_size
+            ref_args, ref_kwargs = _rebatch(args, kwargs, ref, model)
+            self._use_lr_min(self._auto_range(model, ref, ref_args, ref_kwargs))
+        low, high = self._reference_range
+        # The rule of `model` (the last built): it may follow its optimizer.
+        factor = scale_factor(batch, self.reference_batch_size, self.lr_scaling)
+        return low * factor, high * factor
 
     def _use_lr_min(self, lr_min: float) -> None:
         """Sets the reference interval from the range test's `lr_min`."""
         if lr_min != self._reference_lr_min:
             self._reference_lr_min = lr_min
             self._reference_range = _interval(lr_min)
-            self._range_cache.clear()
 
     def _auto_range(self, model: keras.Model, batch: int, args, kwargs) -> float:
         """Runs the LR range test at `batch` and returns its `lr_min`."""
