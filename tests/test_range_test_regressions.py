@@ -573,7 +573,7 @@ def _labels(x):
     return (x[:, 0] > 0).astype("int32") + (x[:, 1] > 1).astype("int32")
 
 
-@pytest.mark.parametrize("how", ["sample_weight", "list", "class_weight"])
+@pytest.mark.parametrize("how", ["sample_weight", "list", "class_weight", "float_keys"])
 def test_range_test_trains_on_weighted_losses(how):
     # Keras averages ``weight * loss`` over the batch: weights of 3 triple
     # the first step's loss (taken before any update, on the same batch).
@@ -583,6 +583,8 @@ def test_range_test_trains_on_weighted_losses(how):
         "sample_weight": {"sample_weight": np.full(len(x), 3.0, dtype="float32")},
         "list": {"sample_weight": [3.0] * len(x)},
         "class_weight": {"class_weight": {0: 3.0, 1: 3.0, 2: 3.0}},
+        # Integral float keys name classes, as in Keras's array path.
+        "float_keys": {"class_weight": {0.0: 3.0, 1.0: 3, np.float32(2): 3.0}},
     }[how]
     first = []
     for kwargs in ({}, weights):
@@ -748,6 +750,8 @@ def test_bad_weights_get_clear_errors_and_leave_the_model():
             model, x, y, class_weight=[1.0, 2.0], verbose=0)),
         (TypeError, "int class indices", lambda: keras_lr.lr_range_test(
             model, x, y, class_weight={"a": 1.0}, verbose=0)),
+        (TypeError, "int class indices", lambda: keras_lr.lr_range_test(
+            model, x, y, class_weight={0.5: 1.0}, verbose=0)),
         (ValueError, "finite weights >= 0", lambda: keras_lr.lr_range_test(
             model, x, y, class_weight={0: -1.0}, verbose=0)),
         (ValueError, "list of batches must yield", lambda: keras_lr.lr_range_test(

@@ -322,8 +322,12 @@ def _fit_weights(sample_weight: Any, class_weight: Any) -> dict:
             f"weights. Received: class_weight={class_weight!r} (of type "
             f"{type(class_weight).__name__})"
         )
+    table = {}
     for k, v in class_weight.items():
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        # An integral float (2.0) names a class as Keras's array path reads
+        # it (``class_weight.get(int(label))``); it is passed on as an int.
+        integral = isinstance(k, (float, np.floating)) and float(k).is_integer()
+        if isinstance(k, bool) or not (isinstance(k, (int, np.integer)) or integral):
             raise TypeError(
                 "Argument `class_weight` must map int class indices to weights. "
                 f"Received the key {k!r} (of type {type(k).__name__})"
@@ -334,7 +338,8 @@ def _fit_weights(sample_weight: Any, class_weight: Any) -> dict:
                 f"Argument `class_weight` must hold finite weights >= 0. "
                 f"Received: class_weight[{k}]={v!r}"
             )
-    weights["class_weight"] = dict(class_weight)
+        table[int(k)] = weight
+    weights["class_weight"] = table
     return weights
 
 
