@@ -470,9 +470,18 @@ def class_weights_as_sample_weights(y: Any, class_weight: dict) -> np.ndarray:
 
     >>> class_weights_as_sample_weights(np.array([0, 1, 1]), {0: 1.0, 1: 3.0})
     array([1., 3., 3.])
+    >>> class_weights_as_sample_weights([[0, 1], [1, 0]], {1: 2.0})
+    Traceback (most recent call last):
+    ...
+    ValueError: Argument `class_weight` needs the targets as one array (one output). Received: targets of type list
+    >>> class_weights_as_sample_weights([2, 0], {2: 0.5})
+    array([0.5, 1. ])
     """
     if not isinstance(y, np.ndarray) and not keras.ops.is_tensor(y):
-        if isinstance(y, (dict, list, tuple)):
+        # A dict, or a list of arrays (outputs); a list of labels is one.
+        if isinstance(y, dict) or (
+            isinstance(y, (list, tuple)) and any(np.ndim(v) > 0 for v in y)
+        ):
             raise ValueError(
                 "Argument `class_weight` needs the targets as one array (one "
                 f"output). Received: targets of type {type(y).__name__}"
