@@ -291,9 +291,9 @@ class CosineRestarts(keras.optimizers.schedules.LearningRateSchedule):
 
     def _cycle(self, step: Any) -> tuple[Any, Any, Any]:
         """(cycle index, step within it, cycle length), all float32."""
-        t0 = self.first_cycle_steps
         if self._table is not None:
             return self._cycle_from_table(step)
+        t0 = self.first_cycle_steps
         if self.t_mul == 1.0:
             # Exact integer arithmetic.
             return (
