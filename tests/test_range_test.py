@@ -320,6 +320,30 @@ def test_callback_in_users_fit(fashion_sample):
     assert_bitwise_equal(before, all_state(model))
 
 
+def test_callback_restores_the_model_when_its_result_fails(monkeypatch):
+    # Whatever goes wrong while the result is built, `fit` ends with the
+    # model as it began: weights, optimizer state and the optimizer's rate.
+    model = scripted_model(keras.optimizers.SGD(0.01, momentum=0.9))
+    x, y = np.ones((40, 3), "float32"), np.linspace(3.0, 1.0, 40)[:, None]
+    model.fit(x, y, batch_size=4, verbose=0)
+    before = all_state(model)
+    rate = model.optimizer.learning_rate
+
+    def broken(self):
+        raise RuntimeError("result failed")
+
+    monkeypatch.setattr(keras_lr.callbacks.LRRangeTest, "_build_result", broken)
+    finder = keras_lr.callbacks.LRRangeTest(num_steps=10)
+    with pytest.raises(RuntimeError, match="result failed"):
+        model.fit(x, y, batch_size=4, callbacks=[finder], verbose=0)
+    assert finder.result is None
+    assert_bitwise_equal(before, all_state(model))
+    assert model.optimizer.learning_rate is rate
+    # ...and trains on at its own rate afterwards.
+    model.fit(x, y, batch_size=4, verbose=0)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.01)
+
+
 def test_find_best_learning_rate_restores_and_picks_a_candidate(fashion_sample):
     (x, y), _ = fashion_sample
     model = small_cnn(keras.optimizers.SGD(0.01, momentum=0.9), batchnorm=True)
@@ -471,6 +495,17 @@ def test_find_best_rejects_bad_race_arguments(fashion_sample, name, value, error
         ({"start_lr": "1e-7"}, TypeError, "must be a float"),
         ({"end_lr": 10}, TypeError, "must be a float"),
         ({"diverge_threshold": 1.0}, ValueError, "`diverge_threshold` must be > 1"),
+        # Two float64 steps apart: the sweep's rates would repeat.
+        (
+            {"start_lr": 1e-3, "end_lr": float(np.nextafter(np.nextafter(1e-3, 1), 1))},
+            ValueError,
+            r"distinct, increasing rates.*num_steps=100",
+        ),
+        (
+            {"start_lr": 1e-3, "end_lr": 1e-3 * (1 + 1e-14), "mode": "linear"},
+            ValueError,
+            "`end_lr` is too close to `start_lr` for 100 steps",
+        ),
     ],
 )
 def test_bad_arguments(kwargs, error, match):

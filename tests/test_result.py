@@ -83,6 +83,27 @@ def test_rates_must_be_finite_and_positive(bad):
         LRRangeTestResult(LRS, GOOD, val_lrs=[bad], val_losses=[1.0])
 
 
+@pytest.mark.parametrize("rates", [[0.1, 0.1, 0.3], [0.1, 0.3, 0.2]])
+def test_rates_must_be_strictly_increasing(rates, tmp_path):
+    # Refused at construction, as the suggestions and the plot would refuse
+    # them later; the JSON and CSV readers go through the same check.
+    with pytest.raises(ValueError, match=r"strictly increasing.*lrs\[\d\]="):
+        LRRangeTestResult(rates, [1.0, 1.0, 1.0])
+    data = LRRangeTestResult([0.1, 0.2, 0.3], [1.0, 1.0, 1.0]).to_dict()
+    data["lrs"] = rates
+    with pytest.raises(ValueError, match="strictly increasing"):
+        LRRangeTestResult.from_dict(data)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        LRRangeTestResult.from_json(json.dumps(data))
+    path = tmp_path / "curve.csv"
+    LRRangeTestResult([0.1, 0.2, 0.3], [1.0, 1.0, 1.0]).to_csv(path)
+    lines = path.read_text().splitlines()
+    lines[1:] = [f"{i},{lr},1.0,1.0" for i, lr in enumerate(rates)]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match="strictly increasing"):
+        LRRangeTestResult.from_csv(path)
+
+
 def test_plot_returns_a_figure_with_marks(tmp_path):
     result = LRRangeTestResult(LRS, GOOD, diverged=True, divergence_step=99)
     fig = result.plot()

@@ -46,6 +46,13 @@ def validate_sweep(
     # At most 2**31 - 1: the optimizer's step counter is int32 on JAX.
     num_steps = _base.check_steps("num_steps", num_steps, minimum=10)
     _validate.check_choice("mode", mode, _MODES)
+    if not _distinct_rates(start_lr, end_lr, num_steps, mode):
+        raise ValueError(
+            "Arguments `start_lr`, `end_lr` and `num_steps` must give a sweep "
+            "of distinct, increasing rates: `end_lr` is too close to "
+            f"`start_lr` for {num_steps} steps. Received: start_lr={start_lr}, "
+            f"end_lr={end_lr}, num_steps={num_steps}"
+        )
     smoothing = _validate.check_real("smoothing", smoothing)
     _validate.check_in_interval("smoothing", smoothing, 0.0, 1.0)
     diverge_threshold = _validate.check_real("diverge_threshold", diverge_threshold)
@@ -55,6 +62,26 @@ def validate_sweep(
             f"Received: diverge_threshold={diverge_threshold}"
         )
     return start_lr, end_lr, num_steps, smoothing, diverge_threshold
+
+
+def _distinct_rates(start_lr: float, end_lr: float, num_steps: int, mode: str) -> bool:
+    """Whether consecutive rates of the sweep differ by more than rounding.
+
+    The relative step between rates is smallest at the start of an
+    exponential sweep (it is constant) and at the end of a linear one; both
+    pairs must differ by more than 8 units in the last place, so that no
+    pair in between can round to equal rates.
+    """
+    n = num_steps - 1
+    frac = np.array([0.0, 1.0 / n, (n - 1.0) / n, 1.0])
+    if mode == "exponential":
+        lrs = start_lr * (end_lr / start_lr) ** frac
+    else:
+        lrs = start_lr + (end_lr - start_lr) * frac
+    return bool(
+        lrs[1] - lrs[0] > 8 * np.spacing(lrs[1])
+        and lrs[3] - lrs[2] > 8 * np.spacing(lrs[3])
+    )
 
 
 class StepLossSession:
@@ -305,22 +332,25 @@ class LRRangeTest(keras.callbacks.Callback):
             self._model.stop_training = True
 
     def on_train_end(self, logs=None):
-        self.result = self._build_result()
+        try:
+            self.result = self._build_result()
+        finally:
+            # The model goes back even if the result cannot be built.
+            if self.restore_on_end:
+                # `fit` still returns `model.history` after this hook.
+                self.restore(_skip=("history",))
+            else:
+                # The trained weights stay; the optimizer's own rate, the
+                # loss tracker and the compiled functions (which hold the
+                # sweep and the recorder) go back.
+                self._session.uninstall()
+                if self._state is not None:
+                    self._state.restore_attributes(skip=("history",))
         if self._progbar is not None:
             n = len(self.result)
             self._progbar.update(
                 self.num_steps if n >= self.num_steps - 1 else n, finalize=True
             )
-        if self.restore_on_end:
-            # `fit` still returns `model.history` after this hook.
-            self.restore(_skip=("history",))
-        else:
-            # The trained weights stay; the optimizer's own rate, the loss
-            # tracker and the compiled functions (which hold the sweep and
-            # the recorder) go back.
-            self._session.uninstall()
-            if self._state is not None:
-                self._state.restore_attributes(skip=("history",))
         if self._executions and not len(self.result):
             restored = "was restored" if self.restore_on_end else "keeps its weights"
             raise ValueError(

@@ -55,8 +55,9 @@ class LRRangeTestResult:
         params: the sweep's settings (start_lr, end_lr, num_steps, mode, ...).
 
     Raises:
-        ValueError: at construction, if `lrs` and `losses` differ in length
-            or a rate in `lrs` or `val_lrs` is not finite and > 0.
+        ValueError: at construction, if `lrs` and `losses` differ in length,
+            a rate in `lrs` or `val_lrs` is not finite and > 0, or `lrs` is
+            not strictly increasing.
 
     Example:
 
@@ -100,6 +101,16 @@ class LRRangeTestResult:
                     f"Argument `{name}` must hold finite learning rates > 0. "
                     f"Received: {name}[{i}]={rates[i]}"
                 )
+        # Refused here rather than by the first suggestion or plot: every
+        # reading of the curve needs the rates of a sweep, in order.
+        steps = np.diff(self.lrs)
+        if np.any(steps <= 0):
+            i = int(np.flatnonzero(steps <= 0)[0])
+            raise ValueError(
+                "Argument `lrs` must be strictly increasing (the rates of a "
+                f"sweep, in order). Received: lrs[{i}]={self.lrs[i]}, "
+                f"lrs[{i + 1}]={self.lrs[i + 1]}"
+            )
 
     @property
     def smoothed_losses(self) -> np.ndarray:
