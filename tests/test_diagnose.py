@@ -163,6 +163,98 @@ def test_fast_first_epoch_is_not_a_blow_up():
     assert d.verdict == "too_high" and "blew up" in d.reasons[-1]
 
 
+def test_fast_first_epoch_without_accuracy_goes_on_falling():
+    # The same healthy run compiled without an accuracy metric: no error rate
+    # to weigh, but the loss went on falling 12x after the first epoch
+    # (0.132 -> 0.011), which a blow-up that stalls does not.
+    loss = [
+        0.7335,
+        0.132,
+        0.088,
+        0.069,
+        0.054,
+        0.041,
+        0.032,
+        0.026,
+        0.02,
+        0.016,
+        0.014,
+        0.011,
+    ]
+    val = [0.224, 0.162, 0.156, 0.146, 0.128, 0.113, 0.105, 0.104, 0.104,
+           0.103, 0.102, 0.104]  # fmt: skip
+    d = diagnose({"loss": loss, "val_loss": val})
+    assert d.evidence["first_epoch_blow_up"] == pytest.approx(0.7335 / 0.224)
+    assert d.evidence["later_fall"] == pytest.approx(0.132 / 0.011)
+    assert "first_epoch_error_fall" not in d.evidence
+    assert d.verdict == "good", str(d)
+    # The reading firms up with the epochs: after 4 the later fall (1.91x)
+    # is still under 3.27 / 1.5, after 5 (2.44x) it is over.
+    short = diagnose({"loss": loss[:4], "val_loss": val[:4]})
+    assert short.verdict == "too_high" and "blew up" in short.reasons[-1]
+    assert diagnose({"loss": loss[:5], "val_loss": val[:5]}).verdict != "too_high"
+    # A regression whose large starting error one epoch removes, then still
+    # descending (MSE 40 -> 6 -> 1.2): not a blow-up either.
+    h = {"loss": [40.0, 6.0, 3.1, 1.9, 1.2], "val_loss": [8.0, 3.5, 2.2, 1.5, 1.1]}
+    d = diagnose(h)
+    assert d.evidence["later_fall"] == pytest.approx(5.0)
+    assert d.verdict == "too_low", str(d)  # still steep at its end: rule 8
+    # ...and down to a loss of exactly 0 (a fitted hinge or MSE loss).
+    h = {"loss": [4.0, 1.0, 0.5, 0.0], "val_loss": [1.0, 0.5, 0.3, 0.2]}
+    d = diagnose(h)
+    assert d.evidence["later_fall"] == float("inf")
+    assert d.verdict == "good", str(d)
+    # Blown up, then stalled at a constant prediction's loss: too high.
+    h = {"loss": [22.5, 2.33, 2.32, 2.31, 2.31], "val_loss": [2.31, 2.32] * 2 + [2.3]}
+    d = diagnose(h)
+    assert d.verdict == "too_high" and "blew up" in d.reasons[-1]
+    # ...or crawling back: the later fall (1.8x) does not account for a
+    # first epoch at 4.8x the validation loss after it.
+    h = {"loss": [4.3, 1.0, 0.8, 0.65, 0.55], "val_loss": [0.9, 0.8, 0.7, 0.62, 0.6]}
+    d = diagnose(h)
+    assert d.evidence["later_fall"] == pytest.approx(1.0 / 0.55)
+    assert d.verdict == "too_high" and "blew up" in d.reasons[-1]
+    # Two epochs: no later fall to speak of (1.0), the ratio alone decides.
+    h = {"loss": [4.3, 1.0], "val_loss": [0.9, 0.8]}
+    assert diagnose(h).verdict == "too_high"
+    # Negative losses carry no ratio: the blow-up test stands alone.
+    h = {"loss": [6.0, -1.0, -1.5, -1.8], "val_loss": [1.5, -1.2, -1.6, -1.9]}
+    d = diagnose(h)
+    assert "later_fall" not in d.evidence
+    assert d.verdict == "too_high" and "blew up" in d.reasons[-1]
+
+
+@pytest.mark.parametrize("later_fall, verdict_high", [(2.9, True), (3.1, False)])
+def test_later_fall_factor_is_one_and_a_half(later_fall, verdict_high):
+    # A first epoch at 4.5x the validation loss after it is a blow-up unless
+    # the loss falls by over 4.5 / 1.5 = 3x after it.
+    loss = [4.5, 1.0, 1.0 / later_fall**0.5, 1.0 / later_fall]
+    h = {"loss": loss, "val_loss": [1.0, 0.7, 0.5, 0.4]}
+    d = diagnose(h)
+    assert d.evidence["later_fall"] == pytest.approx(later_fall)
+    assert (d.verdict == "too_high" and "blew up" in d.reasons[-1]) is verdict_high
+
+
+@pytest.mark.parametrize("keys", [("accuracy",), ("val_accuracy",)])
+def test_one_accuracy_alone_weighs_the_later_fall(keys):
+    # A training accuracy without a validation one (or the reverse) gives no
+    # error rate to compare: the later fall decides, as with none.
+    loss = [0.7335, 0.132, 0.088, 0.069, 0.054, 0.041]
+    h = {"loss": loss, "val_loss": [0.224, 0.162, 0.156, 0.146, 0.128, 0.113]}
+    h.update({k: [0.8, 0.9, 0.92, 0.93, 0.94, 0.95] for k in keys})
+    d = diagnose(h)
+    assert "first_epoch_error_fall" not in d.evidence
+    assert d.evidence["later_fall"] == pytest.approx(0.132 / 0.041)
+    assert d.verdict != "too_high", str(d)
+    # A first error rate that is not finite falls back the same way.
+    h = {"loss": loss, "val_loss": h["val_loss"],
+         "accuracy": [None, 0.9, 0.92, 0.93, 0.94, 0.95],
+         "val_accuracy": [0.94, 0.95, 0.955, 0.96, 0.96, 0.962]}  # fmt: skip
+    d = diagnose(h)
+    assert d.evidence["later_fall"] == pytest.approx(0.132 / 0.041)
+    assert d.verdict != "too_high", str(d)
+
+
 def test_training_loss_above_validation_is_too_low():
     loss = [1.9, 1.01, 0.77, 0.694, 0.65]
     val = [1.33, 0.827, 0.719, 0.664, 0.629]
