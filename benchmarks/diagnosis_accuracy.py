@@ -12,7 +12,8 @@ and ``too_low`` when below. `diagnose` sees only the run's own `History`.
 Reported: agreement over all runs, and the number of ``too_high`` verdicts
 on runs the grid marks good (must be 0). The histories are written to
 ``benchmarks/results/diagnosis_runs.json`` (``--replay`` re-scores them
-without training).
+without training; ``--replay --no-accuracy`` scores `diagnose` on the
+histories without their accuracy series, the labels unchanged).
 """
 
 from __future__ import annotations
