@@ -183,6 +183,53 @@ def _load_npz(path: str) -> tuple[Any, Any]:
     return x, y
 
 
+def _label_range_error(model: Any, y: Any) -> str | None:
+    """What is wrong with integer class labels for a classifier, or None.
+
+    Checked before training: out-of-range labels make TensorFlow and
+    PyTorch raise mid-run, and JAX train on silently (its gathers clip).
+    Only integer labels (or floats of integer value) of a model with a
+    sparse categorical loss whose output's last axis has two or more units
+    are read as class indices.
+    """
+    import numpy as np
+
+    y = np.asarray(y)
+    shape = getattr(model, "output_shape", None)
+    loss = getattr(model, "loss", None)
+    # A loss given as a string, a function or a `keras.losses.Loss`.
+    if isinstance(loss, str):
+        names = loss.lower()
+    else:
+        parts = (type(loss).__name__, getattr(loss, "name", ""),
+                 getattr(loss, "__name__", ""))  # fmt: skip
+        names = " ".join(map(str, parts)).lower()
+    sparse = "sparse" in names and "categorical" in names
+    integral = np.issubdtype(y.dtype, np.integer) or (
+        np.issubdtype(y.dtype, np.floating)
+        and bool(np.all(np.isfinite(y)))
+        and bool(np.all(y == np.round(y)))
+    )
+    if not (
+        sparse
+        and integral
+        and y.size
+        and isinstance(shape, tuple)
+        and len(shape) >= 2
+        and isinstance(shape[-1], int)
+        and shape[-1] >= 2
+    ):
+        return None
+    classes = shape[-1]
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= classes:
+        return (
+            f"range from {low} to {high}, but the model has {classes} output "
+            f"units: class labels must lie in 0..{classes - 1}"
+        )
+    return None
+
+
 def _data_errors() -> tuple[type[Exception], ...]:
     """What a range test raises on data that does not fit the model.
 
@@ -222,16 +269,16 @@ def _find(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except (OSError, ValueError, TypeError) as error:
         parser.error(f"cannot load the model {args.model}: {error}")
     if not getattr(model, "compiled", False) or model.optimizer is None:
-        print(
-            f"error: {args.model} holds no compiled model (save it after "
-            "model.compile(...)).",
-            file=sys.stderr,
+        parser.error(
+            f"{args.model} holds no compiled model (save it after model.compile(...))"
         )
-        return 2
     try:
         x, y = _load_npz(args.data)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         parser.error(f"cannot read the data {args.data}: {error}")
+    labels = _label_range_error(model, y)
+    if labels:
+        parser.error(f"the labels of {args.data} {labels}")
     expected = model.input_shape
     if (
         isinstance(expected, tuple)

@@ -216,11 +216,14 @@ class DivergenceDetector(keras.callbacks.Callback):
     trains best (Smith, 2017, arXiv:1506.01186). Halving alone would step
     through rates that do not blow up but silently kill the network (dead
     ReLUs, a loss stuck at chance), which no loss test can tell from slow
-    training. A lone non-finite step (loss, gradient norm or weights)
-    before the first snapshot after the start, after losses that had not
-    risen above their start, is a bad batch, not the rate: it gets
-    `factor` (a rate at fault diverges again from the same snapshot, and
-    then gets `repeat_factor`).
+    training. A lone non-finite step (loss or gradient norm) before the
+    first snapshot after the start, after losses that had not risen above
+    their start, is a bad batch, not the rate: it gets `factor` (a rate at
+    fault diverges again from the same snapshot, and then gets
+    `repeat_factor`); so are non-finite weights found while every loss
+    stayed finite and no test fired (a NaN batch through ReLUs on
+    TensorFlow, whose dead network's loss then climbs back to chance level,
+    above a lucky first batch's).
 
     **Limits.** A rate so high that it kills the network in its first steps
     without the loss ever blowing up (dead ReLUs, a loss stuck at chance
@@ -1038,9 +1041,16 @@ class DivergenceDetector(keras.callbacks.Callback):
         a numerical accident), not a sign that the rate is wrong: a rate
         too high from the first step raises the loss (a blow-up, spikes, a
         climb) before, if ever, it turns non-finite. "Not risen": no test
-        in violation at the last finite loss, and the smoothed loss at or
-        below its value at the first step (true too when no finite loss was
-        read: a non-finite loss at step 0 comes before any update).
+        in violation at the last finite loss, and, for a non-finite loss or
+        gradient norm, the smoothed loss at or below its value at the first
+        step (true too when no finite loss was read: a non-finite loss at
+        step 0 comes before any update). Non-finite weights under finite
+        losses need no test on the level: the losses after the poisoned
+        step are a dead network's (on TensorFlow a NaN input batch through
+        ReLUs leaves every loss finite, and the network's constant
+        prediction scores the chance level, which may lie above a lucky
+        first batch's loss); a rate that overflowed the weights would have
+        blown the loss up, and fired a test, first.
         """
         if source not in ("loss", "gradient_norm") or event.reason not in (
             "nonfinite",
@@ -1048,6 +1058,8 @@ class DivergenceDetector(keras.callbacks.Callback):
         ):
             return False
         watch = self._watch
+        if event.reason == "nonfinite_weights":
+            return watch.healthy
         return watch.healthy and not watch.smoothed > watch.reference
 
     def _describe(self, record: dict[str, Any], message: str) -> str:
