@@ -1004,6 +1004,17 @@ def test_stop_mid_epoch_restores_before_validation_and_epoch_end(data, validate)
         np.testing.assert_allclose(h.history["val_loss"][-1], val_loss, rtol=1e-5)
 
 
+def _assert_one_bad_batch(det, model):
+    """One event, read as a bad batch: back to step 0, the rate halved."""
+    assert finite(model)
+    assert len(det.events) == 1
+    event = det.events[0]
+    assert event["reason"] in ("nonfinite", "nonfinite_weights")
+    assert event["restored_step"] == 0
+    assert event["rate_never_healthy"] is False
+    np.testing.assert_allclose(event["learning_rate_after"], 0.025, rtol=1e-6)
+
+
 @pytest.mark.multibackend
 def test_lone_nan_batch_before_the_first_snapshot_is_no_rate_fault(data, caplog):
     # Before: any event before the first snapshot after the start counted as
@@ -1020,13 +1031,7 @@ def test_lone_nan_batch_before_the_first_snapshot_is_no_rate_fault(data, caplog)
             x, y, batch_size=BATCH, epochs=1, shuffle=False, callbacks=[det],
             verbose=0,
         )  # fmt: skip
-    assert finite(model)
-    assert len(det.events) == 1
-    event = det.events[0]
-    assert event["reason"] in ("nonfinite", "nonfinite_weights")
-    assert event["restored_step"] == 0
-    assert event["rate_never_healthy"] is False
-    np.testing.assert_allclose(event["learning_rate_after"], 0.025, rtol=1e-6)
+    _assert_one_bad_batch(det, model)
     assert "never trained healthily" not in caplog.text
 
 
@@ -1038,29 +1043,13 @@ def test_nan_batch_whose_dead_network_climbs_to_chance_is_no_rate_fault(seed):
     # the dead network's loss climbs back to chance level, above that first
     # batch's, before the end-of-epoch weight check finds the NaN. It used to
     # read as "the rate never trained healthily": a 10x cut.
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(512, 8)).astype("float32")
-    y = (x[:, 0] + x[:, 1] > 0).astype("int32")
+    model, x, y = _toy(seed)
+    x = x.copy()
     x[20 * 16 : 21 * 16] = np.nan
-    keras.utils.set_random_seed(seed)
-    model = keras.Sequential([
-        keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
-        keras.layers.Dense(2),
-    ])  # fmt: skip
-    model.compile(
-        keras.optimizers.SGD(0.05, momentum=0.9),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
     det = DivergenceDetector(verbose=0)
     model.fit(x, y, batch_size=16, epochs=1, shuffle=False, callbacks=[det],
               verbose=0)  # fmt: skip
-    assert finite(model)
-    assert len(det.events) == 1
-    event = det.events[0]
-    assert event["reason"] in ("nonfinite", "nonfinite_weights")
-    assert event["restored_step"] == 0
-    assert event["rate_never_healthy"] is False
-    np.testing.assert_allclose(event["learning_rate_after"], 0.025, rtol=1e-6)
+    _assert_one_bad_batch(det, model)
 
 
 @pytest.mark.multibackend

@@ -101,16 +101,9 @@ class LRRangeTestResult:
                     f"Argument `{name}` must hold finite learning rates > 0. "
                     f"Received: {name}[{i}]={rates[i]}"
                 )
-        # Refused here rather than by the first suggestion or plot: every
-        # reading of the curve needs the rates of a sweep, in order.
-        steps = np.diff(self.lrs)
-        if np.any(steps <= 0):
-            i = int(np.flatnonzero(steps <= 0)[0])
-            raise ValueError(
-                "Argument `lrs` must be strictly increasing (the rates of a "
-                f"sweep, in order). Received: lrs[{i}]={self.lrs[i]}, "
-                f"lrs[{i + 1}]={self.lrs[i + 1]}"
-            )
+        # Rates not strictly increasing are refused here rather than by the
+        # first suggestion or plot, with the same check.
+        suggest.clean_curve(self.lrs, self.losses)
 
     @property
     def smoothed_losses(self) -> np.ndarray:
