@@ -221,6 +221,16 @@ def _label_range_error(model: Any, y: Any) -> str | None:
     ):
         return None
     classes = shape[-1]
+    # Labels equal to the loss's `ignore_class` (a segmentation's void
+    # label, often -1 or 255) are no class.
+    try:
+        ignore = loss.get_config().get("ignore_class")
+    except (AttributeError, TypeError, NotImplementedError):
+        ignore = None
+    if ignore is not None:
+        y = y[y != ignore]
+        if not y.size:
+            return None
     low, high = int(y.min()), int(y.max())
     if low < 0 or high >= classes:
         return (

@@ -243,6 +243,12 @@ def test_labels_out_of_range_are_a_usage_error(tmp_path, capsys, labels):
     )
     assert "10 output units: class labels must lie in 0..9" in line
     assert not out.exists()
+    # A loss's `ignore_class` label is no class.
+    model = cli.build_demo_model()
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(ignore_class=-1))
+    y = np.array([0, 9, -1])
+    assert cli._label_range_error(model, y) is None
+    assert "range from -1 to 9" in cli._label_range_error(cli.build_demo_model(), y)
     # Labels in range, as floats of integer value: no complaint.
     np.savez(data_path, x=np.zeros((64, 28, 28), "uint8"), y=np.arange(64) % 10.0)
     assert cli._label_range_error(keras.models.load_model(model_path),
