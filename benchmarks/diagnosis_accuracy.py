@@ -435,6 +435,34 @@ def score(runs: dict, accuracy: bool = True) -> None:
         print(f"| {lab} | " + " | ".join(cells) + " |")
 
 
+def score_during(runs: dict, accuracy: bool = True, min_epochs: int = 3) -> None:
+    """What `LRMonitor` would warn during the runs the grid marks good.
+
+    Each good run's history is diagnosed after every epoch from
+    `min_epochs` on (LRMonitor's default), as the callback reads it; a run
+    counts when any of those readings is ``too_high``.
+    """
+    from keras_lr import diagnose
+
+    good, warned, first = 0, 0, Counter()
+    for task_runs in runs.values():
+        for r, lab in zip(task_runs, label(task_runs)):
+            if lab != "good":
+                continue
+            h = r["history"] if accuracy else _without_accuracy(r["history"])
+            good += 1
+            for k in range(min_epochs, len(h["loss"]) + 1):
+                if diagnose({key: v[:k] for key, v in h.items()}).verdict == "too_high":
+                    warned += 1
+                    first[k] += 1
+                    break
+    epochs = ", ".join(f"epoch {k}: {n}" for k, n in sorted(first.items()))
+    print(
+        f"\nGood runs with a `too_high` reading at some epoch >= {min_epochs} "
+        f"(what LRMonitor warns): {warned} of {good} (first at {epochs or '-'})"
+    )
+
+
 def compare_replicate(runs: dict, replicate: dict) -> None:
     """How reproducible are the grid's labels? Two data orders compared.
 
@@ -512,6 +540,7 @@ def main():
             runs = saved
         RUNS.write_text(json.dumps(runs, indent=1))
     score(runs, accuracy=not args.no_accuracy)
+    score_during(runs, accuracy=not args.no_accuracy)
 
 
 if __name__ == "__main__":
