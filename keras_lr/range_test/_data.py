@@ -106,6 +106,7 @@ def fit_arguments(
     batch_size: int | None,
     num_steps: int,
     sample_weight: Any = None,
+    class_weight: dict | None = None,
 ) -> dict:
     """Keyword arguments for `model.fit` that run `num_steps` steps over `x`.
 
@@ -121,15 +122,40 @@ def fit_arguments(
 
     Per-sample weights go with array data only (`sample_weight`, see
     `check_sample_weight`), as in `fit`; a dataset yields its own
-    ``(x, y, sample_weight)`` batches.
+    ``(x, y, sample_weight)`` batches. A `class_weight` table (checked by
+    the caller) goes with arrays, a `tf.data.Dataset` or a `PyDataset`.
 
     Raises:
         TypeError: for `x` that `fit` does not take, or a `sample_weight`
             that is not numbers.
-        ValueError: for empty data, `y` given with a dataset, or a
-            `sample_weight` that `check_sample_weight` refuses.
+        ValueError: for empty data, `y` given with a dataset, a
+            `sample_weight` that `check_sample_weight` refuses, or a
+            `class_weight` with data that `fit` takes it with.
     """
-    sample_weight = check_sample_weight(x, y, sample_weight)
+    kwargs = _fit_arguments(
+        x, y, batch_size, num_steps, check_sample_weight(x, y, sample_weight)
+    )
+    if class_weight is not None:
+        if not (
+            _is_array_like(x)
+            or _is_tf_dataset(x)
+            or isinstance(x, keras.utils.PyDataset)
+        ):
+            raise ValueError(
+                "Argument `class_weight` is taken with arrays, a "
+                "tf.data.Dataset or a keras.utils.PyDataset, as in `fit`. A "
+                "generator, a torch DataLoader or a list of batches must yield "
+                "`(x, y, sample_weight)` batches with each sample's class "
+                f"weight. Received: x of type {type(x).__name__}"
+            )
+        kwargs["class_weight"] = class_weight
+    return kwargs
+
+
+def _fit_arguments(
+    x: Any, y: Any, batch_size: int | None, num_steps: int, sample_weight: Any
+) -> dict:
+    """`fit_arguments` less the class weights; `sample_weight` is checked."""
     if y is None and is_batch_list(x):
         return {
             "x": _cycle(x),

@@ -20,7 +20,6 @@ from keras_lr._state import (
 )
 from keras_lr.range_test._data import (
     _is_array_like,
-    _is_tf_dataset,
     _take,
     check_sample_weight,
     check_targets,
@@ -118,10 +117,13 @@ def _settle_loss_scale(
     if is_one_shot(x):
         return
     kwargs = fit_arguments(
-        x, y, batch_size, _SETTLE_STEPS, weights.get("sample_weight")
+        x,
+        y,
+        batch_size,
+        _SETTLE_STEPS,
+        weights.get("sample_weight"),
+        weights.get("class_weight"),
     )
-    if "class_weight" in weights:
-        kwargs["class_weight"] = weights["class_weight"]
     kwargs.update(epochs=1, steps_per_epoch=_SETTLE_STEPS)
     session = StepLossSession(model, _SETTLE_STEPS)
     try:
@@ -241,21 +243,14 @@ def lr_range_test(
     batch_size = _validate.check_optional_int("batch_size", batch_size, minimum=1)
     check_targets(model, x, y)
     weights = _fit_weights(sample_weight, class_weight)
-    fit_kwargs = fit_arguments(x, y, batch_size, callback.num_steps, sample_weight)
-    if class_weight is not None:
-        if not (
-            _is_array_like(x)
-            or _is_tf_dataset(x)
-            or isinstance(x, keras.utils.PyDataset)
-        ):
-            raise ValueError(
-                "Argument `class_weight` is taken with arrays, a "
-                "tf.data.Dataset or a keras.utils.PyDataset, as in `fit`. A "
-                "generator, a torch DataLoader or a list of batches must yield "
-                "`(x, y, sample_weight)` batches with each sample's class "
-                f"weight. Received: x of type {type(x).__name__}"
-            )
-        fit_kwargs["class_weight"] = weights["class_weight"]
+    fit_kwargs = fit_arguments(
+        x,
+        y,
+        batch_size,
+        callback.num_steps,
+        sample_weight,
+        weights.get("class_weight"),
+    )
     # Taken before the data is first read (a shuffling loader draws from the
     # global generators) and before a model without an `Input` is built
     # (which builds its optimizer and compiled loss too): both go back.
@@ -436,11 +431,17 @@ def _race_arguments(
         }
         if "sample_weight" in weights:
             kwargs["sample_weight"] = _take(weights["sample_weight"], index)
-    else:
-        kwargs = fit_arguments(x, y, batch_size, steps, weights.get("sample_weight"))
-    if "class_weight" in weights:
-        kwargs["class_weight"] = weights["class_weight"]
-    return kwargs
+        if "class_weight" in weights:
+            kwargs["class_weight"] = weights["class_weight"]
+        return kwargs
+    return fit_arguments(
+        x,
+        y,
+        batch_size,
+        steps,
+        weights.get("sample_weight"),
+        weights.get("class_weight"),
+    )
 
 
 def _race(
