@@ -104,6 +104,14 @@ ROUNDS = {
     "digits_mlp_lion_b64_heldout14": "16",
     "fashion_ln_mlp_rmsprop_b128_heldout14": "16",
     "digits_elu_mlp_adamax_heldout14": "16",
+    "fashion_cnn_wide_momentum_b128_heldout15": "17",
+    "digits_selu_mlp_amsgrad_heldout15": "17",
+    "fashion_dropout_mlp_nesterov_heldout15": "17",
+    "digits_cnn_lamb_b16_heldout15": "17",
+    "fashion_sep_cnn_adam_b32_heldout16": "18",
+    "digits_deep_mlp_clipped_momentum_heldout16": "18",
+    "fashion_cnn_adamw_1e-2_heldout16": "18",
+    "digits_mlp_rmsprop_b256_heldout16": "18",
 }
 
 
@@ -205,6 +213,19 @@ TASKS = [
      (-5, 0)),
     ("digits_elu_mlp_adamax_heldout14", "mlp_digits_elu", "adamax", "dg", 12, 32,
      (-5, 0)),
+    ("fashion_cnn_wide_momentum_b128_heldout15", "cnn_wide", "momentum", "fm", 3, 128,
+     (-4, 1)),
+    ("digits_selu_mlp_amsgrad_heldout15", "mlp_digits_selu", "amsgrad", "dg", 12, 32,
+     (-5, 0)),
+    ("fashion_dropout_mlp_nesterov_heldout15", "mlp_fm_dropout", "nesterov", "fm", 4,
+     64, (-4, 1)),
+    ("digits_cnn_lamb_b16_heldout15", "cnn_digits", "lamb", "dg", 8, 16, (-5, 0)),
+    ("fashion_sep_cnn_adam_b32_heldout16", "cnn_sep", "adam", "fm", 3, 32, (-5, 0)),
+    ("digits_deep_mlp_clipped_momentum_heldout16", "mlp_digits_deep",
+     "momentum_clipnorm", "dg", 12, 32, (-4, 1)),
+    ("fashion_cnn_adamw_1e-2_heldout16", "cnn", "adamw_1e-2", "fm", 4, 64, (-5, 0)),
+    ("digits_mlp_rmsprop_b256_heldout16", "mlp_digits", "rmsprop", "dg", 30, 256,
+     (-5, 0)),
 ]  # fmt: skip
 
 
@@ -237,7 +258,18 @@ def _models():
             L.Conv2D(32, 3, strides=2, activation="relu"),
             L.Conv2D(64, 3, strides=2, activation="relu"),
             L.GlobalAveragePooling2D()]),
+        "cnn_wide": (fashion, lambda: [
+            L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(),
+            L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(),
+            L.Flatten(), L.Dense(128, activation="relu")]),
+        "cnn_sep": (fashion, lambda: [
+            L.Conv2D(16, 3, strides=2, activation="relu"),
+            L.SeparableConv2D(32, 3, strides=2, activation="relu"),
+            L.SeparableConv2D(64, 3, activation="relu"),
+            L.GlobalAveragePooling2D()]),
         "mlp_fm": (fashion, lambda: [L.Flatten(), L.Dense(128, activation="relu")]),
+        "mlp_fm_dropout": (fashion, lambda: [
+            L.Flatten(), L.Dense(256, activation="relu"), L.Dropout(0.2)]),
         "mlp_fm_tanh": (fashion, lambda: [L.Flatten(), L.Dense(128, activation="tanh")]),
         "mlp_fm_deep": (fashion, lambda: [
             L.Flatten(), L.Dense(256, activation="relu"),
@@ -252,6 +284,9 @@ def _models():
         "mlp_digits_deep": (digits, lambda: [
             L.Dense(128, activation="relu"), L.Dense(128, activation="relu")]),
         "mlp_digits_elu": (digits, lambda: [L.Dense(256, activation="elu")]),
+        "mlp_digits_selu": (digits, lambda: [
+            L.Dense(64, activation="selu", kernel_initializer="lecun_normal"),
+            L.Dense(64, activation="selu", kernel_initializer="lecun_normal")]),
         "mlp_digits_swish": (digits, lambda: [L.Dense(64, activation="swish")]),
         "mlp_digits_tanh": (digits, lambda: [L.Dense(32, activation="tanh")]),
         "mlp_digits_dropout": (digits, lambda: [
@@ -273,6 +308,10 @@ def _optimizers():
         "adam": lambda lr: O.Adam(lr),
         "adamw_1e-4": lambda lr: O.AdamW(lr, weight_decay=1e-4),
         "adamw_1e-3": lambda lr: O.AdamW(lr, weight_decay=1e-3),
+        "adamw_1e-2": lambda lr: O.AdamW(lr, weight_decay=1e-2),
+        "amsgrad": lambda lr: O.Adam(lr, amsgrad=True),
+        "lamb": lambda lr: O.Lamb(lr),
+        "momentum_clipnorm": lambda lr: O.SGD(lr, momentum=0.9, clipnorm=1.0),
         "adamax": lambda lr: O.Adamax(lr),
         "nadam": lambda lr: O.Nadam(lr),
         "rmsprop": lambda lr: O.RMSprop(lr),
