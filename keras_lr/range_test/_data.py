@@ -299,18 +299,49 @@ def is_batch_list(x: Any) -> bool:
 
 
 def check_targets(model: Any, x: Any, y: Any) -> None:
-    """A model compiled with a loss needs targets next to in-memory inputs."""
-    if (
-        y is None
-        and getattr(model, "loss", None) is not None
-        and (isinstance(x, np.ndarray) or keras.ops.is_tensor(x))
-    ):
+    """A model compiled with a loss needs targets next to in-memory inputs.
+
+    In-memory inputs are arrays, tensors, and tuples, lists or dicts of them
+    (not a dataset, generator or list of batches, which carry their
+    targets). A tuple of 2 or 3 arrays with no `y` is most likely
+    ``(x, y[, sample_weight])`` given where `lr_range_test` takes ``x, y``.
+
+    Example:
+
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> x, y = np.zeros((4, 2)), np.zeros((4, 1))
+    >>> check_targets(model, (x, y), None)
+    Traceback (most recent call last):
+    ...
+    ValueError: The model was compiled with a loss, but the data holds inputs and no targets: ...
+    """
+    if y is not None or getattr(model, "loss", None) is None:
+        return
+    if isinstance(x, np.ndarray) or keras.ops.is_tensor(x):
         raise ValueError(
             "The model was compiled with a loss, but the data holds inputs and "
             "no targets: pass arrays as `(x, y)` (to `find_best_learning_rate`) "
             "or `x, y` (to `lr_range_test`). Received: an array of shape "
             f"{tuple(np.shape(x))} and no `y`."
         )
+    if not (isinstance(x, (tuple, list, dict)) and _is_array_like(x)):
+        return
+    leaves = list(x.values()) if isinstance(x, dict) else list(x)
+    shapes = ", ".join(str(tuple(np.shape(leaf))) for leaf in leaves)
+    hint = ""
+    if isinstance(x, tuple) and len(x) in (2, 3):
+        hint = (
+            " A tuple `(x, y)` is taken as the data by "
+            "`find_best_learning_rate(model, (x, y))`; `lr_range_test` takes "
+            "them apart: `lr_range_test(model, x, y)`."
+        )
+    raise ValueError(
+        "The model was compiled with a loss, but the data holds inputs and no "
+        f"targets: `x` is a {type(x).__name__} of {len(leaves)} arrays (shapes "
+        f"{shapes}), read as the model's inputs, and `y` is None.{hint}"
+    )
 
 
 def _short_repr(x: Any) -> str:
