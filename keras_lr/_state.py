@@ -328,6 +328,29 @@ class TrainingState:
             _unbuild_compiled(compiled, kept)
 
 
+def variables_finite(variables: Any) -> bool:
+    """Whether every floating-point value of `variables` is finite.
+
+    Computed on the device; one boolean comes back to the host.
+
+    Example:
+
+    >>> import keras
+    >>> v = keras.Variable([1.0, 2.0])
+    >>> variables_finite([v]), variables_finite([keras.Variable([1.0, np.nan])])
+    (True, False)
+    """
+    import keras
+
+    ok = None
+    for variable in variables:
+        if "float" not in str(variable.dtype):
+            continue
+        finite = keras.ops.all(keras.ops.isfinite(variable.value))
+        ok = finite if ok is None else keras.ops.logical_and(ok, finite)
+    return ok is None or bool(keras.ops.convert_to_numpy(ok))
+
+
 def _optimizer_chain(optimizer: Any) -> list[Any]:
     """An optimizer and the ones it wraps (a `LossScaleOptimizer`'s inner)."""
     chain = [optimizer]

@@ -516,6 +516,76 @@ def test_array_inputs_without_targets_are_named():
         keras_lr.lr_range_test(model, x, num_steps=20, verbose=0)
 
 
+@pytest.mark.multibackend
+def test_a_tuple_of_inputs_and_targets_given_as_x_is_named():
+    # `lr_range_test(model, (x, y))`, the way `find_best_learning_rate` takes
+    # its data: `fit` read the tuple as two inputs of a one-input model and
+    # failed inside the loss ("None values not supported").
+    x, y = _regression_data()
+    model = _tiny_regression_model()
+    before = all_state(model)
+    with pytest.raises(ValueError, match=r"`lr_range_test\(model, x, y\)`") as info:
+        keras_lr.lr_range_test(model, (x, y), num_steps=20, verbose=0)
+    assert "a tuple of 2 arrays (shapes (256, 4), (256, 1))" in str(info.value)
+    with pytest.raises(ValueError, match="a dict of 1 arrays"):
+        keras_lr.lr_range_test(model, {"x": x}, num_steps=20, verbose=0)
+    assert_bitwise_equal(before, all_state(model))
+    # Targets given: the same tuple is data again, and `find_best` splits it.
+    result = keras_lr.lr_range_test(model, x, y, num_steps=20, verbose=0)
+    assert len(result.lrs) == 20
+    lr = keras_lr.find_best_learning_rate(model, (x, y), num_steps=20, verbose=0)
+    assert np.isfinite(lr) and lr > 0
+
+
+@pytest.mark.multibackend
+def test_one_nan_sample_that_kills_the_network_is_reported():
+    # One sample of NaN inputs. On TensorFlow relu(NaN) is 0: every loss
+    # stays finite, the network is dead (weights NaN) from that batch on, and
+    # the curve sat flat at the chance level with no word of why. On JAX and
+    # PyTorch the NaN reaches the loss, which ends the sweep as a divergence.
+    x, y = _digits_like()
+    x[40] = np.nan
+    model = _relu_classifier()
+    before = all_state(model)
+    result = keras_lr.lr_range_test(model, x, y, batch_size=16, num_steps=40,
+                                    verbose=0)  # fmt: skip
+    assert_bitwise_equal(before, all_state(model))
+    if result.diverged:
+        assert result.params["nonfinite_weights"] is False
+        assert not np.isfinite(result.losses[-1])
+    else:
+        assert result.params["nonfinite_weights"] is True
+        assert "weights were not finite" in result.diagnostics()[0]
+    if BACKEND == "tensorflow":
+        assert not result.diverged
+    x[40] = 0.0
+    clean = keras_lr.lr_range_test(model, x, y, batch_size=16, num_steps=40,
+                                   verbose=0)  # fmt: skip
+    assert clean.params["nonfinite_weights"] is False
+    assert not any("weights were not finite" in d for d in clean.diagnostics())
+
+
+def _digits_like(n=640):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, n)
+    centres = rng.normal(size=(10, 16)).astype("float32")
+    x = centres[y] + 0.5 * rng.normal(size=(n, 16)).astype("float32")
+    return x, y.astype("int32")
+
+
+def _relu_classifier():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((16,)), keras.layers.Dense(32, activation="relu"),
+        keras.layers.Dense(10),
+    ])  # fmt: skip
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.01),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return model
+
+
 def test_a_sweep_cut_short_by_fit_is_diagnosed():
     # The callback in a user's fit of 60 steps with a 100-step sweep.
     x, y = _regression_data(n=60 * 4)

@@ -37,6 +37,27 @@ def test_warnings_for_untrustworthy_curves():
     assert flat.diagnostics()
 
 
+def test_nonfinite_weights_under_finite_losses_are_a_finding(tmp_path):
+    # The good curve would warn nothing; weights found non-finite at the end
+    # of its sweep make it untrustworthy, and the flag survives a round trip.
+    poisoned = LRRangeTestResult(
+        LRS, GOOD, diverged=True, divergence_step=99,
+        params={"nonfinite_weights": True},
+    )  # fmt: skip
+    found = poisoned.diagnostics()
+    assert "weights were not finite at the end of the sweep" in found[0]
+    with pytest.warns(RangeTestWarning, match="np.isfinite"):
+        poisoned.suggestion()
+    path = tmp_path / "r.json"
+    poisoned.to_json(path)
+    assert LRRangeTestResult.from_json(path).params["nonfinite_weights"] is True
+    clean = LRRangeTestResult(
+        LRS, GOOD, diverged=True, divergence_step=99,
+        params={"nonfinite_weights": False},
+    )  # fmt: skip
+    assert clean.diagnostics() == []
+
+
 def test_smoothed_losses_are_the_debiased_ema():
     result = LRRangeTestResult(LRS[:3], [1.0, 2.0, 3.0], smoothing=0.5)
     np.testing.assert_allclose(result.smoothed_losses, [1.0, 5 / 3, 17 / 7])

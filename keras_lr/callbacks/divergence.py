@@ -23,7 +23,12 @@ import numpy as np
 
 from keras_lr import _live, _rate, _validate
 from keras_lr._detect import DivergenceEvent, LossWatch
-from keras_lr._state import TrainingState, distribution_scope, set_attr
+from keras_lr._state import (
+    TrainingState,
+    distribution_scope,
+    set_attr,
+    variables_finite,
+)
 from keras_lr.callbacks._grad_norm import SKIPPED, GradNormHook
 from keras_lr.callbacks._ring import RingLossRecorder
 from keras_lr.range_test._recorder import gate_train_step
@@ -1125,18 +1130,8 @@ class DivergenceDetector(keras.callbacks.Callback):
 
 
 def _all_finite(model: keras.Model) -> bool:
-    """Whether the model's and its optimizer's float variables are finite.
-
-    Computed on the device; one boolean comes back to the host.
-    """
-    variables = _WeightsSnapshot(model, capture=False).variables()
-    ok = None
-    for variable in variables:
-        if "float" not in str(variable.dtype):
-            continue
-        finite = keras.ops.all(keras.ops.isfinite(variable.value))
-        ok = finite if ok is None else keras.ops.logical_and(ok, finite)
-    return ok is None or bool(keras.ops.convert_to_numpy(ok))
+    """Whether the model's and its optimizer's float variables are finite."""
+    return variables_finite(_WeightsSnapshot(model, capture=False).variables())
 
 
 def _ratio(name: str, value: Any) -> float | None:

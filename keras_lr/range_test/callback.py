@@ -16,6 +16,7 @@ from keras_lr._state import (
     base_optimizer,
     distribution_scope,
     set_attr,
+    variables_finite,
 )
 from keras_lr.range_test._data import check_validation_data
 from keras_lr.range_test._recorder import StepLossRecorder, gate_train_step
@@ -456,6 +457,13 @@ class LRRangeTest(keras.callbacks.Callback):
         )
         skipped = self._skipped_steps(losses.size)
         result.params["skipped_steps"] = skipped
+        # Weights poisoned under finite losses (on TensorFlow, relu(NaN) is 0:
+        # a NaN input or update leaves a dead network scoring the chance
+        # level), which no loss test can see. After a divergence the weights
+        # may be anything; the curve stops there.
+        result.params["nonfinite_weights"] = bool(
+            event is None and losses.size and not variables_finite(self._model.weights)
+        )
         if skipped:
             warnings.warn(
                 f"LR range test: at least {skipped} of the curve's {losses.size} "

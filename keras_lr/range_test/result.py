@@ -116,7 +116,9 @@ class LRRangeTestResult:
     def diagnostics(self) -> list[str]:
         """Why the curve may not be trusted; an empty list if it can be.
 
-        Checks: a sweep cut short (`fit` ended before its `num_steps`), too
+        Checks: weights that turned non-finite under finite losses
+        (``params["nonfinite_weights"]``), a sweep cut short (`fit` ended
+        before its `num_steps`), too
         few finite points, no descent (the loss never falls meaningfully
         below where it started), a sweep that never diverged (the curve
         may not show where the rate becomes too high), and one whose loss
@@ -124,6 +126,15 @@ class LRRangeTestResult:
         """
         lrs, losses = suggest.clean_curve(self.lrs, self.losses)
         found = []
+        if self.params.get("nonfinite_weights"):
+            found.append(
+                "the weights were not finite at the end of the sweep although "
+                "every recorded loss was: a NaN or Inf in the data (on "
+                "TensorFlow a ReLU turns NaN into 0 and hides it from the loss) "
+                "or an optimizer producing NaN updates; from that step on the "
+                "curve is a dead network's. Check the data for NaN and Inf "
+                "(`np.isfinite(x).all()`) and the optimizer"
+            )
         planned = int(self.params.get("num_steps") or 0)
         spe = int(self.params.get("steps_per_execution") or 1)
         ran = len(self.lrs)
