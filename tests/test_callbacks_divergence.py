@@ -1053,6 +1053,61 @@ def test_nan_batch_whose_dead_network_climbs_to_chance_is_no_rate_fault(seed):
 
 
 @pytest.mark.multibackend
+def test_a_nan_sample_met_every_epoch_is_the_data_not_the_rate(caplog):
+    # One NaN sample, met again in every epoch. Its second event came from
+    # the snapshot restored for the first, and read as "the rate never
+    # trained healthily": a 10x cut and "the rate is too high" in the log,
+    # repeated until the rate was a small fraction of the user's and the run stopped
+    # with "try a learning rate about 10x lower".
+    # (With seed 0 the first batch is a lucky one: after each rollback to
+    # step 0 at a lower rate the loss climbs above it before the NaN sample,
+    # which reads as a rise, the sign of a rate at fault; a documented limit.)
+    model, x, y = _toy(seed=1, n=640)
+    x = x.copy()
+    x[25 * 16 + 3] = np.nan  # step 25 of each 40-step epoch
+    det = DivergenceDetector()
+    with caplog.at_level(logging.WARNING, logger="keras_lr"):
+        model.fit(x, y, batch_size=16, epochs=4, shuffle=False, callbacks=[det],
+                  verbose=0)  # fmt: skip
+    assert finite(model)
+    assert len(det.events) >= 3
+    rate = 0.05
+    for event in det.events:
+        assert event["reason"] in ("nonfinite", "nonfinite_weights")
+        assert event["bad_batch"] is True and event["rate_never_healthy"] is False
+        np.testing.assert_allclose(event["learning_rate"], rate, rtol=1e-6)
+        rate = event["learning_rate_after"]
+        np.testing.assert_allclose(rate, event["learning_rate"] * 0.5, rtol=1e-6)
+    assert "never trained healthily" not in caplog.text
+    assert caplog.text.count("points to the data") == len(det.events)
+
+
+@pytest.mark.multibackend
+def test_a_rate_that_overflows_at_once_is_still_the_rate():
+    # The other side of the test above: a rate so high that the first update
+    # overflows the weights, with no rise in the loss before it. The first
+    # event looks like a bad batch; the same snapshot failing again on the
+    # first update after the rollback is the rate: cut by repeat_factor.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1024, 8)).astype("float32")
+    y = x @ np.ones((8, 1), "float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+        keras.layers.Dense(1),
+    ])  # fmt: skip
+    model.compile(keras.optimizers.SGD(1e18), "mse")
+    det = DivergenceDetector(verbose=0)
+    model.fit(x, y, batch_size=16, epochs=2, callbacks=[det], verbose=0)
+    assert finite(model)
+    first, second = det.events[:2]
+    assert first["bad_batch"] is True and first["rate_never_healthy"] is False
+    np.testing.assert_allclose(first["learning_rate_after"], 5e17, rtol=1e-6)
+    assert second["bad_batch"] is False and second["rate_never_healthy"] is True
+    np.testing.assert_allclose(second["learning_rate_after"], 5e16, rtol=1e-6)
+
+
+@pytest.mark.multibackend
 def test_monitor_val_without_validation_data_is_warned(data, caplog):
     x, y, *_ = data
     model = small_cnn(keras.optimizers.SGD(0.05, momentum=0.9))

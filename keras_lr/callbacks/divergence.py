@@ -47,6 +47,19 @@ _CONFIRM = 9
 _WARMUP = 20
 
 
+#: Steps after a rollback within which a non-finite step with no rise
+#: before it is the rate's fault: a rate that overflows the weights outright
+#: turns the loss non-finite on the first update or two (a rate merely too
+#: high raises the loss first, which the tests see).
+_OVERFLOW_STEPS = 2
+#: What the log says of a non-finite step after losses that had not risen.
+_BAD_BATCH = (
+    "A non-finite step after healthy losses points to the data (a NaN or Inf "
+    "in a batch: check `np.isfinite(x).all()`) or a numerical fault, not to "
+    "the rate."
+)
+
+
 class DivergenceError(RuntimeError):
     """Raised by `DivergenceDetector(action="raise")` when training diverges.
 
@@ -196,9 +209,10 @@ class DivergenceDetector(keras.callbacks.Callback):
     are watched. Every event is appended to
     `events` (a dict: ``epoch``, ``step``, ``source``, ``reason``, ``loss``,
     ``baseline``, ``score``, ``restored_step``, ``learning_rate`` and
-    ``learning_rate_after``, ``action``, and ``rate_never_healthy``: whether
+    ``learning_rate_after``, ``action``, ``rate_never_healthy``: whether
     the rate had not yet trained healthily, so that `repeat_factor`
-    applied), logged on the ``"keras_lr"`` logger, and counted in the
+    applied, and ``bad_batch``: whether the event was read as a bad batch,
+    see below), logged on the ``"keras_lr"`` logger, and counted in the
     epoch's logs as ``divergence_events`` (so `History` has it).
 
     The default `factor` is 0.5: a transient fault (a NaN batch, a few
@@ -225,10 +239,13 @@ class DivergenceDetector(keras.callbacks.Callback):
     first snapshot after the start, after losses that had not risen above
     their start, is a bad batch, not the rate: it gets `factor` (a rate at
     fault diverges again from the same snapshot, and then gets
-    `repeat_factor`); so are non-finite weights found while every loss
-    stayed finite and no test fired (a NaN batch through ReLUs on
-    TensorFlow, whose dead network's loss then climbs back to chance level,
-    above a lucky first batch's).
+    `repeat_factor`, when it comes within 2 steps of the rollback);
+    so are non-finite weights found while every loss stayed finite and no
+    test fired (a NaN batch through ReLUs on TensorFlow, whose dead
+    network's loss then climbs back to chance level, above a lucky first
+    batch's). A bad batch that comes back later, after healthy steps (a NaN
+    sample met again each epoch), is still read as the data's fault: it
+    gets `factor`, and the log points to the data instead of the rate.
 
     **Limits.** A rate so high that it kills the network in its first steps
     without the loss ever blowing up (dead ReLUs, a loss stuck at chance
@@ -962,13 +979,22 @@ class DivergenceDetector(keras.callbacks.Callback):
         # No healthy stretch at this rate yet: training diverged before the
         # first snapshot after the start (unless one step went non-finite
         # after losses that had not risen: a bad batch), or again from the
-        # same snapshot.
+        # same snapshot. A bad batch again from the same snapshot counts
+        # only when it comes within `_OVERFLOW_STEPS` steps of the rollback
+        # (a rate that overflows at once); later, after healthy steps, it is
+        # the data again (a NaN sample met once per epoch), not the rate.
+        bad_batch = self._lone_nonfinite(event, source)
+        soon = (
+            self._last_rate_change is not None
+            and record["step"] - self._last_rate_change <= _OVERFLOW_STEPS
+        )
         systematic = self._snapshot is not None and (
-            self._snapshot is self._last_restored
-            or (self._snapshot_step == 0 and not self._lone_nonfinite(event, source))
+            (self._snapshot is self._last_restored and (soon or not bad_batch))
+            or (self._snapshot_step == 0 and not bad_batch)
         )
         factor = self.repeat_factor if systematic else self.factor
         record["rate_never_healthy"] = bool(systematic)
+        record["bad_batch"] = bool(bad_batch and not systematic)
         if action == "rollback":
             lr_after = record["learning_rate"] * factor
             if self.recoveries >= self.max_recoveries:
@@ -1112,11 +1138,16 @@ class DivergenceDetector(keras.callbacks.Callback):
                     "too high, and `keras_lr.find_best_learning_rate(model, "
                     "data)` can find one that trains."
                 )
+            elif record.get("bad_batch"):
+                text += " " + _BAD_BATCH
         elif record["action"] == "stop":
             text += f" Training stopped, {restored_text}."
             if message:
                 text += f" Reason: {message}."
-            text += " Try a learning rate about 10x lower."
+            if record.get("bad_batch"):
+                text += " " + _BAD_BATCH
+            else:
+                text += " Try a learning rate about 10x lower."
         else:
             text += f" {restored_text.capitalize()}; raising."
         return text
