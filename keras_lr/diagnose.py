@@ -151,6 +151,14 @@ UNDERFIT_EXPLAINED = 0.5
 OVERFIT_RISE = 0.10
 _TRAIN_STILL_FALLING = 0.05
 
+#: Added to the readings of a dead network: weights turned NaN look the same
+#: from the history on TensorFlow (a ReLU turns NaN into 0, the loss stays
+#: finite at a constant prediction's).
+_OR_NAN_WEIGHTS = (
+    "; NaN weights behind a finite loss look the same (a NaN or Inf in the "
+    "data: check `np.isfinite(x).all()`)"
+)
+
 _ACTIONS = {
     "too_high": "lower the learning rate about 10x (or add warmup and a decay "
     "schedule; `keras_lr.lr_range_test` finds the edge of stability)",
@@ -772,7 +780,7 @@ def diagnose(
             reasons.append(
                 f"after the first epoch the training loss improved only "
                 f"{100 * late_gain:.2f}%, and not steadily: the network stopped "
-                "learning (a rate so high that it killed it)"
+                "learning (a rate so high that it killed it)" + _OR_NAN_WEIGHTS
             )
             return verdict("too_high")
 
@@ -853,6 +861,7 @@ def diagnose(
             reasons.append(
                 f"the training loss moved only {_percent(moved)} and not "
                 f"steadily, and {stall}: the network stalled where it started"
+                + _OR_NAN_WEIGHTS
             )
             return verdict("too_high")
         if not np.any(loss):
@@ -896,7 +905,7 @@ def diagnose(
                 f"training accuracy ends at {100 * acc[-1]:.1f}% (loss "
                 f"{loss[-1]:.3g}) and has not risen{val_text}: the network "
                 "predicts no better than a constant (a rate so high that it "
-                "killed it)"
+                "killed it)" + _OR_NAN_WEIGHTS
             )
             return verdict("too_high")
 

@@ -43,6 +43,8 @@ def test_rising_loss_is_too_high():
     d = diagnose({"loss": [1.0, 0.9, 1.2, 1.5]})
     assert d.verdict == "too_high"
     assert "rose" in d.reasons[0]
+    # A loss that moves is no dead network: no word of NaN weights.
+    assert "NaN weights" not in " ".join(d.reasons)
 
 
 def test_oscillating_loss_is_too_high():
@@ -115,9 +117,13 @@ def test_stalled_at_start_is_too_high():
     assert d.verdict == "too_high"
     assert abs(d.evidence["late_relative_decrease"]) < 1e-4
     assert "stopped learning" in d.reasons[0]
+    # The same history comes from NaN weights behind a finite loss (one NaN
+    # sample through ReLUs on TensorFlow): the reading says so.
+    assert "NaN weights behind a finite loss" in d.reasons[0]
     # Stalled from the very start: the barely-moving rule.
     d = diagnose({"loss": [2.3027, 2.3026, 2.3027]})
     assert d.verdict == "too_high" and not d.evidence["monotone"]
+    assert "np.isfinite(x).all()" in d.reasons[-1]
 
 
 def test_crawl_is_not_a_stall():
