@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Diagnosis", "diagnose"]
+__all__ = ["RULES", "Diagnosis", "diagnose"]
 
 VERDICTS = ("good", "too_high", "too_low", "overfitting")
 
@@ -172,6 +172,31 @@ _ACTIONS = {
 }
 
 
+#: The readings of `diagnose`, by the verdict they give, in the order they
+#: are tried (`Diagnosis.rule` names the one that decided).
+RULES = {
+    "diverged": "too_high",
+    "one_epoch": "good",
+    "blew_up": "too_high",
+    "confidently_wrong": "too_high",
+    "rising": "too_high",
+    "oscillating": "too_high",
+    "stopped_learning": "too_high",
+    "erratic_validation": "too_high",
+    "overfitting": "overfitting",
+    "crawling": "too_low",
+    "stalled": "too_high",
+    "nothing_to_learn": "good",
+    "barely_moving": "too_low",
+    "constant_prediction": "too_high",
+    "validation_catching_up": "too_low",
+    "still_steep": "too_low",
+    "slow_start": "too_low",
+    "first_epoch_underfit": "too_low",
+    "levelled_off": "good",
+}
+
+
 @dataclass(frozen=True)
 class Diagnosis:
     """The verdict of `diagnose`, with its evidence and a recommended action.
@@ -183,6 +208,8 @@ class Diagnosis:
         action: what to change.
         reasons: one sentence per finding; the last one gave the verdict,
             any before it are notes (a late jump, over-confidence).
+        rule: the name of the reading that gave the verdict, one of `RULES`
+            (empty when the diagnosis was not made by `diagnose`).
 
     Example:
 
@@ -196,6 +223,7 @@ class Diagnosis:
     evidence: dict[str, Any] = field(default_factory=dict)
     action: str = ""
     reasons: tuple[str, ...] = ()
+    rule: str = ""
 
     def __str__(self) -> str:
         lines = [f"Learning rate: {self.verdict.replace('_', ' ')}."]
@@ -653,8 +681,8 @@ def diagnose(
             "'accuracy': none of them was read"
         )
 
-    def verdict(name: str) -> Diagnosis:
-        return Diagnosis(name, ev, _ACTIONS[name], tuple(reasons))
+    def verdict(name: str, rule: str) -> Diagnosis:
+        return Diagnosis(name, ev, _ACTIONS[name], tuple(reasons), rule)
 
     # 1. Divergence.
     for key, series in (("loss", loss), ("val_loss", val_loss)):
@@ -664,14 +692,14 @@ def diagnose(
                 first = int(val_at[first])  # the epoch it was measured after
             ev[f"{key}_nonfinite_epoch"] = first + 1
             reasons.append(f"{key} is not finite from epoch {first + 1}: it diverged")
-            return verdict("too_high")
+            return verdict("too_high", "diverged")
 
     if epochs == 1:
         reasons.append(
             "one epoch only: no trend to read; the loss stayed finite "
             "(train for a few epochs to judge the rate)"
         )
-        return verdict("good")
+        return verdict("good", "one_epoch")
 
     # A run that fitted its training data was not crippled by its rate:
     # rules 2, 3 (small jumps) and 5 do not hold it against the rate.
@@ -707,7 +735,7 @@ def diagnose(
                 f"{blow_up:.1f}x the validation loss after it: the loss blew up "
                 "early in training"
             )
-            return verdict("too_high")
+            return verdict("too_high", "blew_up")
 
     # 2b. Confidently wrong on its own training data (a blow-up it has not
     # recovered from: the ratio of rule 2 misses one that lasts past the
@@ -722,7 +750,7 @@ def diagnose(
                 f"({100 * acc[-1]:.1f}%): confidently wrong predictions, logits "
                 "blown up by too high a rate"
             )
-            return verdict("too_high")
+            return verdict("too_high", "confidently_wrong")
 
     # 3. Training loss rising or jumping back up.
     running_best = np.minimum.accumulate(loss)[:-1]
@@ -740,7 +768,7 @@ def diagnose(
         reasons.append(
             f"the training loss rose from {loss[0]:.4g} to {loss[-1]:.4g} over the run"
         )
-        return verdict("too_high")
+        return verdict("too_high", "rising")
     best = float(loss.min())
     # Relative to |best|: a loss may be negative (cosine similarity, a
     # Gaussian log-likelihood), where ratios of losses change sign.
@@ -760,7 +788,7 @@ def diagnose(
             f"the training loss jumped back up {100 * rebound.max():.0f}% above "
             f"its best at epoch {e}: it oscillates"
         )
-        return verdict("too_high")
+        return verdict("too_high", "oscillating")
 
     # 4. Stopped learning after the first epoch (a killed network): the
     # later epochs gain nothing, and not by a steady crawl.
@@ -782,7 +810,7 @@ def diagnose(
                 f"{100 * late_gain:.2f}%, and not steadily: the network stopped "
                 "learning (a rate so high that it killed it)" + _OR_NAN_WEIGHTS
             )
-            return verdict("too_high")
+            return verdict("too_high", "stopped_learning")
 
     # 5. Validation accuracy erratic or falling.
     if val_acc is not None and val_acc.size >= 2:
@@ -795,7 +823,7 @@ def diagnose(
                 f"validation accuracy dropped by {100 * give_back:.1f} points in "
                 "total between epochs: it is erratic or falling"
             )
-            return verdict("too_high")
+            return verdict("too_high", "erratic_validation")
 
     # 6. Overfitting.
     if val_loss is not None and val_loss.size >= 3:
@@ -823,7 +851,7 @@ def diagnose(
                 f"{int(val_at[k]) + 1} while the training loss fell another "
                 f"{100 * train_fall:.0f}%"
             )
-            return verdict("overfitting")
+            return verdict("overfitting", "overfitting")
 
     # 7. Barely moving.
     moved = (loss[0] - loss[-1]) / max(abs(loss[0]), 1e-12)
@@ -851,7 +879,7 @@ def diagnose(
                 f"the training loss fell only {_percent(moved)} over "
                 f"{epochs} epochs, {steady}: it is crawling"
             )
-            return verdict("too_low")
+            return verdict("too_low", "crawling")
         # A network that a too-high rate stalled shows it: its loss goes up
         # and down, it does not learn on validation data, or its accuracy
         # is a constant prediction's. A loss that did not move at all, with
@@ -863,13 +891,13 @@ def diagnose(
                 f"steadily, and {stall}: the network stalled where it started"
                 + _OR_NAN_WEIGHTS
             )
-            return verdict("too_high")
+            return verdict("too_high", "stalled")
         if not np.any(loss):
             reasons.append(
                 "the training loss is 0 at every epoch: there is nothing left "
                 "to learn, at any rate"
             )
-            return verdict("good")
+            return verdict("good", "nothing_to_learn")
         reasons.append(
             f"the training loss moved only {_percent(moved)} over {epochs} "
             "epochs, without going back up: the rate is too small to move the "
@@ -877,7 +905,7 @@ def diagnose(
             "gradients, looks the same: `keras_lr.lr_range_test` shows "
             "whether a higher rate lowers the loss)"
         )
-        return verdict("too_low")
+        return verdict("too_low", "barely_moving")
 
     # 7b. Predicting no better than a constant, after a blow-up.
     if acc is not None and np.all(np.isfinite(acc[[0, -1]])):
@@ -907,7 +935,7 @@ def diagnose(
                 "predicts no better than a constant (a rate so high that it "
                 "killed it)" + _OR_NAN_WEIGHTS
             )
-            return verdict("too_high")
+            return verdict("too_high", "constant_prediction")
 
     # 7c. Evaluation still catching up with training.
     if acc_v is not None and val_acc is not None and val_loss is not None:
@@ -928,7 +956,7 @@ def diagnose(
                 "caught up with training (BatchNorm statistics lag a slow run): "
                 "it is still converging"
             )
-            return verdict("too_low")
+            return verdict("too_low", "validation_catching_up")
 
     # 8. No diminishing returns yet.
     if epochs >= 3:
@@ -941,7 +969,7 @@ def diagnose(
                 f"the last epoch still gained {100 * min(steep, 9.99):.0f}% of what "
                 "the first gained: the loss is far from levelling off"
             )
-            return verdict("too_low")
+            return verdict("too_low", "still_steep")
         early = (loss[1] - loss[2]) / first_gain if first_gain > 0 else math.nan
         ev["second_to_first_gain"] = float(early)
         if early >= EARLY_STEEP:  # False for NaN
@@ -950,7 +978,7 @@ def diagnose(
                 "first gained: the loss did not drop fast at first and then level "
                 "off, it is still in its slow initial descent"
             )
-            return verdict("too_low")
+            return verdict("too_low", "slow_start")
 
     # 9. Still descending within the last epoch (underfitting).
     if val_loss is not None:
@@ -973,7 +1001,7 @@ def diagnose(
                 "validation loss after it: the model still improved markedly "
                 "within that epoch, early in its descent (underfitting)"
             )
-            return verdict("too_low")
+            return verdict("too_low", "first_epoch_underfit")
 
     if late_jump:
         reasons.append(
@@ -982,4 +1010,4 @@ def diagnose(
         )
     else:
         reasons.append("the loss fell and levelled off without jumps")
-    return verdict("good")
+    return verdict("good", "levelled_off")

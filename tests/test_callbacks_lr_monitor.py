@@ -13,8 +13,9 @@ from keras_lr import diagnose
 from keras_lr.callbacks import LRMonitor
 
 
-def feed(monitor, series):
-    """Calls on_epoch_end with scripted logs; returns the logs dicts."""
+def feed(monitor, series, end=True):
+    """Calls on_epoch_end with scripted logs (then on_train_end, as `fit`
+    does, unless `end` is False); returns the logs dicts."""
     monitor.on_train_begin()
     out = []
     keys = list(series)
@@ -22,6 +23,8 @@ def feed(monitor, series):
         logs = {k: series[k][epoch] for k in keys}
         monitor.on_epoch_end(epoch, logs)
         out.append(logs)
+    if end:
+        monitor.on_train_end()
     return out
 
 
@@ -31,7 +34,9 @@ def test_warns_once_per_finding(caplog):
     with caplog.at_level(logging.WARNING, logger="keras_lr"):
         logs = feed(monitor, {"loss": loss})
     assert [f.verdict for _, f in monitor.findings] == ["too_high"]
-    assert monitor.findings[0][0] == 2  # third epoch: the first jump
+    # The first jump, at the third epoch, is a noisy reading: it is reported
+    # when the fourth epoch reads too high as well.
+    assert monitor.findings[0][0] == 3
     assert caplog.text.count("LRMonitor") == 1
     assert "too high" in caplog.text and "10x" in caplog.text
     codes = [log["lr_diagnosis"] for log in logs]
@@ -48,6 +53,41 @@ def test_new_finding_warns_again(caplog):
     feed(monitor, series)
     assert [f.verdict for _, f in monitor.findings] == ["too_low", "overfitting"]
     assert monitor.diagnosis.verdict == "overfitting"
+
+
+def test_a_one_epoch_jump_that_settles_is_not_warned(caplog):
+    # The loss jumps back up at the third epoch ("oscillating") and falls to
+    # a new best at the fourth: no warning. It used to warn at once.
+    loss = [1.0, 0.6, 0.75, 0.5, 0.45, 0.42]
+    assert diagnose({"loss": loss[:3]}).rule == "oscillating"
+    assert diagnose({"loss": loss[:4]}).verdict != "too_high"
+    monitor = LRMonitor()
+    with caplog.at_level(logging.WARNING, logger="keras_lr"):
+        logs = feed(monitor, {"loss": loss})
+    assert "too_high" not in [f.verdict for _, f in monitor.findings]
+    assert "too high" not in caplog.text
+    # The epoch's logs still carry the reading itself.
+    assert [log["lr_diagnosis"] for log in logs][2] == 1
+
+
+def test_a_noisy_reading_on_the_last_epoch_is_reported_at_the_end(caplog):
+    loss = [1.0, 0.6, 0.75]
+    monitor = LRMonitor()
+    with caplog.at_level(logging.WARNING, logger="keras_lr"):
+        feed(monitor, {"loss": loss}, end=False)
+        assert monitor.findings == []
+        monitor.on_train_end()
+    assert [(e, f.rule) for e, f in monitor.findings] == [(2, "oscillating")]
+    assert caplog.text.count("LRMonitor (epoch 3)") == 1
+    monitor.on_train_end()  # once only
+    assert len(monitor.findings) == 1
+
+
+def test_a_divergence_is_warned_at_once():
+    # Not a noisy reading: no wait for the next epoch.
+    monitor = LRMonitor(verbose=0)
+    feed(monitor, {"loss": [2.3, 1.9, 1.5, float("nan"), 2.0]}, end=False)
+    assert [(e, f.rule) for e, f in monitor.findings][-1] == (3, "diverged")
 
 
 def test_min_epochs_holds_trends_but_not_nan():

@@ -950,3 +950,31 @@ def test_history_without_loss_and_with_odd_keys_is_a_clear_error():
     # Found in QA: a bare TypeError from sorting keys of mixed types.
     with pytest.raises(ValueError, match=r"non-empty 'loss' series"):
         diagnose({1: [0.5], "accuracy": [0.5]})
+
+
+def test_every_verdict_names_its_rule():
+    # `Diagnosis.rule` names the reading that decided, and `RULES` maps it to
+    # the verdict it gives: checked over random histories of every shape.
+    from keras_lr.diagnose import RULES
+
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(400):
+        n = int(rng.integers(1, 12))
+        loss = np.exp(np.cumsum(rng.normal(-0.1, 0.3, n))) * 2.3
+        history = {"loss": list(loss)}
+        if rng.random() < 0.7:
+            history["val_loss"] = list(loss * np.exp(rng.normal(0, 0.2, n)))
+        if rng.random() < 0.5:
+            acc = np.clip(1 - loss / 2.5 + rng.normal(0, 0.05, n), 0.01, 1.0)
+            history["accuracy"] = list(acc)
+            if "val_loss" in history:
+                history["val_accuracy"] = list(
+                    np.clip(acc + rng.normal(0, 0.05, n), 0.01, 1)
+                )
+        if rng.random() < 0.05:
+            history["loss"][-1] = float("nan")
+        d = diagnose(history)
+        assert RULES[d.rule] == d.verdict, (d.rule, d.verdict)
+        seen.add(d.rule)
+    assert len(seen) >= 12
