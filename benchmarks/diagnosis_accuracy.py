@@ -112,6 +112,10 @@ ROUNDS = {
     "digits_deep_mlp_clipped_momentum_heldout16": "18",
     "fashion_cnn_adamw_1e-2_heldout16": "18",
     "digits_mlp_rmsprop_b256_heldout16": "18",
+    "fashion_cnn_bn_momentum_b32_heldout17": "19",
+    "digits_selu_mlp_rmsprop_b64_heldout17": "19",
+    "fashion_cnn_wide_adam_b128_heldout17": "19",
+    "digits_deep_mlp_lamb_heldout17": "19",
 }
 
 
@@ -225,6 +229,14 @@ TASKS = [
      "momentum_clipnorm", "dg", 12, 32, (-4, 1)),
     ("fashion_cnn_adamw_1e-2_heldout16", "cnn", "adamw_1e-2", "fm", 4, 64, (-5, 0)),
     ("digits_mlp_rmsprop_b256_heldout16", "mlp_digits", "rmsprop", "dg", 30, 256,
+     (-5, 0)),
+    ("fashion_cnn_bn_momentum_b32_heldout17", "cnn_bn", "momentum", "fm", 3, 32,
+     (-4, 1)),
+    ("digits_selu_mlp_rmsprop_b64_heldout17", "mlp_digits_selu", "rmsprop", "dg", 15,
+     64, (-5, 0)),
+    ("fashion_cnn_wide_adam_b128_heldout17", "cnn_wide", "adam", "fm", 4, 128,
+     (-5, 0)),
+    ("digits_deep_mlp_lamb_heldout17", "mlp_digits_deep", "lamb", "dg", 12, 32,
      (-5, 0)),
 ]  # fmt: skip
 
@@ -475,31 +487,44 @@ def score(runs: dict, accuracy: bool = True) -> None:
 
 
 def score_during(runs: dict, accuracy: bool = True, min_epochs: int = 3) -> None:
-    """What `LRMonitor` would warn during the runs the grid marks good.
+    """What `LRMonitor` warns during the runs, by label.
 
-    Each good run's history is diagnosed after every epoch from
-    `min_epochs` on (LRMonitor's default), as the callback reads it; a run
-    counts when any of those readings is ``too_high``.
+    Each run's epoch logs are fed to an `LRMonitor` (default settings) as
+    `fit` would, then ``on_train_end``; a run counts when the monitor
+    reported a ``too_high`` finding. For comparison, "readings" counts the
+    runs with a ``too_high`` reading of `diagnose` at some epoch from
+    `min_epochs` on, which the monitor reported before stop 21 (it now
+    waits one epoch for a confirmation of its noisy readings).
     """
-    from keras_lr import diagnose
+    import logging
 
-    good, warned, first = 0, 0, Counter()
+    from keras_lr import diagnose
+    from keras_lr.callbacks import LRMonitor
+
+    logging.getLogger("keras_lr").setLevel(logging.ERROR)
+    warned, read, total = Counter(), Counter(), Counter()
     for task_runs in runs.values():
         for r, lab in zip(task_runs, label(task_runs)):
-            if lab != "good":
-                continue
             h = r["history"] if accuracy else _without_accuracy(r["history"])
-            good += 1
-            for k in range(min_epochs, len(h["loss"]) + 1):
-                if diagnose({key: v[:k] for key, v in h.items()}).verdict == "too_high":
-                    warned += 1
-                    first[k] += 1
-                    break
-    epochs = ", ".join(f"epoch {k}: {n}" for k, n in sorted(first.items()))
+            n = len(h["loss"])
+            total[lab] += 1
+            read[lab] += any(
+                diagnose({key: v[:k] for key, v in h.items()}).verdict == "too_high"
+                for k in range(min_epochs, n + 1)
+            )
+            monitor = LRMonitor(min_epochs=min_epochs, verbose=0)
+            monitor.on_train_begin()
+            for epoch in range(n):
+                monitor.on_epoch_end(epoch, {key: v[epoch] for key, v in h.items()})
+            monitor.on_train_end()
+            warned[lab] += any(f.verdict == "too_high" for _, f in monitor.findings)
     print(
-        f"\nGood runs with a `too_high` reading at some epoch >= {min_epochs} "
-        f"(what LRMonitor warns): {warned} of {good} (first at {epochs or '-'})"
+        f"\nRuns warned `too_high` during training (LRMonitor, min_epochs="
+        f"{min_epochs}; in brackets, runs with a `too_high` reading at some "
+        "epoch, what it warned before stop 21):"
     )
+    for lab in ("good", "too_high", "too_low"):
+        print(f"  labelled {lab}: {warned[lab]} of {total[lab]} ({read[lab]})")
 
 
 def compare_replicate(runs: dict, replicate: dict) -> None:
