@@ -83,6 +83,33 @@ def test_a_noisy_reading_on_the_last_epoch_is_reported_at_the_end(caplog):
     assert len(monitor.findings) == 1
 
 
+def test_an_unvalidated_epoch_does_not_confirm_a_validation_reading():
+    # With `validation_freq=2` the epoch after a validated one re-reads the
+    # same validation figures: it is no confirmation of an erratic
+    # validation accuracy. The next validated epoch is.
+    series = {
+        "loss": [2.0, 1.0, 0.7, 0.55, 0.48, 0.44, 0.41, 0.39],
+        "accuracy": [0.4, 0.7, 0.8, 0.84, 0.86, 0.87, 0.88, 0.885],
+    }
+    val = {1: (0.9, 0.7), 3: (0.6, 0.8), 5: (0.9, 0.66), 7: (0.7, 0.78)}
+    monitor = LRMonitor(verbose=0)
+    monitor.on_train_begin()
+    held = []
+    for epoch in range(8):
+        logs = {k: v[epoch] for k, v in series.items()}
+        if epoch in val:
+            logs["val_loss"], logs["val_accuracy"] = val[epoch]
+        monitor.on_epoch_end(epoch, logs)
+        if monitor.diagnosis.rule == "erratic_validation":
+            held.append(epoch)
+        high = [(e, f.rule) for e, f in monitor.findings if f.verdict == "too_high"]
+        if epoch == 6:
+            assert high == []  # epoch 6 has no validation
+    monitor.on_train_end()
+    assert held and held[0] == 5
+    assert high == [(7, "erratic_validation")]
+
+
 def test_a_divergence_is_warned_at_once():
     # Not a noisy reading: no wait for the next epoch.
     monitor = LRMonitor(verbose=0)

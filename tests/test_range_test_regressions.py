@@ -537,6 +537,32 @@ def test_a_tuple_of_inputs_and_targets_given_as_x_is_named():
     assert np.isfinite(lr) and lr > 0
 
 
+class TargetsFromInputs(keras.Model):
+    """Compiled with a loss, makes its targets from its inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense = keras.layers.Dense(4)
+
+    def call(self, inputs):
+        return self.dense(inputs["a"])
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
+                     training=True):  # fmt: skip
+        return super().compute_loss(x, x["a"], y_pred, sample_weight, training)
+
+
+@pytest.mark.multibackend
+def test_a_model_that_makes_its_own_targets_needs_no_y():
+    x, _ = _regression_data()
+    keras.utils.set_random_seed(0)
+    model = TargetsFromInputs()
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    model.fit({"a": x}, epochs=1, batch_size=32, verbose=0)  # `fit` takes it
+    result = keras_lr.lr_range_test(model, {"a": x}, num_steps=20, verbose=0)
+    assert len(result.lrs) == 20 and np.all(np.isfinite(result.losses))
+
+
 @pytest.mark.multibackend
 def test_one_nan_sample_that_kills_the_network_is_reported():
     # One sample of NaN inputs. On TensorFlow relu(NaN) is 0: every loss

@@ -277,7 +277,8 @@ class DivergenceDetector(keras.callbacks.Callback):
             shown a healthy stretch: training diverges before the first
             snapshot after the start (other than by a lone non-finite step,
             see above), or again before a new snapshot was taken (the same
-            snapshot is restored twice), in (0, 1).
+            snapshot is restored twice; a lone non-finite step only within
+            2 steps of the rollback), in (0, 1).
         max_recoveries: rollbacks allowed in one `fit`, >= 0.
         restore_rate_after: healthy steps after a rollback by `factor`
             before the rate goes back up to its value before the event;

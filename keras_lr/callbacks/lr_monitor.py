@@ -134,6 +134,17 @@ class LRMonitor(keras.callbacks.Callback):
         self.diagnosis = d
         logs["lr_diagnosis"] = VERDICTS.index(d.verdict)
         pending, self._pending = self._pending, None
+        if (
+            pending is not None
+            and pending[1].rule == "erratic_validation"
+            and not any(key.startswith("val_") for key in logs)
+        ):
+            # No new validation (`validation_freq`): nothing to confirm the
+            # validation reading with yet; a too-high reading now is the same.
+            self._pending = pending
+            if d.verdict == "too_high":
+                return
+            pending = None
         if d.verdict == "good" or any(v == d.verdict for _, v in self._seen()):
             return
         if d.rule in _CONFIRM and pending is None:

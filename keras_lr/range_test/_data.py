@@ -317,7 +317,11 @@ def check_targets(model: Any, x: Any, y: Any) -> None:
     ...
     ValueError: The model was compiled with a loss, but the data holds inputs and no targets: ...
     """
-    if y is not None or getattr(model, "loss", None) is None:
+    if (
+        y is not None
+        or getattr(model, "loss", None) is None
+        or _computes_its_own_loss(model)
+    ):
         return
     if isinstance(x, np.ndarray) or keras.ops.is_tensor(x):
         raise ValueError(
@@ -342,6 +346,17 @@ def check_targets(model: Any, x: Any, y: Any) -> None:
         f"targets: `x` is a {type(x).__name__} of {len(leaves)} arrays (shapes "
         f"{shapes}), read as the model's inputs, and `y` is None.{hint}"
     )
+
+
+def _computes_its_own_loss(model: Any) -> bool:
+    """Whether `model` overrides `train_step` or `compute_loss` (it may then
+    make its targets from the inputs)."""
+    for name in ("train_step", "compute_loss"):
+        method = getattr(type(model), name, None)
+        module = getattr(method, "__module__", "") or ""
+        if method is not None and not module.startswith("keras."):
+            return True
+    return False
 
 
 def _short_repr(x: Any) -> str:
