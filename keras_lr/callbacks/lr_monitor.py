@@ -36,7 +36,8 @@ class LRMonitor(keras.callbacks.Callback):
     from one epoch to the next: the training loss jumping back up
     (``rule="oscillating"``) and validation accuracy erratic or falling
     (``"erratic_validation"``). One of them is reported only when the next
-    epoch reads ``"too_high"`` too, or when training ends on it (in
+    epoch (for the validation reading, the next validated one) reads
+    ``"too_high"`` too, or when training ends on it (in
     ``on_train_end``): on the diagnosis benchmark's runs that end good,
     these one-epoch readings were most of the mid-run warnings (18 good
     runs of 308 warned without the wait, 10 with it, while 292 of the 371
