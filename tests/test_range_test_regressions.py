@@ -537,6 +537,25 @@ def test_a_tuple_of_inputs_and_targets_given_as_x_is_named():
     assert np.isfinite(lr) and lr > 0
 
 
+@pytest.mark.multibackend
+def test_inputs_and_targets_of_different_lengths_are_refused():
+    # The holdout cut both by the length of `x`: 100 inputs beside 256
+    # targets trained on misaligned pairs without a word; the other way
+    # round, an IndexError.
+    x, y = _regression_data()
+    model = _tiny_regression_model()
+    before = all_state(model)
+    for data, sizes in (((x[:100], y), "x with 100 samples, y with 256"),
+                        ((x, y[:100]), "x with 256 samples, y with 100")):  # fmt: skip
+        with pytest.raises(ValueError, match="must hold the same number of samples"):
+            keras_lr.find_best_learning_rate(model, data, num_steps=20, verbose=0)
+        try:
+            keras_lr.find_best_learning_rate(model, data, num_steps=20, verbose=0)
+        except ValueError as error:
+            assert sizes in str(error)
+    assert_bitwise_equal(before, all_state(model))
+
+
 class TargetsFromInputs(keras.Model):
     """Compiled with a loss, makes its targets from its inputs."""
 
