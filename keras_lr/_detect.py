@@ -220,6 +220,24 @@ class LossWatch:
         return self._violations == 0
 
     @property
+    def steady(self) -> bool:
+        """Healthy, and neither the last loss nor the smoothed one is over
+        ``best_ratio`` times the best (where that rise is material).
+
+        A rise not yet confirmed by the tests is no state to keep: a
+        snapshot taken there would roll back into the divergence.
+        """
+        if not self.healthy:
+            return False
+        if self.best_ratio is None or not math.isfinite(self.best) or not self._recent:
+            return True
+        limit = self.best + (self.best_ratio - 1.0) * abs(self.best)
+        return not any(
+            value > limit and self._material(value)
+            for value in (self._recent[-1], self.smoothed)
+        )
+
+    @property
     def in_grace(self) -> bool:
         """The next loss falls in the grace period (ratio and z tests off)."""
         return self.step < self._grace_until

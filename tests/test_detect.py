@@ -163,6 +163,27 @@ def test_healthy_flag_tracks_pending_violations():
     assert watch.healthy
 
 
+def test_steady_flag_refuses_a_rise_the_tests_have_yet_to_confirm():
+    # A healthy descent, then losses 5x and more over the best: before the
+    # tests confirm the rise (median of the last 9 halfway up, patience) the
+    # watch is healthy, but no state to keep a snapshot of.
+    watch = detector_watch()
+    rng = np.random.default_rng(0)
+    watch.update(np.linspace(2.3, 1.0, 60) * rng.lognormal(0, 0.05, 60))
+    assert watch.healthy and watch.steady
+    assert watch.update([5.0, 6.5]) is None
+    assert watch.healthy and not watch.steady
+    # Over healthy noisy curves, with their rare 3x outlier batches, it is
+    # steady at all but a few steps (a snapshot is only put off a little).
+    for seed in range(3):
+        watch = detector_watch()
+        unsteady = 0
+        for x in healthy_curve(np.random.default_rng(seed))[:1500]:
+            assert watch.update([x]) is None
+            unsteady += not watch.steady
+        assert unsteady < 0.05 * 1500
+
+
 # Range-test rule and LossWatch basics ---------------------------------------
 def test_ema_matches_closed_form():
     rng = np.random.default_rng(0)

@@ -189,7 +189,10 @@ class DivergenceDetector(keras.callbacks.Callback):
     to spare pass `snapshot_every`). An explicit `snapshot_every` takes each
     snapshot at once, at the steps it names, with no device copy.
 
-    **Actions.** Every action first restores the last healthy snapshot.
+    **Actions.** Every action first restores the last healthy snapshot
+    (snapshots are taken only while no test is in violation and neither
+    the last loss nor the smoothed one is over ``best_ratio`` times the
+    best: a rise the tests have yet to confirm is no state to keep).
     ``"rollback"`` then multiplies the learning rate by `factor` and goes
     on: a float rate is assigned; a schedule is lowered through its variable
     ``factor`` (the contract of `keras_lr.schedules.Scaled`). After
@@ -849,9 +852,11 @@ class DivergenceDetector(keras.callbacks.Callback):
             ):
                 event, source = grad_event, "gradient_norm"
         self._consumed = total
+        # Snapshots only of a steady state: no test in violation, and no
+        # rise over best_ratio x the best that the tests have yet to confirm.
         healthy = (
             event is None
-            and self._watch.healthy
+            and self._watch.steady
             and not self._watch.in_grace
             and (self._grad_watch is None or self._grad_watch.healthy)
             and bool(losses.size)
