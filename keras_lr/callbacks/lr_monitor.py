@@ -41,8 +41,10 @@ class LRMonitor(keras.callbacks.Callback):
     ``on_train_end``): on the diagnosis benchmark's runs that end good,
     these one-epoch readings were most of the mid-run warnings (18 good
     runs of 308 warned without the wait, 10 with it, while 292 of the 371
-    runs labelled too high were still warned, against 299). With ``fit(validation_freq=k)`` the
-    validation figures are matched with the epochs they were measured after.
+    runs labelled too high were still warned, against 299).
+
+    With ``fit(validation_freq=k)`` the validation figures are matched with
+    the epochs they were measured after.
 
     Each `fit` is read on its own: `findings` and `diagnosis` start afresh
     when training begins (with ``fit(initial_epoch=n)``, the reasons count
