@@ -298,6 +298,34 @@ def is_batch_list(x: Any) -> bool:
     )
 
 
+def check_cardinality(x: Any, y: Any) -> None:
+    """In-memory `x` and `y` hold one row per sample, the same number.
+
+    `fit` checks it too, but a holdout cut by the length of `x` comes first
+    (sample weights are checked against `x` by `check_sample_weight`).
+
+    Example:
+
+    >>> check_cardinality(np.zeros((4, 2)), np.zeros(3))
+    Traceback (most recent call last):
+    ...
+    ValueError: Arguments `x` and `y` must hold the same number of samples. Received: x with 4 samples, y with 3 samples
+    """
+    sizes = {}
+    for name, part in (("x", x), ("y", y)):
+        leaves = [part] if hasattr(part, "iloc") else keras.tree.flatten(part)
+        sizes[name] = sorted({int(np.shape(leaf)[0]) for leaf in leaves})
+    if len(set(sizes["x"]) | set(sizes["y"])) > 1:
+        received = ", ".join(
+            f"{name} with {' and '.join(map(str, found))} samples"
+            for name, found in sizes.items()
+        )
+        raise ValueError(
+            "Arguments `x` and `y` must hold the same number of samples. "
+            f"Received: {received}"
+        )
+
+
 def check_targets(model: Any, x: Any, y: Any) -> None:
     """A model compiled with a loss needs targets next to in-memory inputs.
 

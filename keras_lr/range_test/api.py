@@ -21,6 +21,7 @@ from keras_lr._state import (
 from keras_lr.range_test._data import (
     _is_array_like,
     _take,
+    check_cardinality,
     check_sample_weight,
     check_targets,
     check_validation_data,
@@ -379,26 +380,6 @@ SCORE_CHUNKS = 8
 _MIN_CHUNK = 16
 
 
-def _check_cardinality(x: Any, y: Any, sample_weight: Any) -> None:
-    """Array data cut into a holdout must hold one row per sample throughout
-    (`fit` checks it too, but only after the cut, which a mismatch breaks)."""
-    sizes = {}
-    for name, part in (("x", x), ("y", y), ("sample_weight", sample_weight)):
-        if part is None:
-            continue
-        leaves = keras.tree.flatten(part) if not hasattr(part, "iloc") else [part]
-        sizes[name] = sorted({int(np.shape(leaf)[0]) for leaf in leaves})
-    if len({n for found in sizes.values() for n in found}) > 1:
-        received = ", ".join(
-            f"{name} with {' and '.join(map(str, found))} samples"
-            for name, found in sizes.items()
-        )
-        raise ValueError(
-            "Arguments `x`, `y` (and `sample_weight`) must hold the same "
-            f"number of samples. Received: {received}"
-        )
-
-
 def _split_holdout(
     x: Any, y: Any, weights: dict, holdout: float, seed: int
 ) -> tuple[Any, Any, dict, tuple | None]:
@@ -411,7 +392,7 @@ def _split_holdout(
     """
     if holdout == 0.0 or y is None or not _is_array_like(x):
         return x, y, weights, None
-    _check_cardinality(x, y, weights.get("sample_weight"))
+    check_cardinality(x, y)
     n = num_samples(x)
     k = min(round(holdout * n), MAX_HOLDOUT_SAMPLES)
     if k < 1 or n - k < 1:
