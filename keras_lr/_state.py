@@ -3,10 +3,10 @@
 A `TrainingState` holds host copies of every variable that training can
 change (model weights and non-trainable state, random-seed states, every
 optimizer variable including `iterations` and the loss-scale state of a
-`LossScaleOptimizer`, every metric variable), the optimizer's learning-rate
-object (a variable or a `LearningRateSchedule`) and the model attributes that
-`fit` rewrites (`train_function`, `history`, `stop_training`, ...).
-`restore()` puts all of it back bitwise. Nothing is written to disk.
+`LossScaleOptimizer`, every metric variable, the states of stateful
+recurrent layers), the optimizer's learning-rate object (a variable or a
+`LearningRateSchedule`) and the model attributes that `fit` rewrites
+(`train_function`, `history`, `stop_training`, ...). `restore()` puts all of it back bitwise. Nothing is written to disk.
 
 The range test and the `DivergenceDetector` share this one mechanism.
 """
@@ -247,6 +247,7 @@ class TrainingState:
         if self.optimizer is not None:
             variables += list(self.optimizer.variables)
         variables += list(model.metrics_variables)
+        variables += _stateful_rnn_states(model)
         # The same variable may appear twice (a shared layer); keep one.
         seen: set[int] = set()
         unique = []
@@ -349,6 +350,56 @@ def variables_finite(variables: Any) -> bool:
         finite = keras.ops.all(keras.ops.isfinite(variable.value))
         ok = finite if ok is None else keras.ops.logical_and(ok, finite)
     return ok is None or bool(keras.ops.convert_to_numpy(ok))
+
+
+def stateful_layers(model: Any) -> list[Any]:
+    """The model's layers that carry state from batch to batch.
+
+    Keras's recurrent layers with ``stateful=True``: each takes batches of
+    one fixed size and keeps the last state of each batch in variables of
+    its own, which it does not track (they are in no ``model.variables``,
+    yet `fit` changes them on TensorFlow and PyTorch).
+
+    Example:
+
+    >>> import keras
+    >>> model = keras.Sequential([
+    ...     keras.Input((5, 3), batch_size=4),
+    ...     keras.layers.SimpleRNN(2, stateful=True),
+    ... ])
+    >>> [layer.name for layer in stateful_layers(model)] == [model.layers[0].name]
+    True
+    """
+    return [
+        layer
+        for layer in model._flatten_layers(include_self=False)
+        if getattr(layer, "stateful", False) is True
+    ]
+
+
+def _stateful_rnn_states(model: Any) -> list[Any]:
+    """The state variables of the model's stateful layers (built ones).
+
+    Example:
+
+    >>> import keras
+    >>> model = keras.Sequential([
+    ...     keras.Input((5, 3), batch_size=4),
+    ...     keras.layers.SimpleRNN(2, stateful=True),
+    ... ])
+    >>> [tuple(v.shape) for v in _stateful_rnn_states(model)]
+    [(4, 2)]
+    """
+    import keras
+
+    found = []
+    for layer in stateful_layers(model):
+        states = getattr(layer, "states", None)
+        if states is not None:
+            found += [
+                v for v in keras.tree.flatten(states) if isinstance(v, keras.Variable)
+            ]
+    return found
 
 
 def _optimizer_chain(optimizer: Any) -> list[Any]:

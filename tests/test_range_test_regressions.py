@@ -1262,3 +1262,48 @@ def test_data_read_up_front_leaves_the_global_generators_alone():
         np.random.seed(3)  # noqa: NPY002
         keras_lr.lr_range_test(model, Batches(), num_steps=10, verbose=0)
         assert np.random.random() == expected  # noqa: NPY002
+
+
+def _stateful_lstm():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((5, 3), batch_size=8),
+            keras.layers.LSTM(4, stateful=True),
+            keras.layers.Dense(2),
+        ]
+    )
+    model.compile(
+        keras.optimizers.SGD(0.1),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 5, 3)).astype("float32")
+    return model, x, rng.integers(0, 2, 64)
+
+
+@pytest.mark.skipif(
+    BACKEND != "tensorflow",
+    reason="Keras 3.15's stateful LSTM keeps no state across JAX steps "
+    "and does not train on torch",
+)
+def test_range_test_puts_back_the_states_of_stateful_layers():
+    # Before: a stateful RNN's states are variables the layer does not
+    # track (in no `model.variables`); the sweep's last batch was left in
+    # them on TensorFlow, so the model was not as the range test found it.
+    model, x, y = _stateful_lstm()
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    states = model.layers[0].states
+    before = [np.array(keras.ops.convert_to_numpy(v)) for v in states]
+    assert any(np.any(s != 0) for s in before)  # the fit left a state
+    keras_lr.lr_range_test(model, x, y, batch_size=8, num_steps=16, verbose=0)
+    after = [np.array(keras.ops.convert_to_numpy(v)) for v in states]
+    assert_bitwise_equal(before, after)
+
+
+def test_find_best_refuses_to_race_a_stateful_model_up_front():
+    model, x, y = _stateful_lstm()
+    before = all_state(model)
+    with pytest.raises(ValueError, match=r"stateful recurrent layers \(`lstm"):
+        keras_lr.find_best_learning_rate(model, (x, y), batch_size=8, verbose=0)
+    assert_bitwise_equal(before, all_state(model))

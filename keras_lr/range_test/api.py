@@ -17,6 +17,7 @@ from keras_lr._state import (
     base_optimizer,
     distribution_scope,
     set_attr,
+    stateful_layers,
 )
 from keras_lr.range_test._data import (
     _is_array_like,
@@ -413,6 +414,25 @@ def _split_holdout(
     return _take(x, kept), _take(y, kept), weights, scoring
 
 
+def _check_not_stateful(model: Any, race: bool) -> None:
+    """Refuses a race for a model with stateful recurrent layers.
+
+    Such a layer takes batches of one fixed size, and the race's held-out
+    split and scoring chunks would hand it others. The range test alone
+    (``race=False``) restores the layers' states with the rest.
+    """
+    layers = stateful_layers(model) if race else []
+    if layers:
+        names = ", ".join(f"`{layer.name}`" for layer in layers)
+        raise ValueError(
+            "`find_best_learning_rate` cannot race candidates for a model with "
+            f"stateful recurrent layers ({names}): they take batches of one "
+            "fixed size, and the race holds out and scores parts of the data "
+            "of other sizes. Pass `race=False` to use the range test alone "
+            "(it puts the layers' states back)."
+        )
+
+
 def _race_arguments(
     x: Any, y: Any, batch_size: int | None, steps: int, seed: int, weights: dict
 ) -> dict:
@@ -660,7 +680,9 @@ def find_best_learning_rate(
 
     Raises:
         TypeError: for a one-shot iterator (a generator) when racing.
-        ValueError: on bad arguments (see `lr_range_test`).
+        ValueError: on bad arguments (see `lr_range_test`), and when racing
+            a model with stateful recurrent layers (``stateful=True``),
+            whose fixed batch size the race's held-out split would break.
 
     Example:
 
@@ -683,6 +705,7 @@ def find_best_learning_rate(
     num_candidates = _validate.check_int("num_candidates", num_candidates, minimum=1)
     if race_steps is not None:
         race_steps = _validate.check_int("race_steps", race_steps, minimum=1)
+    _check_not_stateful(model, race)
     x, y, sample_weight = split_data(data)
     if sample_weight is not None and kwargs.get("sample_weight") is not None:
         raise ValueError(
