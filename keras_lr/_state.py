@@ -6,7 +6,8 @@ optimizer variable including `iterations` and the loss-scale state of a
 `LossScaleOptimizer`, every metric variable, the states of stateful
 recurrent layers), the optimizer's learning-rate object (a variable or a
 `LearningRateSchedule`) and the model attributes that `fit` rewrites
-(`train_function`, `history`, `stop_training`, ...). `restore()` puts all of it back bitwise. Nothing is written to disk.
+(`train_function`, `history`, `stop_training`, ...). `restore()` puts all
+of it back bitwise. Nothing is written to disk.
 
 The range test and the `DivergenceDetector` share this one mechanism.
 """
