@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import BACKEND, all_state, assert_bitwise_equal, small_cnn
 
+import keras_lr
 from keras_lr.callbacks import DivergenceDetector, DivergenceError
 from keras_lr.callbacks.divergence import _WeightsSnapshot
 
@@ -536,10 +537,14 @@ def test_mixed_precision(fashion_sample):
         keras.mixed_precision.set_global_policy("float32")
     assert finite(model)
     assert np.isfinite(h.history["loss"][0])
-    # The loss-scale optimizer skips the NaN step itself; the detector still
-    # sees the non-finite loss and the rate is lowered on the inner optimizer.
-    assert det.events and det.events[0]["reason"] == "nonfinite"
-    np.testing.assert_allclose(float(model.optimizer.learning_rate), 0.025, rtol=1e-3)
+    # The loss-scale optimizer skips the NaN step itself: the detector sees
+    # the non-finite loss, finds every weight finite, and neither rolls back
+    # nor lowers the rate.
+    assert [(e["reason"], e["step"], e["action"]) for e in det.events] == [
+        ("nonfinite", 35, "skipped")
+    ]
+    assert det.recoveries == 0
+    np.testing.assert_allclose(float(model.optimizer.learning_rate), 0.05, rtol=1e-6)
 
 
 def test_snapshot_leaves_out_metrics(data):
@@ -894,6 +899,120 @@ def test_gradient_spike_is_caught_before_the_loss_moves():
     det = DivergenceDetector(action="stop", check_every=8, verbose=0)
     model.fit(xf, y, batch_size=16, epochs=1, shuffle=False, callbacks=[det], verbose=0)
     assert det.events == []
+
+
+@pytest.mark.multibackend
+def test_a_nan_step_that_a_loss_scale_optimizer_skipped_is_not_rolled_back():
+    # Before: the skipped step got a rollback to the last snapshot (losing
+    # the steps since) and a rate cut, though no weight had changed.
+    x, y = _linear_problem()
+    weights = np.ones((len(x),), "float32")
+    weights[12 * 16 : 13 * 16] = np.nan  # step 12 of each epoch
+    keras.utils.set_random_seed(0)
+    model = _linear_model(
+        keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.05))
+    )
+    det = DivergenceDetector(check_every=4, snapshot_every=4, window=10, verbose=0)
+    history = model.fit(
+        x,
+        y,
+        sample_weight=weights,
+        batch_size=16,
+        epochs=2,
+        shuffle=False,
+        callbacks=[det],
+        verbose=0,
+    )
+    assert [(e["step"], e["action"], e["bad_batch"]) for e in det.events] == [
+        (12, "skipped", True),
+        (28, "skipped", True),
+    ]
+    assert det.recoveries == 0
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.05, rel=1e-6)
+    assert finite(model)
+    assert history.history["divergence_events"] == [1, 1]
+    # The same run with the NaN batch weighted 0 instead: plain SGD's zero
+    # update leaves the same weights as the skipped step, so its per-step
+    # losses (from Keras's running means) are the NaN run's elsewhere. The
+    # event, read at the epoch's end, left a NaN epoch mean; the epoch's
+    # loss is the mean of the steps after the event (13-15), as the metrics
+    # reset by a mid-epoch event would give it.
+    zero = np.where(np.isnan(weights), 0.0, weights).astype("float32")
+    keras.utils.set_random_seed(0)
+    reference = _linear_model(keras.optimizers.SGD(0.05))
+    means = []
+    reference.fit(
+        x,
+        y,
+        sample_weight=zero,
+        batch_size=16,
+        epochs=2,
+        shuffle=False,
+        callbacks=[
+            keras.callbacks.LambdaCallback(
+                on_train_batch_end=lambda b, logs: means.append(float(logs["loss"]))
+            )
+        ],
+        verbose=0,
+    )
+    means = np.reshape(means, (2, 16))
+    k = np.arange(16)
+    steps = (k + 1) * means - np.concatenate([[[0.0]] * 2, k[1:] * means[:, :-1]], 1)
+    np.testing.assert_allclose(
+        history.history["loss"], steps[:, 13:].mean(axis=1), rtol=1e-4
+    )
+    # Without a loss-scale optimizer the NaN reaches the weights: rollback.
+    keras.utils.set_random_seed(0)
+    plain = _linear_model(keras.optimizers.SGD(0.05))
+    det = DivergenceDetector(check_every=4, snapshot_every=4, verbose=0)
+    history = plain.fit(
+        x,
+        y,
+        sample_weight=weights,
+        batch_size=16,
+        epochs=1,
+        shuffle=False,
+        callbacks=[det],
+        verbose=0,
+    )
+    assert [(e["step"], e["action"]) for e in det.events] == [(12, "rollback")]
+    # Read at the epoch's end, with no step after it: the epoch's loss is
+    # the mean of its finite steps before the event, not Keras's NaN mean.
+    np.testing.assert_allclose(
+        history.history["loss"], [steps[0, :12].mean()], rtol=1e-4
+    )
+    assert keras_lr.diagnose(history).rule != "diverged"
+
+
+@pytest.mark.multibackend
+def test_non_finite_losses_close_together_are_rolled_back_even_if_skipped():
+    # Two non-finite losses within `window` steps: a rate overflowing the
+    # forward pass while the optimizer skips every update would stall
+    # training without a cut, so the second one goes to a rollback.
+    x, y = _linear_problem()
+    weights = np.ones((len(x),), "float32")
+    weights[12 * 16 : 13 * 16] = np.nan
+    weights[15 * 16 : 16 * 16] = np.nan
+    keras.utils.set_random_seed(0)
+    model = _linear_model(
+        keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.05))
+    )
+    det = DivergenceDetector(check_every=4, snapshot_every=4, window=10, verbose=0)
+    model.fit(
+        x,
+        y,
+        sample_weight=weights,
+        batch_size=16,
+        epochs=1,
+        shuffle=False,
+        callbacks=[det],
+        verbose=0,
+    )
+    assert [(e["step"], e["action"]) for e in det.events] == [
+        (12, "skipped"),
+        (15, "rollback"),
+    ]
+    assert det.recoveries == 1
 
 
 @pytest.mark.multibackend

@@ -212,7 +212,8 @@ class DivergenceDetector(keras.callbacks.Callback):
     are watched. Every event is appended to
     `events` (a dict: ``epoch``, ``step``, ``source``, ``reason``, ``loss``,
     ``baseline``, ``score``, ``restored_step``, ``learning_rate`` and
-    ``learning_rate_after``, ``action``, ``rate_never_healthy``: whether
+    ``learning_rate_after``, ``action`` (the action taken, or ``"skipped"``,
+    see below), ``rate_never_healthy``: whether
     the rate had not yet trained healthily, so that `repeat_factor`
     applied, and ``bad_batch``: whether the event was read as a bad batch,
     see below), logged on the ``"keras_lr"`` logger, and counted in the
@@ -263,7 +264,20 @@ class DivergenceDetector(keras.callbacks.Callback):
 
     With mixed precision (`LossScaleOptimizer`) the detector watches the
     unscaled loss, which the loss tracker receives; the optimizer's own
-    skipping of non-finite gradient steps is left as it is.
+    skipping of non-finite gradient steps is left as it is. Under
+    ``action="rollback"`` a bad batch (above) whose step left every variable
+    finite, as a skipped step does, is not rolled back: the event is
+    recorded with ``action="skipped"``, the epoch's metrics are reset, and
+    training goes on at the same rate; a second non-finite loss within
+    `window` steps (a rate overflowing the float16 forward pass while every
+    update is skipped) is rolled back as usual.
+
+    An epoch whose Keras mean loss a handled step left NaN (an event read at
+    the epoch's end, after Keras computed the epoch's logs) logs instead the
+    mean of its finite per-step losses after the last event (of all of them
+    when none came after it), so that `History`, `diagnose` and `LRMonitor`
+    do not read a recovered run as diverged. List the detector before the
+    callbacks that read the logs: Keras calls them in list order.
 
     For the length of `fit` the model's loss tracker is replaced, its
     `train_step` wrapped (so that only training steps are recorded, not an
@@ -481,10 +495,13 @@ class DivergenceDetector(keras.callbacks.Callback):
         )
         self._pending_restore: dict[str, Any] | None = None
         self._last_rate_change: int | None = None
+        self._last_nonfinite: int | None = None
         self.events = []
         self.rate_restorations = []
         self.recoveries = 0
         self._epoch_events = 0
+        self._epoch_tally = [0.0, 0]
+        self._since_event = [0.0, 0]
         self._consumed = 0
         self._epoch_start = 0
         self._next_check = self._every
@@ -661,6 +678,10 @@ class DivergenceDetector(keras.callbacks.Callback):
             self._late_snapshot_due = self._snapshot is None
         self._epoch = epoch
         self._epoch_events = 0
+        # Sums and counts of the epoch's finite per-step losses, and of
+        # those since its last event (`_mend_epoch_loss`).
+        self._epoch_tally = [0.0, 0]
+        self._since_event = [0.0, 0]
         self._epoch_start = self._consumed
         self._epoch_read = False
 
@@ -719,6 +740,7 @@ class DivergenceDetector(keras.callbacks.Callback):
                     self._val_snapshot = snapshot
                     self._val_snapshot_step = self._consumed
         if logs is not None:
+            self._mend_epoch_loss(logs)
             logs["divergence_events"] = self._epoch_events
 
     def on_train_end(self, logs=None):
@@ -843,7 +865,20 @@ class DivergenceDetector(keras.callbacks.Callback):
             if self._grad_watch is not None:
                 self._grad_watch.rebase(total - losses.size)
         if losses.size:
+            start = self._watch.step
             event = self._watch.update(losses)
+            # A harmless non-finite step (its update skipped): note it and
+            # feed the losses after it.
+            while event is not None and self._skips_harmlessly(event):
+                self._count_losses(losses[: event.step + 1 - start])
+                self._since_event = [0.0, 0]
+                self._record_skip(event)
+                losses = losses[event.step + 1 - start :]
+                start = event.step + 1
+                event = self._watch.update(losses) if losses.size else None
+            self._count_losses(
+                losses if event is None else losses[: event.step + 1 - start]
+            )
         source = "loss"
         if self._grad_watch is not None and grads is not None and grads.size:
             grad_event = self._update_grad_watch(grads, total - losses.size)
@@ -1059,6 +1094,7 @@ class DivergenceDetector(keras.callbacks.Callback):
             record["learning_rate_after"] = _rate.current_rate(optimizer)
         self.events.append(record)
         self._epoch_events += 1
+        self._since_event = [0.0, 0]
         self._log(record, message)
         if action == "rollback":
             return
@@ -1070,6 +1106,83 @@ class DivergenceDetector(keras.callbacks.Callback):
         if action == "raise":
             self._uninstall()
             raise DivergenceError(self._describe(record, message))
+
+    def _count_losses(self, losses: np.ndarray) -> None:
+        """Adds the finite ones of the epoch's per-step losses read."""
+        finite = losses[np.isfinite(losses)]
+        for tally in (self._epoch_tally, self._since_event):
+            tally[0] += float(np.sum(finite))
+            tally[1] += int(finite.size)
+
+    def _mend_epoch_loss(self, logs: dict) -> None:
+        """A finite ``loss`` for an epoch whose mean a handled step made NaN.
+
+        Keras's running mean takes every step of the epoch, the NaN one
+        included, when the detector reads it at the epoch's end. The
+        epoch's ``loss`` is then the mean of its finite per-step losses
+        after the last event (as the metrics reset by a mid-epoch event
+        give it), or of all of them when none came after it.
+        """
+        loss = logs.get("loss")
+        if not self._epoch_events or loss is None:
+            return
+        try:
+            if math.isfinite(float(loss)):
+                return
+        except (TypeError, ValueError):
+            return
+        for total, count in (self._since_event, self._epoch_tally):
+            if count:
+                logs["loss"] = total / count
+                return
+
+    def _skips_harmlessly(self, event: DivergenceEvent) -> bool:
+        """Whether a rollback would undo nothing: a lone non-finite loss
+        after which every variable is still finite.
+
+        A `LossScaleOptimizer` skips a step whose gradients are not finite,
+        so a NaN batch leaves the weights as they were (without one, its
+        NaN gradients would have reached them). Only under
+        ``action="rollback"``, for a loss that is a bad batch (see
+        `_lone_nonfinite`), with no other non-finite loss in the `window`
+        steps before it: non-finite losses in a row (a rate overflowing the
+        float16 forward pass while the optimizer skips every update) stall
+        training, and go to a rollback.
+        """
+        if self.action != "rollback" or event.reason != "nonfinite":
+            return False
+        last, self._last_nonfinite = self._last_nonfinite, event.step
+        if last is not None and event.step - last <= self.window:
+            return False
+        return self._lone_nonfinite(event, "loss") and _all_finite(self.model)
+
+    def _record_skip(self, event: DivergenceEvent) -> None:
+        """Records a harmless non-finite loss: no rollback, no rate cut.
+
+        The epoch's metrics are reset, as after a rollback, so that its logs
+        describe the steps after the event, not a NaN mean.
+        """
+        model = self.model
+        rate = _rate.current_rate(model.optimizer)
+        record = {
+            "epoch": int(getattr(self, "_epoch", 0)),
+            "step": int(event.step),
+            "source": "loss",
+            "reason": event.reason,
+            "loss": float(event.loss),
+            "baseline": float(event.baseline),
+            "score": float(event.score),
+            "restored_step": None,
+            "learning_rate": rate,
+            "rate_never_healthy": False,
+            "bad_batch": True,
+            "action": "skipped",
+            "learning_rate_after": rate,
+        }
+        model.reset_metrics()
+        self.events.append(record)
+        self._epoch_events += 1
+        self._log(record, "")
 
     def _lone_nonfinite(self, event: DivergenceEvent, source: str) -> bool:
         """Whether `event` is a non-finite step after losses that had not risen.
@@ -1146,6 +1259,12 @@ class DivergenceDetector(keras.callbacks.Callback):
                 )
             elif record.get("bad_batch"):
                 text += " " + _BAD_BATCH
+        elif record["action"] == "skipped":
+            text += (
+                " Every weight is still finite (the step's update was skipped, "
+                "as a LossScaleOptimizer does with non-finite gradients): "
+                "nothing to roll back, training goes on at the same rate. " + _BAD_BATCH
+            )
         elif record["action"] == "stop":
             text += f" Training stopped, {restored_text}."
             if message:
