@@ -691,7 +691,16 @@ def diagnose(
             if key == "val_loss":
                 first = int(val_at[first])  # the epoch it was measured after
             ev[f"{key}_nonfinite_epoch"] = first + 1
-            reasons.append(f"{key} is not finite from epoch {first + 1}: it diverged")
+            if np.isfinite(series[-1]):
+                reasons.append(
+                    f"{key} is not finite at epoch {first + 1}: it diverged "
+                    "(finite again by the last epoch: something, a rollback or a "
+                    "restart, brought it back)"
+                )
+            else:
+                reasons.append(
+                    f"{key} is not finite from epoch {first + 1}: it diverged"
+                )
             return verdict("too_high", "diverged")
 
     if epochs == 1:

@@ -908,6 +908,11 @@ def test_none_in_a_series_reads_as_nan():
     d = diagnose({"loss": [1.0, None, 0.5]})
     assert d.verdict == "too_high"
     assert d.evidence["loss_nonfinite_epoch"] == 2
+    # Finite again at the end: the reason does not say "from epoch 2".
+    assert "not finite at epoch 2" in d.reasons[0]
+    assert "finite again by the last epoch" in d.reasons[0]
+    d = diagnose({"loss": [1.0, None, float("nan")]})
+    assert "not finite from epoch 2: it diverged" in d.reasons[0]
 
 
 def test_a_gap_after_fitting_the_training_data_is_not_still_converging():
