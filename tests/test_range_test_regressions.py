@@ -322,6 +322,26 @@ def test_bad_x_is_blamed_on_x(x, with_y):
         keras_lr.lr_range_test(model, x, y, num_steps=10, verbose=0)
 
 
+@pytest.mark.parametrize("with_y", [True, False])
+def test_a_python_list_of_numbers_is_named_as_such(with_y):
+    # Before: read as an iterable of batches, it was told "`y` must be None
+    # when `x` is a dataset", or failed inside Keras as a generator.
+    model = _scripted_model()
+    x = np.ones((8, 3), "float32").tolist()
+    y = np.ones((8, 1), "float32") if with_y else None
+    before = all_state(model)
+    with pytest.raises(TypeError, match=r"`x` is a Python list of numbers.*asarray"):
+        keras_lr.lr_range_test(model, x, y, num_steps=10, verbose=0)
+    assert_bitwise_equal(before, all_state(model))
+
+
+def test_find_best_refuses_a_tuple_of_more_than_three_arrays():
+    model = _linear_model()
+    x, y = _linear_data(64)
+    with pytest.raises(ValueError, match=r"Received: a tuple of 4 items"):
+        keras_lr.find_best_learning_rate(model, (x, y, None, None), verbose=0)
+
+
 _MIRRORED_SCRIPT = """
 import tensorflow as tf
 

@@ -192,6 +192,12 @@ def _fit_arguments(
             "iterable of batches (a file path is not read: load the data "
             f"first). Received: x={_short_repr(x)} (of type {type(x).__name__})"
         )
+    if _is_nested_numbers(x):
+        raise TypeError(
+            "Argument `x` is a Python list of numbers, which `model.fit` does "
+            "not take: pass an array, `np.asarray(x)` (and the same for `y`). "
+            f"Received: x={_short_repr(x)} (of type {type(x).__name__})"
+        )
     if y is not None:
         raise ValueError(
             "Argument `y` must be None when `x` is a dataset, a generator or a "
@@ -284,6 +290,22 @@ def _one_weight_per_sample(weights: Any, n: int) -> Any:
             f"`x`. Received: {num_samples(weights)} weights for {n} samples"
         )
     return weights
+
+
+def _is_nested_numbers(x: Any) -> bool:
+    """A (nested) Python list or tuple of numbers, judged by its first leaf.
+
+    >>> _is_nested_numbers([[0.5, 1.0], [2.0, 3.0]]), _is_nested_numbers([])
+    (True, False)
+    """
+    if not isinstance(x, (list, tuple)) or not x:
+        return False
+    first = x[0]
+    if isinstance(first, (list, tuple)):
+        return _is_nested_numbers(first)
+    return isinstance(first, (int, float, complex, np.number)) and not isinstance(
+        first, bool
+    )
 
 
 def is_batch_list(x: Any) -> bool:
@@ -553,6 +575,19 @@ def split_data(data: Any) -> tuple[Any, Any, Any]:
         and (_is_array_like(data[1]) or data[1] is None)
     ):
         return data  # the weights are checked by `check_sample_weight`
+    if (
+        isinstance(data, tuple)
+        and len(data) > 3
+        and _is_array_like(data[0])
+        and all(d is None or _is_array_like(d) for d in data)
+    ):
+        # Keras's own unpacking takes no more than three either.
+        raise ValueError(
+            "Argument `data` must be `(x, y)` or `(x, y, sample_weight)` "
+            "arrays (a model with several inputs takes them as one list or "
+            "dict: `([x1, x2], y)`), or a dataset or iterable of batches. "
+            f"Received: a tuple of {len(data)} items"
+        )
     return data, None, None
 
 
