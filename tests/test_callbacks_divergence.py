@@ -902,7 +902,10 @@ def test_gradient_spike_is_caught_before_the_loss_moves():
 
 
 @pytest.mark.multibackend
-def test_a_nan_step_that_a_loss_scale_optimizer_skipped_is_not_rolled_back():
+@pytest.mark.parametrize("grad_norms", [False, True])
+def test_a_nan_step_that_a_loss_scale_optimizer_skipped_is_not_rolled_back(
+    grad_norms,
+):
     # Before: the skipped step got a rollback to the last snapshot (losing
     # the steps since) and a rate cut, though no weight had changed.
     x, y = _linear_problem()
@@ -912,7 +915,13 @@ def test_a_nan_step_that_a_loss_scale_optimizer_skipped_is_not_rolled_back():
     model = _linear_model(
         keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.05))
     )
-    det = DivergenceDetector(check_every=4, snapshot_every=4, window=10, verbose=0)
+    det = DivergenceDetector(
+        check_every=4,
+        snapshot_every=4,
+        window=10,
+        watch_gradient_norm=grad_norms,
+        verbose=0,
+    )
     history = model.fit(
         x,
         y,

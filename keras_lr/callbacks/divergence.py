@@ -867,17 +867,18 @@ class DivergenceDetector(keras.callbacks.Callback):
         if losses.size:
             start = self._watch.step
             event = self._watch.update(losses)
+            rest = losses
             # A harmless non-finite step (its update skipped): note it and
             # feed the losses after it.
             while event is not None and self._skips_harmlessly(event):
-                self._count_losses(losses[: event.step + 1 - start])
+                self._count_losses(rest[: event.step + 1 - start])
                 self._since_event = [0.0, 0]
                 self._record_skip(event)
-                losses = losses[event.step + 1 - start :]
+                rest = rest[event.step + 1 - start :]
                 start = event.step + 1
-                event = self._watch.update(losses) if losses.size else None
+                event = self._watch.update(rest) if rest.size else None
             self._count_losses(
-                losses if event is None else losses[: event.step + 1 - start]
+                rest if event is None else rest[: event.step + 1 - start]
             )
         source = "loss"
         if self._grad_watch is not None and grads is not None and grads.size:
