@@ -9,6 +9,8 @@ Task: a small CNN on a Fashion-MNIST subset (12,000 training images, 5,000
 test images), SGD with momentum 0.9 at 0.05, batch 64, 4 epochs. Faults:
 
 - ``nan_batch``: one batch of NaN inputs in the middle of epoch 2;
+- ``nan_batch (LossScaleOptimizer)``: the same place, made by NaN sample
+  weights (a NaN loss), under a `LossScaleOptimizer`, which skips the step;
 - ``lr_spike``: the rate multiplied by 100 for 20 steps in epoch 2;
 - ``lr_too_high``: a rate of 2.0 (40x) from the first step; and Adam at
   0.3 (300x its usual 1e-3), against an unperturbed Adam run.
@@ -43,12 +45,13 @@ class Batches(keras.utils.PyDataset):
     Fit it with ``shuffle=False``: it shuffles itself every epoch.
     """
 
-    def __init__(self, x, y, batch_size, seed=0, nan_call=None):
+    def __init__(self, x, y, batch_size, seed=0, nan_call=None, nan_weight_call=None):
         super().__init__()
         self.x, self.y, self.bs = x, y, batch_size
         self.rng = np.random.default_rng(seed)
         self.order = self.rng.permutation(len(x))
         self.nan_call = nan_call
+        self.nan_weight_call = nan_weight_call
         self.calls = 0
 
     def __len__(self):
@@ -59,8 +62,15 @@ class Batches(keras.utils.PyDataset):
         xb = self.x[idx]
         if self.calls == self.nan_call:
             xb = np.full_like(xb, np.nan)
+        weights = None
+        if self.nan_weight_call is not None:
+            weights = np.ones(len(idx), "float32")
+            if self.calls == self.nan_weight_call:
+                weights[:] = np.nan
         self.calls += 1
-        return xb, self.y[idx]
+        if weights is None:
+            return xb, self.y[idx]
+        return xb, self.y[idx], weights
 
     def on_epoch_end(self):
         self.order = self.rng.permutation(len(self.x))
@@ -161,6 +171,10 @@ def fault_runs(
     faults = {
         "none (unperturbed)": dict(opt=lambda: sgd(0.05, momentum=0.9)),
         "nan_batch": dict(opt=lambda: sgd(0.05, momentum=0.9), nan_at=steps + mid),
+        "nan_batch (LossScaleOptimizer)": dict(
+            opt=lambda: keras.optimizers.LossScaleOptimizer(sgd(0.05, momentum=0.9)),
+            nan_weight_at=steps + mid,
+        ),
         "lr_spike": dict(opt=lambda: sgd(0.05, momentum=0.9), spike=steps + mid),
         "lr_too_high (SGD 2.0)": dict(opt=lambda: sgd(2.0, momentum=0.9)),
         "none (unperturbed, Adam 1e-3)": dict(opt=lambda: adam(1e-3)),
@@ -192,13 +206,21 @@ def fault_runs(
                     action="rollback", verbose=0, **GUARD_OPTIONS.get(guard, {})
                 )
                 cbs.append(det)
-            data_seq = Batches(x, y, bs, seed=100 + seed, nan_call=f.get("nan_at"))
+            data_seq = Batches(
+                x,
+                y,
+                bs,
+                seed=100 + seed,
+                nan_call=f.get("nan_at"),
+                nan_weight_call=f.get("nan_weight_at"),
+            )
             t0 = time.perf_counter()
             hist = model.fit(
                 data_seq, epochs=epochs, shuffle=False, callbacks=cbs, verbose=0
             )
-            if f.get("nan_at") is not None:
-                assert data_seq.calls > f["nan_at"], "the NaN batch was not served"
+            nan_at = f.get("nan_at", f.get("nan_weight_at"))
+            if nan_at is not None:
+                assert data_seq.calls > nan_at, "the NaN batch was not served"
             wall = time.perf_counter() - t0
             ran = len(hist.history["loss"])
             rows.append(
@@ -210,6 +232,7 @@ def fault_runs(
                     "finite": finite(model),
                     "acc": accuracy(model, xt, yt),
                     "events": len(det.events) if det else "",
+                    "actions": ",".join(e["action"] for e in det.events) if det else "",
                     "first event step": det.events[0]["step"]
                     if det and det.events
                     else "",
