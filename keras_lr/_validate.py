@@ -22,6 +22,28 @@ def _is_bool(value: Any) -> bool:
     return isinstance(value, bool) or type(value).__name__ in ("bool_", "bool")
 
 
+def check_bool(name: str, value: Any) -> bool:
+    """Checks that a flag is a bool (Python's or numpy's).
+
+    A string such as ``"no"`` would otherwise read as True.
+
+    Example:
+
+    >>> check_bool("restore", False)
+    False
+    >>> check_bool("restore", "no")
+    Traceback (most recent call last):
+    ...
+    TypeError: Argument `restore` must be a bool. Received: restore='no' (of type str)
+    """
+    if not _is_bool(value):
+        raise TypeError(
+            f"Argument `{name}` must be a bool. Received: {name}={value!r} "
+            f"(of type {type(value).__name__})"
+        )
+    return bool(value)
+
+
 def check_learning_rate(name: str, value: Any) -> float:
     """Checks that a learning rate is a float and returns it as `float`.
 

@@ -34,6 +34,14 @@ from keras_lr.schedules import _base
 __all__ = ["SGD", "Adam", "AdamW"]
 
 
+def _check_learning_rate(value: Any) -> Any:
+    """A float rate is checked as everywhere in keras_lr (a string or an int
+    is a `TypeError`); a schedule or a callable goes to Keras as it is."""
+    if _base.is_schedule(value) or callable(value):
+        return value
+    return _validate.check_learning_rate("learning_rate", value)
+
+
 def _check_momentum(name: str, value: Any) -> Any:
     if _base.is_schedule(value):
         return value
@@ -67,7 +75,14 @@ class _OncePerStep:
     def _scheduled_value(self, schedule: Any, dtype: Any) -> Any:
         now = vars(self).get("_keras_lr_momentum_now")
         if now is None:
-            now = ops.cast(schedule(self.iterations), "float32")
+            # The step Keras calls the learning-rate schedule with: the raw
+            # counter, which counts every batch (`iterations` counts only
+            # the applied updates under `gradient_accumulation_steps`), so
+            # that the rate and the momentum of a 1cycle stay in phase.
+            step = getattr(self, "_iterations", None)
+            if step is None:
+                step = self.iterations
+            now = ops.cast(schedule(step), "float32")
             object.__setattr__(self, "_keras_lr_momentum_now", now)
         return ops.cast(now, dtype)
 
@@ -115,7 +130,7 @@ class SGD(_OncePerStep, keras.optimizers.SGD):
         momentum = _check_momentum("momentum", momentum)
         scheduled = _base.is_schedule(momentum)
         super().__init__(
-            learning_rate=learning_rate,
+            learning_rate=_check_learning_rate(learning_rate),
             momentum=0.0 if scheduled else momentum,
             nesterov=nesterov,
             **kwargs,
@@ -197,7 +212,9 @@ class Adam(_ScheduledBeta1, keras.optimizers.Adam):
 
     def __init__(self, learning_rate: Any = 0.001, beta_1: Any = 0.9, **kwargs: Any):
         beta_1 = _check_momentum("beta_1", beta_1)
-        super().__init__(learning_rate=learning_rate, beta_1=beta_1, **kwargs)
+        super().__init__(
+            learning_rate=_check_learning_rate(learning_rate), beta_1=beta_1, **kwargs
+        )
 
 
 @keras.saving.register_keras_serializable(package="keras_lr")
@@ -215,4 +232,6 @@ class AdamW(_ScheduledBeta1, keras.optimizers.AdamW):
 
     def __init__(self, learning_rate: Any = 0.001, beta_1: Any = 0.9, **kwargs: Any):
         beta_1 = _check_momentum("beta_1", beta_1)
-        super().__init__(learning_rate=learning_rate, beta_1=beta_1, **kwargs)
+        super().__init__(
+            learning_rate=_check_learning_rate(learning_rate), beta_1=beta_1, **kwargs
+        )

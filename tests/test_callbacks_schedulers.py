@@ -178,6 +178,14 @@ def test_scheduler_arguments_are_checked_at_construction():
         CyclicLRScheduler(0.1, 0.01)
     with pytest.raises(ValueError, match="`warmup_steps` must be >= 0"):
         WarmupScheduler(-3)
+    # 0 is refused now, not replaced by the default when the probe is made.
+    with pytest.raises(ValueError, match="`step_size_up` must be >= 1"):
+        CyclicLRScheduler(0.01, 0.1, step_size_up=0)
+    # A string flag would read as True.
+    with pytest.raises(TypeError, match="`log_every_step` must be a bool"):
+        OneCycleScheduler(log_every_step="no")
+    with pytest.raises(TypeError, match="`every_step` must be a bool"):
+        LearningRateLogger(every_step="no")
 
 
 def test_one_cycle_scheduler_needs_a_peak_for_a_scheduled_optimizer():

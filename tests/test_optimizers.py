@@ -72,6 +72,33 @@ def test_sgd_with_cycled_momentum(nesterov, spe):
     assert np.max(np.abs(w_const - w)) > 1e-4
 
 
+def test_cycled_momentum_stays_in_phase_with_gradient_accumulation():
+    # Keras calls the rate's schedule with the raw step counter, which counts
+    # every batch; the momentum schedule used `iterations`, which counts the
+    # applied updates only (the raw count / k), so under accumulation the
+    # momentum moved k times slower than the rate.
+    k = 2
+    one_cycle = S.OneCycle(0.05, TOTAL)
+    opt = keras_lr.optimizers.SGD(
+        one_cycle, momentum=one_cycle.momentum(), gradient_accumulation_steps=k
+    )
+    w0, w = train(opt)
+
+    def simulate(momentum_step):
+        ws, v = w0.copy(), np.zeros_like(w0)
+        for j in range(TOTAL // k):
+            # The update at the k-th batch of a group: the mean gradient of
+            # its batches, the rate at that batch's raw step.
+            g = np.mean([grads(ws, j * k + i) for i in range(k)], axis=0)
+            step = j * k + k - 1
+            v = mom_at(momentum_step(j, step)) * v - lr_at(step) * g
+            ws = ws + v
+        return ws
+
+    np.testing.assert_allclose(w, simulate(lambda j, step: step), rtol=2e-5, atol=1e-6)
+    assert np.max(np.abs(w - simulate(lambda j, step: j))) > 1e-4
+
+
 @pytest.mark.parametrize("kind", ["adam", "adamw"])
 def test_adam_with_cycled_beta_1(kind):
     one_cycle = S.OneCycle(0.05, TOTAL)
@@ -102,6 +129,15 @@ def test_float_momentum_is_keras_own_update():
     _, a = train(keras_lr.optimizers.Adam(schedule, beta_1=0.8))
     _, b = train(keras.optimizers.Adam(schedule, beta_1=0.8))
     np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+@pytest.mark.parametrize("cls", ["SGD", "Adam", "AdamW"])
+def test_a_string_or_int_rate_is_a_type_error(cls):
+    optimizer = getattr(keras_lr.optimizers, cls)
+    for value in ("0.1", 1):
+        with pytest.raises(TypeError, match="`learning_rate` must be a float"):
+            optimizer(value)
+    assert float(optimizer(np.float32(0.1)).learning_rate) == pytest.approx(0.1)
 
 
 def test_bad_momentum():

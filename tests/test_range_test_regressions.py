@@ -313,6 +313,12 @@ def test_callback_rejects_non_finite_rates():
         LRRangeTest(end_lr=float("inf"))
 
 
+@pytest.mark.parametrize("flag", ["restore", "stop_on_divergence", "progress"])
+def test_callback_flags_must_be_bools(flag):
+    with pytest.raises(TypeError, match=f"`{flag}` must be a bool"):
+        LRRangeTest(**{flag: "no"})
+
+
 @pytest.mark.parametrize("x", [None, 5, "data.npz", b"data"])
 @pytest.mark.parametrize("with_y", [True, False])
 def test_bad_x_is_blamed_on_x(x, with_y):

@@ -157,6 +157,21 @@ def test_min_lr_is_a_learning_rate():
     assert ReduceLROnPlateau(min_lr=np.float32(0.0)).min_lr == 0.0
 
 
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        # NaN made every comparison false: the rate was cut every epoch.
+        ({"min_delta": float("nan")}, ValueError, "`min_delta` must be finite"),
+        ({"min_lr": float("inf")}, ValueError, "`min_lr` must be finite"),
+        ({"verbose": "1"}, TypeError, "`verbose` must be an integer"),
+        ({"verbose": -1}, ValueError, "`verbose` must be >= 0"),
+    ],
+)
+def test_non_finite_thresholds_and_bad_verbose_are_refused(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ReduceLROnPlateau(**kwargs)
+
+
 @pytest.mark.parametrize("monitor", [3, None, ["val_loss"], b"val_loss"])
 def test_monitor_must_be_a_string(monitor):
     with pytest.raises(TypeError, match=r"`monitor` must be a string.*'val_loss'"):

@@ -431,14 +431,16 @@ class DivergenceDetector(keras.callbacks.Callback):
                 "Argument `monitor_val` must be a bool. "
                 f"Received: monitor_val={monitor_val!r}"
             )
-        self.monitor_val = bool(monitor_val)
+        self.monitor_val = _validate.check_bool("monitor_val", monitor_val)
         self.val_spike_ratio = _ratio("val_spike_ratio", val_spike_ratio)
         if not isinstance(watch_gradient_norm, (bool, np.bool_)):
             raise TypeError(
                 "Argument `watch_gradient_norm` must be a bool. "
                 f"Received: watch_gradient_norm={watch_gradient_norm!r}"
             )
-        self.watch_gradient_norm = bool(watch_gradient_norm)
+        self.watch_gradient_norm = _validate.check_bool(
+            "watch_gradient_norm", watch_gradient_norm
+        )
         self.gradient_spike_ratio = _ratio("gradient_spike_ratio", gradient_spike_ratio)
         self.verbose = _validate.check_verbose(verbose)
         self.events: list[dict[str, Any]] = []

@@ -69,8 +69,9 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
         TypeError: if `monitor` is not a string, `min_lr` is not a float
             (``0`` for ``0.0`` is refused, as for every learning rate of
             keras_lr), or another argument is of the wrong type.
-        ValueError: if `factor` is not in (0, 1), `min_lr` is negative, or
-            another argument is out of range.
+        ValueError: if `factor` is not in (0, 1), `min_lr` is negative or
+            infinite, `min_delta` is not finite, or another argument is out
+            of range.
 
     Example:
 
@@ -110,12 +111,19 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
         _validate.check_in_interval("factor", self.factor, 0.0, 1.0, low_closed=False)
         self.patience = _validate.check_int("patience", patience, minimum=0)
         self.cooldown = _validate.check_int("cooldown", cooldown, minimum=0)
-        self.min_delta = abs(_validate.check_real("min_delta", min_delta))
-        self.min_lr = _validate.check_non_negative(
-            "min_lr", _validate.check_learning_rate("min_lr", min_lr)
+        self.min_delta = abs(
+            _validate.check_finite(
+                "min_delta", _validate.check_real("min_delta", min_delta)
+            )
+        )
+        self.min_lr = _validate.check_finite(
+            "min_lr",
+            _validate.check_non_negative(
+                "min_lr", _validate.check_learning_rate("min_lr", min_lr)
+            ),
         )
         self.mode = _validate.check_choice("mode", mode, ("auto", "min", "max"))
-        self.verbose = verbose
+        self.verbose = _validate.check_verbose(verbose)
         self._reset()
 
     def _reset(self) -> None:

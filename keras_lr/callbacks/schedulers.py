@@ -99,7 +99,7 @@ class LearningRateLogger(keras.callbacks.Callback):
 
     def __init__(self, every_step: bool = False, key: str = "learning_rate"):
         super().__init__()
-        self.every_step = bool(every_step)
+        self.every_step = _validate.check_bool("every_step", every_step)
         if not isinstance(key, str) or not key:
             raise ValueError(
                 f"Argument `key` must be a non-empty string. Received: key={key!r}"
@@ -159,7 +159,9 @@ class _ScheduleInstaller(LearningRateLogger):
         max_momentum: float = 0.95,
         log_every_step: bool = False,
     ):
-        super().__init__(every_step=log_every_step)
+        super().__init__(
+            every_step=_validate.check_bool("log_every_step", log_every_step)
+        )
         if not isinstance(cycle_momentum, bool):
             raise TypeError(
                 "Argument `cycle_momentum` must be a bool. "
@@ -493,7 +495,12 @@ class CyclicLRScheduler(_ScheduleInstaller):
         self.args = (base_lr, max_lr)
         self.step_size_up = step_size_up
         self.kwargs = {"step_size_down": step_size_down, "mode": mode, "gamma": gamma}
-        probe = CyclicLR(base_lr, max_lr, step_size_up or 1000, **self.kwargs)
+        probe = CyclicLR(
+            base_lr,
+            max_lr,
+            1000 if step_size_up is None else step_size_up,
+            **self.kwargs,
+        )
         if cycle_momentum:
             probe.momentum(base_momentum, max_momentum)
 

@@ -227,7 +227,9 @@ class LRRangeTest(keras.callbacks.Callback):
             start_lr, end_lr, num_steps, mode, smoothing, diverge_threshold
         )
         self.mode = mode
-        self.stop_on_divergence = bool(stop_on_divergence)
+        self.stop_on_divergence = _validate.check_bool(
+            "stop_on_divergence", stop_on_divergence
+        )
         if validation_steps is not None:
             validation_steps = _validate.check_int(
                 "validation_steps", validation_steps, minimum=1
@@ -237,8 +239,8 @@ class LRRangeTest(keras.callbacks.Callback):
         if check_every is not None:
             check_every = _validate.check_int("check_every", check_every, minimum=1)
         self.check_every = check_every
-        self.restore_on_end = bool(restore)
-        self.progress = bool(progress)
+        self.restore_on_end = _validate.check_bool("restore", restore)
+        self.progress = _validate.check_bool("progress", progress)
         self._given_state = _state
         self.result: LRRangeTestResult | None = None
         self._session: StepLossSession | None = None
