@@ -291,10 +291,51 @@ def _accuracy_key(h: dict) -> tuple[str | None, list[str]]:
     return None, sorted(found)
 
 
+def _output_loss(h: dict, acc_key: str | None, epochs: int) -> np.ndarray | None:
+    """The training loss of the output whose accuracy is read, if logged.
+
+    A multi-output model logs ``out_accuracy`` and ``out_loss`` per output;
+    its ``loss`` is the sum over outputs. The tests that weigh the loss
+    against the accuracy (``a exp(L)``) take that output's own loss.
+
+    >>> _output_loss({"loss": [3.0], "digit_loss": [2.3], "digit_accuracy": [0.1]},
+    ...              "digit_accuracy", 1).tolist()
+    [2.3]
+    """
+    if acc_key is None:
+        return None
+    for suffix in ("_accuracy", "_acc"):
+        if acc_key.endswith(suffix) and acc_key != suffix[1:]:
+            key = acc_key[: -len(suffix)] + "_loss"
+            if key in h:
+                values = _series(h, key)
+                if values is not None and values.size == epochs:
+                    return values
+    return None
+
+
 def _falling(values: np.ndarray) -> bool:
     """Whether every epoch lowered `values` by more than `FALL_TOLERANCE`."""
     drops = -np.diff(values)
     return bool(np.all(drops > FALL_TOLERANCE * np.abs(values[:-1])))
+
+
+def _slow_descent(loss: np.ndarray, accuracy: np.ndarray) -> bool:
+    """A loss that fell at every epoch from a first epoch not blown up
+    (under `DEAD_BLOW_UP` times the last), with the accuracy rising by at
+    least `DEAD_CRAWL_RISE`: a slow descent, not a network killed by an
+    early blow-up whose loss crawls back to a constant's.
+
+    >>> _slow_descent(np.array([5.4, 5.37, 5.34, 5.31]), np.array([0.11, 0.12, 0.13, 0.14]))
+    True
+    >>> _slow_descent(np.array([9.0, 3.0, 2.4, 2.3]), np.array([0.10, 0.11, 0.12, 0.13]))
+    False
+    """
+    return (
+        _falling(loss)
+        and float(loss[0]) < DEAD_BLOW_UP * float(loss[-1])
+        and float(accuracy[-1] - accuracy[0]) >= DEAD_CRAWL_RISE
+    )
 
 
 def _percent(fraction: float) -> str:
@@ -304,7 +345,10 @@ def _percent(fraction: float) -> str:
 
 
 def _stall_evidence(
-    loss: np.ndarray, val_loss: np.ndarray | None, accuracy: np.ndarray | None
+    loss: np.ndarray,
+    val_loss: np.ndarray | None,
+    accuracy: np.ndarray | None,
+    ce: np.ndarray | None = None,
 ) -> str | None:
     """What shows that a run that barely moved was stalled, not slow, or None.
 
@@ -331,7 +375,8 @@ def _stall_evidence(
     if (
         has_acc
         and accuracy[-1] < DEAD_ACCURACY
-        and accuracy[-1] * math.exp(min(float(loss[-1]), 50.0)) < DEAD_CONSTANT
+        and accuracy[-1] * math.exp(min(float((loss if ce is None else ce)[-1]), 50.0))
+        < DEAD_CONSTANT
         and acc_change < DEAD_CRAWL_RISE
     ):
         return (
@@ -632,6 +677,7 @@ def diagnose(
     val_loss = _series(h, "val_loss")
     acc_key, accuracies = _accuracy_key(h)
     acc = _series(h, acc_key) if acc_key else None
+    ce_loss = _output_loss(h, acc_key, epochs=int(loss.size))
     val_acc = _series(h, f"val_{acc_key}") if acc_key else None
     epochs = int(loss.size)
     sizes = {v.size for v in (val_loss, val_acc) if v is not None}
@@ -748,13 +794,17 @@ def diagnose(
 
     # 2b. Confidently wrong on its own training data (a blow-up it has not
     # recovered from: the ratio of rule 2 misses one that lasts past the
-    # first epoch).
+    # first epoch). Not for a slow descent (the loss falling at every epoch
+    # from a first epoch not blown up, the accuracy rising): a loss that
+    # holds more than the accuracy's cross-entropy (a weight penalty's
+    # share, which this test cannot see) also lifts ``a exp(L)``.
+    ce = ce_loss if ce_loss is not None else loss
     if acc is not None and np.isfinite(acc[-1]) and 0.0 < acc[-1] < DEAD_ACCURACY:
-        log_wrong = float(loss[-1]) + math.log(float(acc[-1]))
+        log_wrong = float(ce[-1]) + math.log(float(acc[-1]))
         ev["log_accuracy_times_exp_loss"] = log_wrong
-        if log_wrong > math.log(CONFIDENTLY_WRONG):
+        if log_wrong > math.log(CONFIDENTLY_WRONG) and not _slow_descent(ce, acc):
             reasons.append(
-                f"the last epoch's training loss ({loss[-1]:.4g}) is far above "
+                f"the last epoch's training loss ({ce[-1]:.4g}) is far above "
                 f"what a constant prediction scores at its training accuracy "
                 f"({100 * acc[-1]:.1f}%): confidently wrong predictions, logits "
                 "blown up by too high a rate"
@@ -893,7 +943,7 @@ def diagnose(
         # and down, it does not learn on validation data, or its accuracy
         # is a constant prediction's. A loss that did not move at all, with
         # none of these, is a rate too small to move the weights.
-        stall = _stall_evidence(loss, val_loss, acc)
+        stall = _stall_evidence(loss, val_loss, acc, ce)
         if stall is not None:
             reasons.append(
                 f"the training loss moved only {_percent(moved)} and not "
@@ -918,7 +968,7 @@ def diagnose(
 
     # 7b. Predicting no better than a constant, after a blow-up.
     if acc is not None and np.all(np.isfinite(acc[[0, -1]])):
-        constant = float(acc[-1] * math.exp(min(loss[-1], 50.0)))
+        constant = float(acc[-1] * math.exp(min(ce[-1], 50.0)))
         ev["accuracy_times_exp_loss"] = constant
         # Chance level: a constant's score, or (confidently wrong, with a
         # large loss) a validation accuracy that never rose either.
@@ -926,11 +976,7 @@ def diagnose(
         # A loss that fell at every epoch from a first epoch not blown up
         # (under DEAD_BLOW_UP times the last) is a slow descent, not a
         # network killed early and crawling back to a constant's loss.
-        crawling = (
-            monotone
-            and loss[0] < DEAD_BLOW_UP * loss[-1]
-            and acc[-1] - acc[0] >= DEAD_CRAWL_RISE
-        )
+        crawling = _slow_descent(loss, acc)
         if (
             acc[-1] < DEAD_ACCURACY
             and acc[-1] - acc[min(1, epochs - 2)] < DEAD_RISE

@@ -247,3 +247,65 @@ def test_each_fit_is_read_on_its_own():
     assert monitor.findings == [] and second.history["lr_diagnosis"] == [0, 0]
     assert monitor.diagnosis.evidence["epochs"] == 2
     assert monitor.diagnosis.evidence["loss_first"] == second.history["loss"][0]
+
+
+def _epochs(monitor, logs_per_epoch):
+    monitor.on_train_begin()
+    for epoch, logs in enumerate(logs_per_epoch):
+        monitor.on_epoch_end(epoch, dict(logs))
+    monitor.on_train_end()
+
+
+def test_a_val_figure_logged_every_epoch_does_not_count_as_validation():
+    # Found in QA: another callback logging `val_custom` every epoch, with
+    # `validation_freq=2`, made every epoch "validated", and `diagnose`
+    # refused the mismatch, raising out of `fit`.
+    loss = [2.0, 1.5, 1.2, 1.0, 0.9, 0.85]
+    logs = []
+    for e, value in enumerate(loss):
+        entry = {"loss": value, "val_custom": 0.5}
+        if e % 2 == 1:
+            entry["val_loss"] = value + 0.1
+        logs.append(entry)
+    monitor = LRMonitor(verbose=0)
+    _epochs(monitor, logs)
+    assert monitor._validated == [2, 4, 6]
+    assert monitor._history["val_custom"] == [0.5, 0.5, 0.5]
+    expected = diagnose(
+        {"loss": loss, "val_loss": [1.6, 1.1, 0.95]}, validation_epochs=[2, 4, 6]
+    )
+    assert monitor.diagnosis.verdict == expected.verdict
+    assert monitor.diagnosis.evidence == expected.evidence
+
+
+def test_none_missing_and_late_figures_stay_aligned_with_their_epochs():
+    # A None was dropped, leaving a series one short, and `diagnose` raised.
+    logs = [
+        {"loss": 2.0, "accuracy": 0.30, "val_loss": 1.9},
+        {"loss": 1.6, "accuracy": None, "val_loss": None},
+        {"loss": 1.3, "accuracy": 0.50, "val_loss": 1.4, "extra": "text"},
+        {"loss": 1.1, "val_loss": 1.2, "late_figure": 3.0},
+    ]
+    monitor = LRMonitor(verbose=0)
+    _epochs(monitor, logs)
+    h = monitor._history
+    nan = float("nan")
+    np.testing.assert_array_equal(h["accuracy"], [0.30, nan, 0.50, nan])
+    np.testing.assert_array_equal(h["val_loss"], [1.9, nan, 1.4, 1.2])
+    np.testing.assert_array_equal(h["late_figure"], [nan, nan, nan, 3.0])
+    assert "extra" not in h  # not a number: dropped
+    # The None validation loss reads as not finite, as `diagnose` reads it.
+    assert monitor.diagnosis.rule == "diverged"
+
+
+def test_an_unreadable_history_warns_instead_of_stopping_fit(monkeypatch):
+    import keras_lr.callbacks.lr_monitor as module
+
+    def refuse(*args, **kwargs):
+        raise ValueError("cannot read this")
+
+    monkeypatch.setattr(module, "diagnose", refuse)
+    monitor = LRMonitor(verbose=0)
+    with pytest.warns(UserWarning, match="LRMonitor cannot read the logs of epoch 1"):
+        _epochs(monitor, [{"loss": 1.0}, {"loss": 0.5}])
+    assert monitor.diagnosis is None

@@ -539,6 +539,44 @@ def test_confidently_wrong_on_training_data_is_too_high():
     assert "log_accuracy_times_exp_loss" not in diagnose(high).evidence
 
 
+def test_a_weight_penalty_in_a_slow_loss_is_not_confidently_wrong():
+    # Found in QA: a digits MLP with an L2 penalty (0.03) at SGD 1e-3. The
+    # penalty adds about 3 to every loss, so a exp(L) = 0.143 exp(5.315) =
+    # 29 > 20, and the run was called too high. Its loss falls at every
+    # epoch from a first epoch not blown up, and its accuracy rises: slow.
+    h = {
+        "loss": [5.416, 5.382, 5.348, 5.315],
+        "accuracy": [0.115, 0.119, 0.129, 0.143],
+        "val_loss": [5.397, 5.364, 5.331, 5.299],
+        "val_accuracy": [0.136, 0.153, 0.156, 0.169],
+    }
+    d = diagnose(h)
+    assert d.verdict == "too_low", str(d)
+    assert d.evidence["log_accuracy_times_exp_loss"] > math.log(20)
+
+
+def test_a_per_output_accuracy_is_weighed_against_its_own_loss():
+    # A multi-output model's `loss` sums every output's; the a exp(L) test
+    # takes the loss of the output whose accuracy it reads. Here the other
+    # output's noise floor lifts the total loss to 6.4 while the digits'
+    # own cross-entropy sits at 2.2.
+    h = {
+        "loss": [6.62, 6.59, 6.56, 6.53, 6.51],
+        "digit_loss": [2.32, 2.29, 2.26, 2.23, 2.21],
+        "digit_accuracy": [0.082, 0.109, 0.129, 0.145, 0.156],
+    }
+    d = diagnose(h)
+    assert d.rule != "confidently_wrong", str(d)
+    assert d.evidence["log_accuracy_times_exp_loss"] == pytest.approx(
+        2.21 + math.log(0.156)
+    )
+    # Its own loss blown up (after a first epoch already blown up): too high.
+    h["digit_loss"] = [40.0, 30.0, 25.0, 24.0, 23.0]
+    h["loss"] = [v + 4.3 for v in h["digit_loss"]]
+    d = diagnose(h)
+    assert (d.verdict, d.rule) == ("too_high", "confidently_wrong"), str(d)
+
+
 def test_validation_every_k_epochs_is_matched_with_its_epochs():
     # fit(validation_freq=2): validation after epochs 2, 4, ..., 10.
     loss = decay(0.8, 0.05, 10, rate=0.7)

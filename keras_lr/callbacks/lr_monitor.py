@@ -85,6 +85,8 @@ class LRMonitor(keras.callbacks.Callback):
         self._validated: list[int] = []
         self._first_epoch: int | None = None
         self._warned_no_loss = False
+        self._warned_unreadable = False
+        self._dropped: set[str] = set()
         self._pending: tuple[int, Diagnosis] | None = None
 
     def on_train_begin(self, logs=None):
@@ -94,6 +96,8 @@ class LRMonitor(keras.callbacks.Callback):
         self._validated = []
         self._first_epoch = None
         self._warned_no_loss = False
+        self._warned_unreadable = False
+        self._dropped = set()
         self._pending = None
 
     def on_train_end(self, logs=None):
@@ -118,17 +122,24 @@ class LRMonitor(keras.callbacks.Callback):
             return
         if self._first_epoch is None:
             self._first_epoch = int(epoch)
-        for key, value in logs.items():
-            if key == "lr_diagnosis":
-                continue
-            try:
-                self._history.setdefault(key, []).append(float(value))
-            except (TypeError, ValueError):
-                continue
-        epochs = len(self._history["loss"])
-        if any(key.startswith("val_") for key in logs):
+        # An epoch was validated when Keras logged its `val_loss` (another
+        # callback may log a `val_` figure of its own every epoch).
+        validated = "val_loss" in logs
+        epochs = len(self._history.get("loss", ())) + 1
+        if validated:
             self._validated.append(epochs)  # `validation_freq` may skip epochs
-        d = diagnose(self._history, validation_epochs=self._validated or None)
+        self._record(logs, validated)
+        try:
+            d = diagnose(self._history, validation_epochs=self._validated or None)
+        except (TypeError, ValueError) as error:
+            # A monitor must not stop training: say once why it cannot read.
+            if not self._warned_unreadable:
+                self._warned_unreadable = True
+                warnings.warn(
+                    f"LRMonitor cannot read the logs of epoch {epoch + 1}: {error}",
+                    stacklevel=2,
+                )
+            return
         trend_only = d.verdict != "good" and not any(
             k.endswith("nonfinite_epoch") for k in d.evidence
         )
@@ -140,7 +151,7 @@ class LRMonitor(keras.callbacks.Callback):
         if (
             pending is not None
             and pending[1].rule == "erratic_validation"
-            and not any(key.startswith("val_") for key in logs)
+            and not validated
         ):
             # No new validation (`validation_freq`): nothing to confirm the
             # validation reading with yet; a too-high reading now is the same.
@@ -154,6 +165,39 @@ class LRMonitor(keras.callbacks.Callback):
             self._pending = (epoch, d)
             return
         self._report(epoch, d)
+
+    def _record(self, logs: dict, validated: bool) -> None:
+        """Appends the epoch's figures, one per epoch (per validated epoch
+        for ``val_`` keys), aligned: a None, or a key missing this epoch,
+        is NaN (not finite, as `diagnose` reads it); a key first logged
+        later is NaN before; a value that is not a number drops its key.
+        """
+        history = self._history
+        epochs = len(history.get("loss", ()))
+        validations = len(self._validated) - (1 if validated else 0)
+        for key, value in logs.items():
+            if key == "lr_diagnosis" or key in self._dropped:
+                continue
+            is_val = key.startswith("val_")
+            if is_val and not validated:
+                continue
+            if value is None:
+                number = float("nan")
+            else:
+                try:
+                    number = float(value)
+                except (TypeError, ValueError):
+                    self._dropped.add(key)
+                    history.pop(key, None)
+                    continue
+            series = history.setdefault(
+                key, [float("nan")] * (validations if is_val else epochs)
+            )
+            series.append(number)
+        for key, series in history.items():
+            length = len(self._validated) if key.startswith("val_") else epochs + 1
+            if len(series) < length:
+                series.append(float("nan"))
 
     def _report(self, epoch: int, d: Diagnosis) -> None:
         if any(v == d.verdict for _, v in self._seen()):
