@@ -443,6 +443,10 @@ def _validation_epochs(
                 "The validation series of `history` are longer than its 'loss' "
                 f"series. Received: {size} validation values for {epochs} epochs"
             )
+        if size == epochs:
+            # Validated every epoch (what every k that fits says): no search
+            # over k, which costs O(epochs^2) on long histories.
+            return np.arange(epochs, dtype=np.int64)
         found = _validation_freqs(epochs, size, first)
         places = set(found.values())
         if len(places) == 1:
