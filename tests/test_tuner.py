@@ -754,6 +754,25 @@ def test_datasets_are_counted_before_rebatching_and_unbatched_ones_batched():
     assert [int(b[0].shape[0]) for b in rebatched] == [64, 64, 64, 64]
 
 
+def test_samples_are_told_from_batches_for_a_model_without_an_input():
+    # Found in QA: with no `keras.Input` (a model built on its first batch)
+    # a dataset of single samples was re-batched as if its elements were
+    # batches, and TensorFlow failed with a shape error.
+    import tensorflow as tf
+
+    from keras_lr.tuner.hypermodel import _rebatch
+
+    model = keras.Sequential([keras.layers.Dense(3)])
+    x = np.zeros((96, 10), "float32")
+    onehot = np.zeros((96, 3), "float32")
+    single = tf.data.Dataset.from_tensor_slices((x, onehot))
+    (batched,), _ = _rebatch((single,), {}, 32, model)
+    assert [tuple(b[0].shape) for b in batched] == [(32, 10)] * 3
+    # Batches (their first axes unknown after `batch`) are re-batched.
+    (rebatched,), _ = _rebatch((single.batch(8),), {}, 32, model)
+    assert [tuple(b[1].shape) for b in rebatched] == [(32, 3)] * 3
+
+
 def test_inputs_that_fix_their_own_batches_are_refused():
     from keras_lr.tuner.hypermodel import _rebatch
 

@@ -670,20 +670,32 @@ def _is_unbatched(dataset: Any, model: keras.Model | None) -> bool:
     A component of rank 0 (a scalar label) is a single sample's: a batch
     has a batch axis in every component. Otherwise read from the model's
     first input: a batched element has its rank (batch axis included), a
-    single sample one less. Unknown (False) when the model has no known
-    input shape.
+    single sample one less. With no known input shape (a model built on its
+    first batch), from the components' first axes: batches share theirs
+    (unknown after ``dataset.batch(n)``, or all the same size), so first
+    axes that differ are single samples' (``(10,)`` features with a
+    ``(3,)`` one-hot label); equal ones are read as batches, as `fit`
+    reads any dataset.
     """
     try:
         specs = keras.tree.flatten(dataset.element_spec)
-        if any(spec.shape.rank == 0 for spec in specs):
-            return True
+        ranks = [spec.shape.rank for spec in specs]
+    except (AttributeError, TypeError, ValueError):
+        return False
+    if not specs:
+        return False
+    if any(rank == 0 for rank in ranks):
+        return True
+    try:
         shape = model.inputs[0].shape if model is not None else None
-        element = specs[0]
     except (AttributeError, IndexError, TypeError, ValueError):
+        shape = None
+    if shape is not None and ranks[0] is not None:
+        return ranks[0] == len(shape) - 1
+    if any(rank is None for rank in ranks):
         return False
-    if shape is None or element.shape.rank is None:
-        return False
-    return element.shape.rank == len(shape) - 1
+    firsts = {spec.shape[0] for spec in specs}
+    return len(firsts) > 1
 
 
 def _batched(dataset: Any, batch: int, model: keras.Model | None) -> Any:
