@@ -44,7 +44,12 @@ class LRMonitor(keras.callbacks.Callback):
     runs labelled too high were still warned, against 299).
 
     With ``fit(validation_freq=k)`` the validation figures are matched with
-    the epochs they were measured after.
+    the epochs they were measured after: an epoch counts as validated when
+    its logs have ``val_loss`` (another callback's ``val_`` figure logged
+    every epoch does not make it one). A None, or a figure missing from an
+    epoch's logs, reads as NaN (not finite, as `diagnose` reads it); a
+    figure that is not a number is left out. Logs the monitor still cannot
+    read are warned about once; it never stops `fit`.
 
     Each `fit` is read on its own: `findings` and `diagnosis` start afresh
     when training begins (with ``fit(initial_epoch=n)``, the reasons count
