@@ -31,7 +31,12 @@ def _axes(ax: Any):
                 "`fig.add_subplot()` or one of `plt.subplots()`'s axes) or None. "
                 f"Received: ax={ax!r:.80} (of type {type(ax).__name__})"
             )
-        return ax.figure, ax
+        # The root figure: an axes on a subfigure has the subfigure as its
+        # `figure`, which cannot be saved.
+        figure = ax.figure
+        while getattr(figure, "figure", figure) is not figure:
+            figure = figure.figure
+        return figure, ax
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 4.2), layout="constrained")

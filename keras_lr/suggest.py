@@ -297,7 +297,10 @@ def default(lrs: Any, losses: Any) -> float:
     if i_min <= i_start:
         return float(lrs[i_min] / 10.0)
     seg = slice(i_start, i_min + 1)
-    slope = np.gradient(smoothed[seg], np.log(lrs[seg]))
+    # Slopes of the whole curve, then cut: central differences at both ends
+    # of the descent too (a one-sided difference at the minimum could make
+    # the minimum itself the steepest point).
+    slope = np.gradient(smoothed, np.log(lrs))[seg]
     lr_steep = float(lrs[seg][int(np.argmin(slope))])
     return float(np.sqrt(lr_steep * lrs[i_min]))
 

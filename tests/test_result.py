@@ -258,3 +258,64 @@ def test_from_dict_without_the_curve_is_a_clear_error():
         LRRangeTestResult.from_json('{"losses": [1.0, 2.0]}')
     with pytest.raises(TypeError, match=r"must be a dict"):
         LRRangeTestResult.from_dict([1.0, 2.0])
+
+
+def test_results_compare_by_value(tmp_path):
+    # The dataclass's generated `==` compared arrays as a tuple and raised.
+    lrs, losses = np.geomspace(1e-6, 1.0, 100), np.linspace(2.0, 1.0, 100)
+    r = LRRangeTestResult(lrs, losses, params={"num_steps": 100})
+    assert r == LRRangeTestResult.from_json(r.to_json())
+    assert LRRangeTestResult([1e-3], [1.0]) == LRRangeTestResult([1e-3], [1.0])
+    assert r != LRRangeTestResult(lrs, 2 * losses, params={"num_steps": 100})
+    assert r != LRRangeTestResult(lrs, losses, diverged=True)
+    assert (r == "a curve") is False
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (
+            {"val_lrs": [1e-3, 1e-2], "val_losses": [1.0]},
+            ValueError,
+            "`val_lrs` and `val_losses` must have the same length",
+        ),
+        ({"divergence_step": 5.0}, TypeError, "`divergence_step` must be an integer"),
+        ({"divergence_step": -1}, ValueError, "`divergence_step` must be >= 0"),
+        ({"divergence_step": 100}, ValueError, r"must index a recorded step \(< 100\)"),
+        ({"diverged": "no"}, TypeError, "`diverged` must be a bool"),
+        ({"params": None}, TypeError, "`params` must be a dict"),
+    ],
+)
+def test_other_fields_are_checked_at_construction(kwargs, error, match):
+    # They failed later, in a plot or a suggestion, with an IndexError, an
+    # AttributeError or a matplotlib error (or, for "no", silently).
+    lrs, losses = np.geomspace(1e-6, 1.0, 100), np.linspace(2.0, 1.0, 100)
+    with pytest.raises(error, match=match):
+        LRRangeTestResult(lrs, losses, **kwargs)
+
+
+def test_suggestion_warn_must_be_a_bool():
+    r = LRRangeTestResult(np.geomspace(1e-6, 1.0, 50), np.full(50, 2.3))
+    with pytest.raises(TypeError, match="`warn` must be a bool"):
+        r.suggestion(warn="no")
+
+
+def test_from_csv_names_missing_columns(tmp_path):
+    path = tmp_path / "curve.csv"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match=r"columns 'lr' and 'loss'.*\['a', 'b'\]"):
+        LRRangeTestResult.from_csv(path)
+
+
+def test_plot_on_a_subfigure_returns_the_root_figure(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    ax = fig.subfigures(1, 2)[0].subplots()
+    r = LRRangeTestResult(np.geomspace(1e-6, 1.0, 50), np.linspace(2.0, 1.0, 50))
+    out = r.plot(ax=ax)
+    assert out is fig
+    out.savefig(tmp_path / "x.png")

@@ -67,6 +67,26 @@ def test_default_lies_inside_the_descent(center):
     assert 10 ** (center - 1.0) < got < 10 ** (center + 1.0)
 
 
+def test_default_is_below_a_sharp_minimum():
+    # Found in QA (the 1cycle example's sweep on PyTorch): a sharp V at the
+    # minimum. The slope cut to the descent before differentiating took a
+    # one-sided difference at the minimum, the steepest of the segment, and
+    # the suggestion was the minimum's own rate.
+    losses = [2.341, 2.367, 2.378, 2.369, 2.33, 2.351, 2.314, 2.318, 2.319, 2.354]
+    losses += [2.33, 2.342, 2.372, 2.324, 2.315, 2.349, 2.31, 2.36, 2.27, 2.329]
+    losses += [2.293, 2.273, 2.258, 2.2, 2.228, 2.167, 2.128, 2.044, 1.774, 1.854]
+    losses += [4.652, 2.291, 2.278, 2.458, 2.323, 2.314, 2.338, 2.323, 2.334, 2.446]
+    lrs = np.geomspace(1e-5, 10.0, 40)
+    _, i_min, smoothed = suggest._descent(lrs, np.asarray(losses))
+    got = suggest.default(lrs, losses)
+    assert got < lrs[i_min] / 1.1
+    # The steepest point by central differences of the smoothed curve.
+    i_start, _, _ = suggest._descent(lrs, np.asarray(losses))
+    slope = np.gradient(smoothed, np.log(lrs))
+    i_steep = i_start + int(np.argmin(slope[i_start : i_min + 1]))
+    assert got == pytest.approx(np.sqrt(lrs[i_steep] * lrs[i_min]))
+
+
 def test_default_follows_the_curve_when_it_shifts():
     a = suggest.default(LRS, curve(-4.0))
     b = suggest.default(LRS, curve(-2.0))

@@ -15,7 +15,7 @@ import numpy as np
 
 from keras_lr import suggest
 from keras_lr._detect import ema_smooth
-from keras_lr._validate import check_choice, check_smoothing
+from keras_lr._validate import check_bool, check_choice, check_int, check_smoothing
 
 __all__ = ["LRRangeTestResult", "RangeTestWarning"]
 
@@ -40,7 +40,7 @@ class RangeTestWarning(UserWarning):
     """
 
 
-@dataclass
+@dataclass(eq=False)
 class LRRangeTestResult:
     """The curve of an LR range test.
 
@@ -101,9 +101,48 @@ class LRRangeTestResult:
                     f"Argument `{name}` must hold finite learning rates > 0. "
                     f"Received: {name}[{i}]={rates[i]}"
                 )
+        if self.val_lrs.shape != self.val_losses.shape:
+            raise ValueError(
+                "Arguments `val_lrs` and `val_losses` must have the same length. "
+                f"Received: len(val_lrs)={self.val_lrs.size}, "
+                f"len(val_losses)={self.val_losses.size}"
+            )
+        self.diverged = check_bool("diverged", self.diverged)
+        if self.divergence_step is not None:
+            self.divergence_step = check_int(
+                "divergence_step", self.divergence_step, minimum=0
+            )
+            if self.divergence_step >= max(self.lrs.size, 1):
+                raise ValueError(
+                    "Argument `divergence_step` must index a recorded step "
+                    f"(< {self.lrs.size}). Received: "
+                    f"divergence_step={self.divergence_step}"
+                )
+        if not isinstance(self.params, dict):
+            raise TypeError(
+                "Argument `params` must be a dict. Received: "
+                f"params={self.params!r:.80} (of type {type(self.params).__name__})"
+            )
         # Rates not strictly increasing are refused here rather than by the
         # first suggestion or plot, with the same check.
         suggest.clean_curve(self.lrs, self.losses)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal curves, flags and settings (arrays compared by value)."""
+        if not isinstance(other, LRRangeTestResult):
+            return NotImplemented
+        arrays = ("lrs", "losses", "val_lrs", "val_losses")
+        return (
+            all(
+                np.array_equal(getattr(self, a), getattr(other, a), equal_nan=True)
+                for a in arrays
+            )
+            and (self.smoothing, self.diverged, self.divergence_step)
+            == (other.smoothing, other.diverged, other.divergence_step)
+            and self.params == other.params
+        )
+
+    __hash__ = None  # mutable, as a dataclass's
 
     @property
     def smoothed_losses(self) -> np.ndarray:
@@ -191,7 +230,7 @@ class LRRangeTestResult:
             The suggested learning rate.
         """
         check_choice("method", method, tuple(suggest.RULES))
-        if warn:
+        if check_bool("warn", warn):
             self._warn()
         rule = suggest.RULES[method]
         if method == "default":
@@ -333,7 +372,15 @@ class LRRangeTestResult:
         cls, path: str | Path, *, smoothing: float = 0.98
     ) -> LRRangeTestResult:
         """Reads a curve written by `to_csv`."""
-        rows = list(csv.DictReader(Path(path).read_text().splitlines()))
+        reader = csv.DictReader(Path(path).read_text().splitlines())
+        rows = list(reader)
+        missing = {"lr", "loss"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(
+                f"The CSV file {str(path)!r} must have the columns 'lr' and 'loss' "
+                "(as `to_csv` writes them). Received columns: "
+                f"{list(reader.fieldnames or ())}"
+            )
         return cls(
             lrs=[float(r["lr"]) for r in rows],
             losses=[float(r["loss"]) for r in rows],
