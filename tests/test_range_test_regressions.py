@@ -313,6 +313,15 @@ def test_callback_rejects_non_finite_rates():
         LRRangeTest(end_lr=float("inf"))
 
 
+def test_validation_data_without_targets_is_refused_at_construction():
+    # Accepted before, it failed in the middle of `fit` ("not enough values
+    # to unpack") and left the sweep's rate in the optimizer.
+    x, _ = _linear_data()
+    for data in ((x,), [x, x, x, x]):
+        with pytest.raises(ValueError, match=r"`validation_data` must be `\(x_val"):
+            LRRangeTest(validation_data=data)
+
+
 @pytest.mark.parametrize("flag", ["restore", "stop_on_divergence", "progress"])
 def test_callback_flags_must_be_bools(flag):
     with pytest.raises(TypeError, match=f"`{flag}` must be a bool"):
@@ -493,13 +502,40 @@ def test_train_step_with_its_own_loss_tracker_is_named():
     with pytest.raises(ValueError, match=r"recorded no loss.*`train_step`") as info:
         keras_lr.lr_range_test(model, x, y, batch_size=16, num_steps=20, verbose=0)
     assert "empty" not in str(info.value)
-    assert "compute_loss" in str(info.value)
+    assert "m.update_state(loss) if m.name == 'loss'" in str(info.value)
     assert_bitwise_equal(before, all_state(model))
     with pytest.raises(ValueError, match="recorded no loss"):
         keras_lr.find_best_learning_rate(
             model, (x, y), batch_size=16, num_steps=20, verbose=0
         )
     assert_bitwise_equal(before, all_state(model))
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="a GradientTape train_step")
+def test_the_advice_for_a_custom_train_step_works():
+    # `compute_loss` does not update the loss metric in Keras 3.15 (Keras's
+    # own `train_step` does); the advice of the error above does.
+    import tensorflow as tf
+
+    class Custom(keras.Model):
+        def train_step(self, data):
+            x, y = data
+            with tf.GradientTape() as tape:
+                y_pred = self(x, training=True)
+                loss = self.compute_loss(x=x, y=y, y_pred=y_pred)
+            grads = tape.gradient(loss, self.trainable_variables)
+            self.optimizer.apply(grads, self.trainable_variables)
+            for m in self.metrics:
+                m.update_state(loss) if m.name == "loss" else m.update_state(y, y_pred)
+            return {m.name: m.result() for m in self.metrics}
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    model = Custom(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    x, y = _linear_data()
+    result = keras_lr.lr_range_test(model, x, y, batch_size=16, num_steps=20, verbose=0)
+    assert len(result) == 20 and np.all(np.isfinite(result.losses))
 
 
 def _regression_data(n=256):

@@ -793,9 +793,10 @@ class DivergenceDetector(keras.callbacks.Callback):
             self._warned_blind = True
             text = (
                 "DivergenceDetector has seen no loss in this epoch: the model's "
-                "`train_step` does not report its loss through Keras's loss "
-                "tracker (`model.compute_loss` or the compiled loss), so only "
-                "the weights are checked, at the end of each epoch."
+                "`train_step` does not update the model's loss metric (the one "
+                "named 'loss' in `model.metrics`, which Keras's own `train_step` "
+                "updates; a custom one must call its `update_state(loss)`), so "
+                "only the weights are checked, at the end of each epoch."
             )
             logger.warning(text)
             warnings.warn(text, stacklevel=2)

@@ -492,7 +492,8 @@ def check_validation_data(data: Any, validation_steps: int | None) -> Any:
 
     Raises:
         TypeError: for a generator or another one-shot iterator.
-        ValueError: for an infinite dataset without `validation_steps`.
+        ValueError: for a tuple or list of other than 2 or 3 items, and for
+            an infinite dataset without `validation_steps`.
 
     Example:
 
@@ -503,6 +504,13 @@ def check_validation_data(data: Any, validation_steps: int | None) -> Any:
         return None
     if isinstance(data, (list, tuple)) and len(data) in (2, 3):
         return keras.utils.unpack_x_y_sample_weight(tuple(data))
+    if isinstance(data, tuple) or (isinstance(data, list) and not is_batch_list(data)):
+        raise ValueError(
+            "Argument `validation_data` must be `(x_val, y_val)` or `(x_val, "
+            "y_val, sample_weight)` (a validation loss needs targets), a "
+            "tf.data.Dataset or a keras.utils.PyDataset. Received: a "
+            f"{type(data).__name__} of {len(data)} item(s)"
+        )
     if is_one_shot(data):
         raise TypeError(
             "Argument `validation_data` must be iterable more than once: its "

@@ -358,12 +358,13 @@ class LRRangeTest(keras.callbacks.Callback):
             restored = "was restored" if self.restore_on_end else "keeps its weights"
             raise ValueError(
                 f"The range test ran {self._executions * self._spe} step(s) but "
-                "recorded no loss: the model's `train_step` does not report its "
-                "loss through Keras's compiled loss (`self.compute_loss(...)`, "
-                "which updates the loss tracker the range test records; a "
-                "`train_step` keeping a loss tracker of its own bypasses it). "
-                "Compute the loss with `self.compute_loss(x=x, y=y, "
-                f"y_pred=y_pred)` in `train_step`. The model {restored}."
+                "recorded no loss: the model's `train_step` does not update the "
+                "model's loss metric (the one named 'loss' in `self.metrics`), "
+                "which the range test records. Keras's own `train_step` does; a "
+                "custom one must too, once it has its loss (as Keras's guide to "
+                "custom training steps does): `for m in self.metrics: "
+                "m.update_state(loss) if m.name == 'loss' else "
+                f"m.update_state(y, y_pred)`. The model {restored}."
             )
 
     # Reading the buffer -------------------------------------------------
