@@ -1468,3 +1468,31 @@ def test_no_false_alarm_on_a_resumed_digits_run():
     model.fit(x, y, batch_size=8, epochs=1, callbacks=[det], verbose=0)
     assert det.events == []
     np.testing.assert_allclose(float(model.optimizer.learning_rate), 3e-3, rtol=1e-6)
+
+
+@pytest.mark.multibackend
+@pytest.mark.parametrize("same_instance", [False, True])
+def test_a_later_fit_puts_back_what_an_interrupted_detector_left(same_instance):
+    # Keras skips `on_train_end` when `fit` raises: the ring, the wrapped
+    # `train_step` and the wrapped optimizer apply stayed, and the next
+    # detector saved them as the model's own, for good.
+    x, y = _linear_problem()
+    model = _linear_model(keras.optimizers.SGD(0.05))
+    tracker = vars(model).get("_loss_tracker")
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == 3:
+                raise RuntimeError("interrupted")
+
+    first = DivergenceDetector(watch_gradient_norm=True, verbose=0)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        model.fit(x, y, batch_size=16, callbacks=[first, Interrupt()], verbose=0)
+    assert "train_step" in vars(model)  # left behind
+    second = first if same_instance else DivergenceDetector(verbose=0)
+    with pytest.warns(UserWarning, match="still carried what the DivergenceDetector"):
+        model.fit(x, y, batch_size=16, epochs=1, callbacks=[second], verbose=0)
+    assert vars(model).get("_loss_tracker") is tracker
+    assert "train_step" not in vars(model)
+    assert "apply" not in vars(model.optimizer)
+    assert "stateless_apply" not in vars(model.optimizer)

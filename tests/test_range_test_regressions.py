@@ -1369,3 +1369,62 @@ def test_find_best_refuses_to_race_a_stateful_model_up_front():
     with pytest.raises(ValueError, match=r"stateful recurrent layers \(`lstm"):
         keras_lr.find_best_learning_rate(model, (x, y), batch_size=8, verbose=0)
     assert_bitwise_equal(before, all_state(model))
+
+
+class _Interrupt(keras.callbacks.Callback):
+    """Raises at the 4th batch, as a KeyboardInterrupt would end `fit`."""
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == 3:
+            raise RuntimeError("interrupted")
+
+
+def test_a_later_fit_puts_back_what_an_interrupted_range_test_left():
+    # Keras skips `on_train_end` when `fit` raises: the sweep's rate, the
+    # recorder and the wrapped `train_step` stayed, and the next range test
+    # saved them as the model's own, so that they stayed for good (a plain
+    # `fit` then trained at the sweep's rate of 10, to NaN).
+    x, y = _linear_data()
+    model = _linear_model(1e-3)
+    model.fit(x[:16], y[:16], verbose=0)
+    before = all_state(model)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        model.fit(
+            x,
+            y,
+            batch_size=16,
+            callbacks=[LRRangeTest(1e-4, 10.0, num_steps=20), _Interrupt()],
+            verbose=0,
+        )
+    with pytest.warns(UserWarning, match="still carried what the LRRangeTest"):
+        model.fit(
+            x,
+            y,
+            batch_size=16,
+            epochs=2,
+            callbacks=[LRRangeTest(1e-4, 10.0, num_steps=20)],
+            verbose=0,
+        )
+    assert_bitwise_equal(before, all_state(model))
+    assert isinstance(model.optimizer._learning_rate, keras.Variable)
+    assert "train_step" not in vars(model)
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-3)
+
+
+def test_a_detector_and_a_range_test_in_one_fit_are_refused():
+    from keras_lr.callbacks import DivergenceDetector
+
+    x, y = _linear_data()
+    model = _linear_model()
+    tracker = vars(model).get("_loss_tracker")
+    with pytest.raises(ValueError, match="cannot watch the same `fit`"):
+        model.fit(
+            x,
+            y,
+            batch_size=16,
+            callbacks=[DivergenceDetector(verbose=0), LRRangeTest(num_steps=20)],
+            verbose=0,
+        )
+    # Nothing of the detector stays installed.
+    assert vars(model).get("_loss_tracker") is tracker
+    assert "train_step" not in vars(model)

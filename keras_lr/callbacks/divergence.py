@@ -31,7 +31,7 @@ from keras_lr._state import (
 )
 from keras_lr.callbacks._grad_norm import SKIPPED, GradNormHook
 from keras_lr.callbacks._ring import RingLossRecorder
-from keras_lr.range_test._recorder import gate_train_step
+from keras_lr.range_test._recorder import clear_leftover, gate_train_step
 
 __all__ = ["DivergenceDetector", "DivergenceError"]
 
@@ -276,8 +276,10 @@ class DivergenceDetector(keras.callbacks.Callback):
     the epoch's end, after Keras computed the epoch's logs) logs instead the
     mean of its finite per-step losses after the last event (of all of them
     when none came after it), so that `History`, `diagnose` and `LRMonitor`
-    do not read a recovered run as diverged. List the detector before the
-    callbacks that read the logs: Keras calls them in list order.
+    do not read a recovered run as diverged (other training metrics of that
+    epoch keep Keras's mean over all its steps, which the detector cannot
+    recompute). List the detector before the callbacks that read the logs:
+    Keras calls them in list order.
 
     For the length of `fit` the model's loss tracker is replaced, its
     `train_step` wrapped (so that only training steps are recorded, not an
@@ -285,7 +287,8 @@ class DivergenceDetector(keras.callbacks.Callback):
     the optimizer's apply step wrapped; they are put back in
     ``on_train_end``. Keras does not call it when `fit`
     raises (a `KeyboardInterrupt`, another callback's error): call
-    ``detector.on_train_end()`` then to put them back.
+    ``detector.on_train_end()`` then to put them back (the next `fit` with a
+    `DivergenceDetector` or an `LRRangeTest` does it too, with a warning).
 
     Args:
         action: ``"rollback"``, ``"stop"`` or ``"raise"``.
@@ -482,6 +485,8 @@ class DivergenceDetector(keras.callbacks.Callback):
                 "DivergenceDetector needs a compiled model: call "
                 "`model.compile(optimizer=..., loss=...)` first."
             )
+        # What an interrupted `fit` left in place is not the model's own.
+        clear_leftover(model, self)
         # Checked again when the first epoch begins (`_check_lowerable`):
         # a scheduler later in the list may install a rate that can be
         # lowered in its own `on_train_begin`.
@@ -561,6 +566,7 @@ class DivergenceDetector(keras.callbacks.Callback):
             self._recorder = RingLossRecorder(
                 capacity, grad_norms=self.watch_gradient_norm
             )
+        set_attr(self._recorder, "owner", self)
         self._ring_live = _live.LiveIndex(model, self._recorder.ring_variables)
         self._saved_tracker = vars(model).get("_loss_tracker")
         set_attr(model, "_loss_tracker", self._recorder)
@@ -574,6 +580,11 @@ class DivergenceDetector(keras.callbacks.Callback):
         # Validation must not write into the ring: the test step is traced
         # anew, inside `on_test_begin`, with recording off.
         set_attr(model, "test_function", None)
+
+    def abandon(self) -> None:
+        """Puts back what this detector installed (a later `fit` found it
+        still in place: the `fit` it was installed for raised)."""
+        self._uninstall()
 
     def _uninstall(self) -> None:
         if self._recorder is None:

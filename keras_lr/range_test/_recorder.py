@@ -13,6 +13,7 @@ only when it chooses to.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -154,3 +155,55 @@ def gate_train_step(model: Any, recorder: StepLossRecorder) -> Callable[[], None
         recorder.train_depth = 0
 
     return undo
+
+
+def clear_leftover(model: Any, callback: Any) -> None:
+    """Puts back what a keras_lr callback left installed when its `fit` raised.
+
+    `LRRangeTest` and `DivergenceDetector` replace the model's loss tracker
+    (and more) for the length of `fit` and put it back in `on_train_end`,
+    which Keras skips when `fit` raises. The recorder they install knows its
+    owner (``recorder.owner``, with ``owner.abandon()`` putting everything
+    back): found at the start of a later `fit`, it is cleared with a warning
+    instead of being saved as the model's own tracker, which would keep the
+    sweep's rate or the wrapped `train_step` for good. Two such callbacks in
+    the same `fit` (the same ``params``, which Keras hands every callback of
+    one `fit`) would each record into its own tracker while only one is in
+    place: refused, after putting back what the first one installed.
+
+    Args:
+        model: the model a callback is about to install on.
+        callback: that callback.
+
+    Raises:
+        ValueError: when another keras_lr callback of the same `fit` has
+            installed its recorder already.
+    """
+    tracker = vars(model).get("_loss_tracker")
+    owner = getattr(tracker, "owner", None)
+    if owner is None:
+        return
+    if owner is not callback and getattr(owner, "params", None) is getattr(
+        callback, "params", ()
+    ):
+        owner.abandon()  # `fit` ends here: nothing of it stays installed
+        raise ValueError(
+            f"{type(callback).__name__} and {type(owner).__name__} cannot watch "
+            "the same `fit`: each records every step's loss in place of the "
+            "model's loss tracker. Run the range test on its own first (or "
+            "`keras_lr.lr_range_test`), then train with the detector."
+        )
+    warnings.warn(
+        f"The model still carried what the {type(owner).__name__} callback "
+        "installed for a `fit` that raised (Keras then skips `on_train_end`): "
+        "it was put "
+        f"back before this `fit`. After an interrupted `fit`, call "
+        f"`{_CLEANUP.get(type(owner).__name__, 'on_train_end')}()` on the "
+        "callback.",
+        stacklevel=3,
+    )
+    owner.abandon()
+
+
+#: The call that puts a callback's installation back after a `fit` raised.
+_CLEANUP = {"LRRangeTest": "restore", "DivergenceDetector": "on_train_end"}

@@ -19,7 +19,11 @@ from keras_lr._state import (
     variables_finite,
 )
 from keras_lr.range_test._data import check_validation_data
-from keras_lr.range_test._recorder import StepLossRecorder, gate_train_step
+from keras_lr.range_test._recorder import (
+    StepLossRecorder,
+    clear_leftover,
+    gate_train_step,
+)
 from keras_lr.range_test._sweep import SweepSchedule, sweep_lrs
 from keras_lr.range_test.result import LRRangeTestResult, RangeTestWarning
 from keras_lr.schedules import _base
@@ -156,7 +160,11 @@ class LRRangeTest(keras.callbacks.Callback):
 
     If `fit` raises (for instance on a KeyboardInterrupt), Keras calls no
     callback at the end; call `restore()` yourself, or use
-    `keras_lr.lr_range_test`, which always restores. The sweep owns the
+    `keras_lr.lr_range_test`, which always restores (the next `fit` with an
+    `LRRangeTest` or a `DivergenceDetector` also restores it, with a
+    warning). It cannot share a `fit` with a `DivergenceDetector` (both
+    record the loss in place of the model's tracker): that `fit` is refused
+    with a ValueError. The sweep owns the
     rate during its `fit`: a callback that sets the rate too
     (`keras.callbacks.LearningRateScheduler`, `ReduceLROnPlateau`) makes
     Keras refuse to set it ("This optimizer was created with a
@@ -255,6 +263,9 @@ class LRRangeTest(keras.callbacks.Callback):
                 "The model must be compiled with an optimizer before a range "
                 "test: call `model.compile(optimizer=..., loss=...)` first."
             )
+        # Before the state is captured: what an interrupted `fit` left in
+        # place is not the model's own.
+        clear_leftover(model, self)
         self.result = None
         state = self._given_state or TrainingState(model)
         if not state.has_variables and not state.capture_variables():
@@ -276,6 +287,7 @@ class LRRangeTest(keras.callbacks.Callback):
         self._session.install(
             SweepSchedule(self.start_lr, self.end_lr, self.num_steps, self.mode, offset)
         )
+        set_attr(self._session.recorder, "owner", self)
         self._watch = LossWatch(
             smoothing=self.smoothing, best_ratio=self.diverge_threshold
         )
@@ -504,6 +516,16 @@ class LRRangeTest(keras.callbacks.Callback):
             return 0
         applied = _rate.schedule_step(optimizer) - self._offset
         return max(0, int(used) - applied)
+
+    def abandon(self) -> None:
+        """Puts the model back as `on_train_end` would, with no result (the
+        `fit` raised; a later `fit` found the sweep still installed)."""
+        if self.restore_on_end:
+            self.restore(_skip=("history",))
+        else:
+            self._session.uninstall()
+            if self._state is not None:
+                self._state.restore_attributes(skip=("history",))
 
     def restore(self, _skip: tuple[str, ...] = ()) -> None:
         """Restores the model as it was when `fit` began; safe to call twice."""
