@@ -994,6 +994,34 @@ def test_a_nan_step_that_a_loss_scale_optimizer_skipped_is_not_rolled_back(
 
 
 @pytest.mark.multibackend
+def test_an_early_skipped_nan_step_is_not_rolled_back_after_a_noisy_rise():
+    # At step 6 of this run the smoothed loss is above its first value on
+    # JAX (a noisy start), which made the NaN step read as the rate's and
+    # cost a rollback to the start and a 10x cut though the optimizer had
+    # skipped it: the weights decide, not the rise.
+    x, y = _linear_problem()
+    weights = np.ones((len(x),), "float32")
+    weights[6 * 16 : 7 * 16] = np.nan
+    keras.utils.set_random_seed(0)
+    model = _linear_model(
+        keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.05))
+    )
+    det = DivergenceDetector(check_every=4, snapshot_every=4, verbose=0)
+    model.fit(
+        x,
+        y,
+        sample_weight=weights,
+        batch_size=16,
+        epochs=1,
+        shuffle=False,
+        callbacks=[det],
+        verbose=0,
+    )
+    assert [(e["step"], e["action"]) for e in det.events] == [(6, "skipped")]
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.05, rel=1e-6)
+
+
+@pytest.mark.multibackend
 def test_non_finite_losses_close_together_are_rolled_back_even_if_skipped():
     # Two non-finite losses within `window` steps: a rate overflowing the
     # forward pass while the optimizer skips every update would stall

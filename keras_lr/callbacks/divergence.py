@@ -265,7 +265,7 @@ class DivergenceDetector(keras.callbacks.Callback):
     With mixed precision (`LossScaleOptimizer`) the detector watches the
     unscaled loss, which the loss tracker receives; the optimizer's own
     skipping of non-finite gradient steps is left as it is. Under
-    ``action="rollback"`` a bad batch (above) whose step left every variable
+    ``action="rollback"`` a non-finite loss whose step left every variable
     finite, as a skipped step does, is not rolled back: the event is
     recorded with ``action="skipped"``, the epoch's metrics are reset, and
     training goes on at the same rate; a second non-finite loss within
@@ -1158,18 +1158,19 @@ class DivergenceDetector(keras.callbacks.Callback):
         A `LossScaleOptimizer` skips a step whose gradients are not finite,
         so a NaN batch leaves the weights as they were (without one, its
         NaN gradients would have reached them). Only under
-        ``action="rollback"``, for a loss that is a bad batch (see
-        `_lone_nonfinite`), with no other non-finite loss in the `window`
+        ``action="rollback"``, with no other non-finite loss in the `window`
         steps before it: non-finite losses in a row (a rate overflowing the
         float16 forward pass while the optimizer skips every update) stall
-        training, and go to a rollback.
+        training, and go to a rollback. Whether the loss had risen before
+        does not matter here: the weights are what they were before the
+        step, and a rise goes on to fire the other tests.
         """
         if self.action != "rollback" or event.reason != "nonfinite":
             return False
         last, self._last_nonfinite = self._last_nonfinite, event.step
         if last is not None and event.step - last <= self.window:
             return False
-        return self._lone_nonfinite(event, "loss") and _all_finite(self.model)
+        return _all_finite(self.model)
 
     def _record_skip(self, event: DivergenceEvent) -> None:
         """Records a harmless non-finite loss: no rollback, no rate cut.
