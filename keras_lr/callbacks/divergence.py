@@ -581,7 +581,7 @@ class DivergenceDetector(keras.callbacks.Callback):
         # anew, inside `on_test_begin`, with recording off.
         set_attr(model, "test_function", None)
 
-    def abandon(self) -> None:
+    def _abandon(self) -> None:
         """Puts back what this detector installed (a later `fit` found it
         still in place: the `fit` it was installed for raised)."""
         self._uninstall()

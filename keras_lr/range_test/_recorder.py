@@ -163,7 +163,7 @@ def clear_leftover(model: Any, callback: Any) -> None:
     `LRRangeTest` and `DivergenceDetector` replace the model's loss tracker
     (and more) for the length of `fit` and put it back in `on_train_end`,
     which Keras skips when `fit` raises. The recorder they install knows its
-    owner (``recorder.owner``, with ``owner.abandon()`` putting everything
+    owner (``recorder.owner``, with ``owner._abandon()`` putting everything
     back): found at the start of a later `fit`, it is cleared with a warning
     instead of being saved as the model's own tracker, which would keep the
     sweep's rate or the wrapped `train_step` for good. Two such callbacks in
@@ -186,7 +186,7 @@ def clear_leftover(model: Any, callback: Any) -> None:
     if owner is not callback and getattr(owner, "params", None) is getattr(
         callback, "params", ()
     ):
-        owner.abandon()  # `fit` ends here: nothing of it stays installed
+        owner._abandon()  # `fit` ends here: nothing of it stays installed
         raise ValueError(
             f"{type(callback).__name__} and {type(owner).__name__} cannot watch "
             "the same `fit`: each records every step's loss in place of the "
@@ -202,7 +202,7 @@ def clear_leftover(model: Any, callback: Any) -> None:
         "callback.",
         stacklevel=3,
     )
-    owner.abandon()
+    owner._abandon()
 
 
 #: The call that puts a callback's installation back after a `fit` raised.

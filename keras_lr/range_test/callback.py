@@ -517,7 +517,7 @@ class LRRangeTest(keras.callbacks.Callback):
         applied = _rate.schedule_step(optimizer) - self._offset
         return max(0, int(used) - applied)
 
-    def abandon(self) -> None:
+    def _abandon(self) -> None:
         """Puts the model back as `on_train_end` would, with no result (the
         `fit` raised; a later `fit` found the sweep still installed)."""
         if self.restore_on_end:
