@@ -319,6 +319,35 @@ def test_raise_restores_and_cleans_up(data):
 
 
 @pytest.mark.multibackend
+def test_raise_takes_a_scheduler_of_the_same_fit_out_too():
+    # `fit` ends on the error and Keras calls no `on_train_end`: the
+    # scheduler's `Scaled` schedule stayed in the optimizer, and a later
+    # plain `fit` trained on the previous fit's 1cycle.
+    from keras_lr.callbacks import OneCycleScheduler
+
+    x, y = _linear_problem()
+    weights = np.ones((len(x),), "float32")
+    weights[6 * 16 : 7 * 16] = np.nan
+    model = _linear_model(keras.optimizers.SGD(0.05))
+    rate = model.optimizer._learning_rate
+    det = DivergenceDetector(action="raise", check_every=4, verbose=0)
+    with pytest.raises(DivergenceError):
+        model.fit(
+            x,
+            y,
+            sample_weight=weights,
+            batch_size=16,
+            epochs=1,
+            shuffle=False,
+            callbacks=[OneCycleScheduler(), det],
+            verbose=0,
+        )
+    assert model.optimizer._learning_rate is rate
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.05)
+    assert "get_config" not in vars(model.optimizer)
+
+
+@pytest.mark.multibackend
 def test_recoveries_are_capped(fashion_sample, caplog):
     (x, y), _ = fashion_sample
     x = x.copy()

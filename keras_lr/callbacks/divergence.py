@@ -25,6 +25,7 @@ from keras_lr import _live, _rate, _validate
 from keras_lr._detect import DivergenceEvent, LossWatch
 from keras_lr._state import (
     TrainingState,
+    base_optimizer,
     distribution_scope,
     set_attr,
     variables_finite,
@@ -1120,6 +1121,13 @@ class DivergenceDetector(keras.callbacks.Callback):
         self._model.stop_training = True
         if action == "raise":
             self._uninstall()
+            # `fit` ends on this error, and Keras calls no `on_train_end`:
+            # a keras_lr scheduler's schedule, installed for this `fit`, goes
+            # too, so that the optimizer has the user's rate back.
+            from keras_lr.callbacks.schedulers import _uninstall as _unschedule
+
+            _unschedule(base_optimizer(model.optimizer))
+            set_attr(model, "train_function", None)
             raise DivergenceError(self._describe(record, message))
 
     def _count_losses(self, losses: np.ndarray) -> None:
