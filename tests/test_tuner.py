@@ -973,3 +973,71 @@ def test_single_samples_for_a_model_without_an_input_are_batched():
     data = tf.data.Dataset.from_tensor_slices((x, y))  # one sample per element
     hm.fit(hp, model, data, epochs=1, verbose=0, callbacks=[seen])
     assert len(seen.rates) == 6  # 192 samples in batches of 32
+
+
+def test_scale_factor_refuses_unknown_rules_and_bad_sizes():
+    # An unknown rule fell back to 1.0 (no scaling), silently.
+    assert tuner.scale_factor(256, 64, "linear") == 4.0
+    with pytest.raises(ValueError, match="`scaling` must be one of"):
+        tuner.scale_factor(256, 64, "Linear")
+    with pytest.raises(ValueError, match="`reference_batch_size` must be >= 1"):
+        tuner.scale_factor(256, 0, "linear")
+    with pytest.raises(ValueError, match="`batch_size` must be >= 1"):
+        tuner.scale_factor(-4, 64, "sqrt")
+
+
+def _fixed_batch(batch):
+    hp = keras_tuner.HyperParameters()
+    hp.Fixed("batch_size", batch)
+    return hp
+
+
+def test_an_optimizer_callable_must_return_an_optimizer():
+    # A name was compiled as Keras's default optimizer, at its default rate,
+    # while the trial recorded the rate searched.
+    x, y = _tiny_task()
+    hm = _tiny_hypermodel(lr_range=(1e-3, 1e-1), optimizer=lambda lr: "sgd")
+    hp = _fixed_batch(32)
+    with pytest.raises(keras_tuner.errors.FatalTypeError, match="must return a Keras"):
+        hm.fit(hp, hm.build(hp), x, y, epochs=1, verbose=0)
+
+
+def test_a_batch_larger_than_the_data_is_an_infeasible_trial():
+    # `fit` trained on one batch of all the samples, at the rate scaled for
+    # the larger batch, and the trial was recorded at that batch.
+    x, y = _tiny_task()
+    n = len(x)
+    hm = tuner.LRBatchSizeHyperModel(
+        _tiny_build,
+        batch_sizes=(32, 2 * n),
+        lr_range=(1e-3, 1e-1),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        distribution_strategy=None,
+    )
+    hp = _fixed_batch(2 * n)
+    model = hm.build(hp)
+    with pytest.raises(keras_tuner.errors.FailedTrialError, match="larger than the"):
+        hm.fit(hp, model, x, y, epochs=1, verbose=0)
+
+
+def test_one_cycle_of_one_step_trains_at_the_searched_rate():
+    hm = tuner.LRBatchSizeHyperModel(
+        _dense,
+        schedule="one_cycle",
+        lr_range=(1e-4, 1e-1),
+        loss="mse",
+        distribution_strategy=None,
+    )
+    assert hm._schedule(0.1, 64, 1) == (0.1, 0)
+    sched, _ = hm._schedule(0.1, 64, 10)
+    assert max(float(sched(s)) for s in range(10)) == pytest.approx(0.1, rel=0.05)
+
+
+def test_positional_fit_arguments_are_read_by_name():
+    # `search(x, y, None, 2)`: `batch_size` came twice and every trial failed.
+    x, y = _tiny_task()
+    hm = _tiny_hypermodel(lr_range=(1e-3, 1e-1))
+    hp = _fixed_batch(32)
+    model = hm.build(hp)
+    history = hm.fit(hp, model, x, y, None, 2, 0)
+    assert len(history.history["loss"]) == 2

@@ -53,6 +53,11 @@ def scale_factor(batch_size: int, reference_batch_size: int, scaling: str) -> fl
     >>> scale_factor(256, 64, "linear"), scale_factor(256, 64, "sqrt")
     (4.0, 2.0)
     """
+    batch_size = _validate.check_int("batch_size", batch_size, minimum=1)
+    reference_batch_size = _validate.check_int(
+        "reference_batch_size", reference_batch_size, minimum=1
+    )
+    scaling = _validate.check_choice("scaling", scaling, _SCALINGS)
     ratio = batch_size / reference_batch_size
     if scaling == "linear":
         return float(ratio)
@@ -451,7 +456,17 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
                 )
             return optimizer
         if callable(self.optimizer):
-            return self.optimizer(learning_rate)
+            optimizer = self.optimizer(learning_rate)
+            if not isinstance(optimizer, keras.optimizers.Optimizer):
+                # Fatal: every trial would make the same.
+                raise keras_tuner.errors.FatalTypeError(
+                    "Argument `optimizer`, a callable, must return a Keras "
+                    "optimizer built with the learning rate it is given, e.g. "
+                    "`lambda lr: keras.optimizers.SGD(lr, momentum=0.9)`; a name "
+                    "such as 'sgd' would train at Keras's default rate. "
+                    f"Received: {optimizer!r:.80} (of type {type(optimizer).__name__})"
+                )
+            return optimizer
         if self.optimizer == "sgd":
             return keras.optimizers.SGD(learning_rate, momentum=0.9)
         if self.optimizer == "adamw":
@@ -480,6 +495,10 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
     def _schedule(self, lr: float, batch: int, total_steps: int) -> tuple[Any, int]:
         warmup = 0
         if self.schedule == "one_cycle":
+            if total_steps < 2:
+                # One step has no cycle: OneCycle's only step would be at
+                # its final, near-zero rate.
+                return lr, warmup
             return OneCycle(max_lr=lr, total_steps=total_steps), warmup
         # At least one warmup step, and at least one step after it: a run
         # of a single step has none (its only step would be at rate 0).
@@ -496,8 +515,19 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
     def fit(
         self, hp: keras_tuner.HyperParameters, model: keras.Model, *args, **kwargs
     ) -> Any:
+        args, kwargs = _named_fit_arguments(args, kwargs)
         batch = int(hp.get("batch_size"))
         per_replica = batch // self.num_replicas
+        samples = _training_samples(args, kwargs, model)
+        if samples is not None and batch > samples:
+            # `fit` would train on one batch of all the samples, at the rate
+            # searched for `batch`: the trial would not be what it says.
+            raise _feasibility.failed_trial(
+                f"Global batch {batch} is larger than the {samples} training "
+                f"samples: `fit` would train on a single batch of {samples} at the "
+                f"rate searched for a batch of {batch}, so the trial is marked "
+                "infeasible."
+            )
         if self.lr_range == "auto":
             stored = hp.values.get(AUTO_LR_MIN)
             if stored is not None:
@@ -815,18 +845,49 @@ def _dataset_samples(
 def _steps_per_epoch(
     args, kwargs, batch: int, model: keras.Model | None = None, *, count: bool = False
 ) -> int | None:
+    n = _training_samples(args, kwargs, model, count=count)
+    return max(1, math.ceil(n / batch)) if n else None
+
+
+def _training_samples(
+    args, kwargs, model: keras.Model | None = None, *, count: bool = False
+) -> int | None:
+    """Samples `fit` trains on per epoch, where known without a pass over
+    the data (with `count`, a dataset of unknown length is counted)."""
     x = args[0] if args else kwargs.get("x")
     if _is_dataset(x):
-        n = _dataset_samples(x, model, count=count)
-        return max(1, math.ceil(n / batch)) if n else None
+        return _dataset_samples(x, model, count=count) or None
+    if not _in_memory(x):
+        return None
     try:
         first = keras.tree.flatten(x)[0]
         n = int(np.shape(first)[0])
     except (TypeError, IndexError, ValueError):
         return None
     split = float(kwargs.get("validation_split", 0.0) or 0.0)
-    n = int(n * (1.0 - split))
-    return max(1, math.ceil(n / batch))
+    return int(n * (1.0 - split))
+
+
+#: `Model.fit`'s arguments after `x` and `y`, in order.
+_FIT_ARGUMENTS = tuple(inspect.signature(keras.Model.fit).parameters)[3:]
+
+
+def _named_fit_arguments(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """`fit`'s positional arguments after ``x, y`` passed by name (the
+    hypermodel reads and replaces `batch_size` and `epochs`).
+
+    >>> _named_fit_arguments((1, 2, None, 3), {"verbose": 0})
+    ((1, 2), {'verbose': 0, 'batch_size': None, 'epochs': 3})
+    """
+    if len(args) <= 2:
+        return args, kwargs
+    named = dict(zip(_FIT_ARGUMENTS, args[2:]))
+    twice = sorted(set(named) & set(kwargs))
+    if twice:
+        raise TypeError(
+            f"`fit` got the argument(s) {twice} both by position and by name."
+        )
+    return tuple(args[:2]), {**kwargs, **named}
 
 
 def _takes_hp(fn: Any) -> bool:
