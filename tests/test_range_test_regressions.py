@@ -1074,6 +1074,51 @@ def test_a_torch_dataloader_is_cycled_and_raced():
     assert_bitwise_equal(before, all_state(model))
 
 
+@pytest.mark.skipif(BACKEND != "torch", reason="a torch DataLoader")
+def test_race_candidates_of_a_shuffling_loader_see_the_same_batches():
+    # The loader's sampler draws its order from torch's global generator:
+    # each candidate drew a new one, and the race compared candidates on
+    # different batches (its training-loss scores are paired by step).
+    import torch
+
+    from keras_lr.range_test.api import _race
+
+    x, y = _linear_data(256)
+    seen = []
+
+    class Logged(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(x)
+
+        def __getitem__(self, i):
+            seen.append(int(i))
+            return torch.from_numpy(x[i]), torch.from_numpy(y[i])
+
+    loader = torch.utils.data.DataLoader(Logged(), batch_size=32, shuffle=True)
+    model = _linear_model()
+    _race(model, loader, None, None, [1e-3, 1e-2, 1e-1], 6, None, 0)
+    per_candidate = np.reshape(seen, (3, -1))
+    assert per_candidate.shape[1] == 6 * 32
+    np.testing.assert_array_equal(per_candidate[1], per_candidate[0])
+    np.testing.assert_array_equal(per_candidate[2], per_candidate[0])
+
+
+@pytest.mark.parametrize("spe", [1, 32])
+def test_the_sweep_reaches_end_lr_when_executions_span_epoch_ends(spe):
+    # 320 samples are 10 batches an epoch: executions of 32 steps end with
+    # each epoch, and the sweep was stopped at 80 of its 100 steps.
+    if spe > 1 and BACKEND == "torch":
+        pytest.skip("Keras runs one step per execution on PyTorch")
+    x, y = _linear_data(320)
+    model = _linear_model()
+    result = keras_lr.lr_range_test(
+        model, x, y, batch_size=32, num_steps=100, start_lr=1e-5, end_lr=1e-3,
+        steps_per_execution=spe, verbose=0,
+    )  # fmt: skip
+    assert len(result) == 100
+    assert result.lrs[-1] == pytest.approx(1e-3)
+
+
 def test_validation_sample_weights_are_applied():
     # Every validation weight zero: `evaluate` gives a loss of exactly 0.
     x, y = _linear_data(256)
@@ -1428,3 +1473,64 @@ def test_a_detector_and_a_range_test_in_one_fit_are_refused():
     # Nothing of the detector stays installed.
     assert vars(model).get("_loss_tracker") is tracker
     assert "train_step" not in vars(model)
+
+
+def test_pydatasets_that_declare_num_batches_are_taken():
+    # `fit` takes a PyDataset with a `num_batches` property instead of
+    # `__len__` (None: infinite); the range test failed on `len(x)`.
+    x, y = _linear_data(192)
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self, n):
+            super().__init__()
+            self.n = n
+
+        @property
+        def num_batches(self):
+            return self.n
+
+        def __getitem__(self, i):
+            i %= 6
+            return x[32 * i : 32 * (i + 1)], y[32 * i : 32 * (i + 1)]
+
+    for n in (3, None):
+        result = keras_lr.lr_range_test(
+            _linear_model(), Batches(n), num_steps=20, verbose=0
+        )
+        assert len(result) == 20
+    # As validation data, an infinite one needs `validation_steps` (it hung).
+    with pytest.raises(ValueError, match="`validation_steps` must be given"):
+        LRRangeTest(validation_data=Batches(None))
+
+
+def test_validation_data_as_a_list_of_batches_is_refused():
+    # Read by `evaluate` as arrays: "Data cardinality is ambiguous", or, for
+    # two batches, silently unpacked as `(x_val, y_val)`.
+    x, y = _linear_data(96)
+    batches = [(x[i : i + 32], y[i : i + 32]) for i in range(0, 96, 32)]
+    for data in (batches, batches[:2]):
+        with pytest.raises(ValueError, match="cannot be a list of batches"):
+            LRRangeTest(validation_data=data)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"seed": "a"}, TypeError, "`seed` must be an integer"),
+        ({"seed": -1}, ValueError, "`seed` must be >= 0"),
+        ({"race": "no"}, TypeError, "`race` must be a bool"),
+        ({"return_details": "yes"}, TypeError, "`return_details` must be a bool"),
+        ({"verbose": "x"}, TypeError, "`verbose` must be an integer"),
+    ],
+)
+def test_find_best_checks_its_seed_and_flags_up_front(kwargs, error, match):
+    # A bad seed failed inside numpy, with validation data only after the
+    # whole range test; "no" read as True.
+    x, y = _linear_data()
+    model = _linear_model()
+    before = all_state(model)
+    with pytest.raises(error, match=match):
+        keras_lr.find_best_learning_rate(
+            model, (x, y), validation_data=(x, y), num_steps=20, **kwargs
+        )
+    assert_bitwise_equal(before, all_state(model))

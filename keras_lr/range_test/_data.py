@@ -52,12 +52,15 @@ class _CyclingPyDataset(keras.utils.PyDataset):
         )
         self.base = base
         self.length = length
-        self.base_length = len(base)
+        # `num_batches` (`len` by default); None for an infinite one.
+        self.base_length = base.num_batches
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int):
+        if self.base_length is None:
+            return self.base[index]
         return self.base[index % self.base_length]
 
     def on_epoch_end(self):
@@ -206,8 +209,10 @@ def _fit_arguments(
     if _is_tf_dataset(x):
         return {"x": x.repeat(), "steps_per_epoch": num_steps, "epochs": 1}
     if isinstance(x, keras.utils.PyDataset):
-        if len(x) == 0:
-            raise ValueError("The PyDataset passed as `x` is empty (len(x) == 0).")
+        if x.num_batches == 0:
+            raise ValueError(
+                "The PyDataset passed as `x` is empty (its `num_batches` is 0)."
+            )
         return {"x": _CyclingPyDataset(x, num_steps), "epochs": 1}
     return {"x": _cycle(x), "steps_per_epoch": num_steps, "epochs": 1, **_NO_SHUFFLE}
 
@@ -502,9 +507,16 @@ def check_validation_data(data: Any, validation_steps: int | None) -> Any:
     """
     if data is None:
         return None
+    if is_batch_list(data):
+        raise ValueError(
+            "Argument `validation_data` cannot be a list of batches (`evaluate` "
+            "would read it as arrays): pass `(x_val, y_val)` arrays, a "
+            "tf.data.Dataset or a keras.utils.PyDataset. Received: a list of "
+            f"{len(data)} batches"
+        )
     if isinstance(data, (list, tuple)) and len(data) in (2, 3):
         return keras.utils.unpack_x_y_sample_weight(tuple(data))
-    if isinstance(data, tuple) or (isinstance(data, list) and not is_batch_list(data)):
+    if isinstance(data, (list, tuple)):
         raise ValueError(
             "Argument `validation_data` must be `(x_val, y_val)` or `(x_val, "
             "y_val, sample_weight)` (a validation loss needs targets), a "
@@ -519,10 +531,9 @@ def check_validation_data(data: Any, validation_steps: int | None) -> Any:
             "tf.data.Dataset or a keras.utils.PyDataset. "
             f"Received: validation_data of type {type(data).__name__}"
         )
-    if (
-        _is_tf_dataset(data)
-        and validation_steps is None
-        and int(data.cardinality()) == _INFINITE
+    if validation_steps is None and (
+        (_is_tf_dataset(data) and int(data.cardinality()) == _INFINITE)
+        or (isinstance(data, keras.utils.PyDataset) and data.num_batches is None)
     ):
         raise ValueError(
             "Argument `validation_steps` must be given with an infinite "

@@ -236,7 +236,7 @@ def lr_range_test(
         diverge_threshold,
         validation_data=validation_data,
         validation_steps=validation_steps,
-        progress=bool(verbose),
+        progress=bool(_validate.check_verbose(verbose)),
     )
     if steps_per_execution is not None:
         steps_per_execution = _validate.check_int(
@@ -500,6 +500,10 @@ def _race(
     try:
         for i, lr in enumerate(lrs):
             state.restore_variables()
+            # The same draws for every candidate: data that shuffles from the
+            # global generators (a torch DataLoader, a PyDataset's numpy
+            # shuffle) serves each one the same batches.
+            rng.restore()
             session.clear()
             if i and not _is_array_like(x):
                 # A fresh pass from the first batch: every candidate trains
@@ -699,6 +703,9 @@ def find_best_learning_rate(
     True
     """
     _check_compiled(model)
+    race = _validate.check_bool("race", race)
+    return_details = _validate.check_bool("return_details", return_details)
+    seed = _validate.check_optional_int("seed", seed, minimum=0)
     holdout = _validate.check_in_interval(
         "holdout", _validate.check_real("holdout", holdout), 0.0, 1.0
     )

@@ -316,7 +316,13 @@ class LRRangeTest(keras.callbacks.Callback):
         # asynchronous dispatch (a host sync of the logs every step).
         self._executions += 1
         done = self._epoch_offset + int(batch)
-        if done + self._spe >= self.num_steps:
+        # The execution starting now runs `steps_per_execution` steps, or
+        # fewer at the end of an epoch (arrays sweep over several epochs).
+        span = self._spe
+        per_epoch = (self.params or {}).get("steps")
+        if per_epoch:
+            span = max(1, min(span, int(per_epoch) - int(batch)))
+        if done + span >= self.num_steps:
             # The execution starting now completes the sweep. (`_model`, not
             # `model`: on JAX the property syncs the whole state.)
             self._model.stop_training = True
