@@ -930,6 +930,36 @@ def test_gradient_spike_is_caught_before_the_loss_moves():
     assert det.events == []
 
 
+def _nan_weighted_fit(nan_steps, *, epochs=1, scaled=True, **detector_kwargs):
+    """A linear model fitted (batch 16, in order) with NaN sample weights in
+    the batches of `nan_steps` (a NaN loss there): returns the model, its
+    detector (checking and snapshotting every 4 steps), the History, the
+    data and the weights."""
+    x, y = _linear_problem()
+    weights = np.ones((len(x),), "float32")
+    for step in nan_steps:
+        weights[16 * step : 16 * (step + 1)] = np.nan
+    keras.utils.set_random_seed(0)
+    optimizer = keras.optimizers.SGD(0.05)
+    if scaled:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    model = _linear_model(optimizer)
+    det = DivergenceDetector(
+        check_every=4, snapshot_every=4, verbose=0, **detector_kwargs
+    )
+    history = model.fit(
+        x,
+        y,
+        sample_weight=weights,
+        batch_size=16,
+        epochs=epochs,
+        shuffle=False,
+        callbacks=[det],
+        verbose=0,
+    )
+    return model, det, history, (x, y, weights)
+
+
 @pytest.mark.multibackend
 @pytest.mark.parametrize("grad_norms", [False, True])
 def test_a_nan_step_that_a_loss_scale_optimizer_skipped_is_not_rolled_back(
@@ -937,30 +967,9 @@ def test_a_nan_step_that_a_loss_scale_optimizer_skipped_is_not_rolled_back(
 ):
     # Before: the skipped step got a rollback to the last snapshot (losing
     # the steps since) and a rate cut, though no weight had changed.
-    x, y = _linear_problem()
-    weights = np.ones((len(x),), "float32")
-    weights[12 * 16 : 13 * 16] = np.nan  # step 12 of each epoch
-    keras.utils.set_random_seed(0)
-    model = _linear_model(
-        keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.05))
-    )
-    det = DivergenceDetector(
-        check_every=4,
-        snapshot_every=4,
-        window=10,
-        watch_gradient_norm=grad_norms,
-        verbose=0,
-    )
-    history = model.fit(
-        x,
-        y,
-        sample_weight=weights,
-        batch_size=16,
-        epochs=2,
-        shuffle=False,
-        callbacks=[det],
-        verbose=0,
-    )
+    model, det, history, (x, y, weights) = _nan_weighted_fit(
+        [12], epochs=2, window=10, watch_gradient_norm=grad_norms
+    )  # step 12 of each epoch
     assert [(e["step"], e["action"], e["bad_batch"]) for e in det.events] == [
         (12, "skipped", True),
         (28, "skipped", True),
@@ -979,20 +988,11 @@ def test_a_nan_step_that_a_loss_scale_optimizer_skipped_is_not_rolled_back(
     keras.utils.set_random_seed(0)
     reference = _linear_model(keras.optimizers.SGD(0.05))
     means = []
-    reference.fit(
-        x,
-        y,
-        sample_weight=zero,
-        batch_size=16,
-        epochs=2,
-        shuffle=False,
-        callbacks=[
-            keras.callbacks.LambdaCallback(
-                on_train_batch_end=lambda b, logs: means.append(float(logs["loss"]))
-            )
-        ],
-        verbose=0,
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda b, logs: means.append(float(logs["loss"]))
     )
+    reference.fit(x, y, sample_weight=zero, batch_size=16, epochs=2,
+                  shuffle=False, callbacks=[record], verbose=0)  # fmt: skip
     means = np.reshape(means, (2, 16))
     k = np.arange(16)
     steps = (k + 1) * means - np.concatenate([[[0.0]] * 2, k[1:] * means[:, :-1]], 1)
@@ -1000,19 +1000,7 @@ def test_a_nan_step_that_a_loss_scale_optimizer_skipped_is_not_rolled_back(
         history.history["loss"], steps[:, 13:].mean(axis=1), rtol=1e-4
     )
     # Without a loss-scale optimizer the NaN reaches the weights: rollback.
-    keras.utils.set_random_seed(0)
-    plain = _linear_model(keras.optimizers.SGD(0.05))
-    det = DivergenceDetector(check_every=4, snapshot_every=4, verbose=0)
-    history = plain.fit(
-        x,
-        y,
-        sample_weight=weights,
-        batch_size=16,
-        epochs=1,
-        shuffle=False,
-        callbacks=[det],
-        verbose=0,
-    )
+    _, det, history, _ = _nan_weighted_fit([12], scaled=False)
     assert [(e["step"], e["action"]) for e in det.events] == [(12, "rollback")]
     # Read at the epoch's end, with no step after it: the epoch's loss is
     # the mean of its finite steps before the event, not Keras's NaN mean.
@@ -1028,24 +1016,7 @@ def test_an_early_skipped_nan_step_is_not_rolled_back_after_a_noisy_rise():
     # JAX (a noisy start), which made the NaN step read as the rate's and
     # cost a rollback to the start and a 10x cut though the optimizer had
     # skipped it: the weights decide, not the rise.
-    x, y = _linear_problem()
-    weights = np.ones((len(x),), "float32")
-    weights[6 * 16 : 7 * 16] = np.nan
-    keras.utils.set_random_seed(0)
-    model = _linear_model(
-        keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.05))
-    )
-    det = DivergenceDetector(check_every=4, snapshot_every=4, verbose=0)
-    model.fit(
-        x,
-        y,
-        sample_weight=weights,
-        batch_size=16,
-        epochs=1,
-        shuffle=False,
-        callbacks=[det],
-        verbose=0,
-    )
+    model, det, _, _ = _nan_weighted_fit([6])
     assert [(e["step"], e["action"]) for e in det.events] == [(6, "skipped")]
     assert float(model.optimizer.learning_rate) == pytest.approx(0.05, rel=1e-6)
 
@@ -1055,25 +1026,7 @@ def test_non_finite_losses_close_together_are_rolled_back_even_if_skipped():
     # Two non-finite losses within `window` steps: a rate overflowing the
     # forward pass while the optimizer skips every update would stall
     # training without a cut, so the second one goes to a rollback.
-    x, y = _linear_problem()
-    weights = np.ones((len(x),), "float32")
-    weights[12 * 16 : 13 * 16] = np.nan
-    weights[15 * 16 : 16 * 16] = np.nan
-    keras.utils.set_random_seed(0)
-    model = _linear_model(
-        keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.05))
-    )
-    det = DivergenceDetector(check_every=4, snapshot_every=4, window=10, verbose=0)
-    model.fit(
-        x,
-        y,
-        sample_weight=weights,
-        batch_size=16,
-        epochs=1,
-        shuffle=False,
-        callbacks=[det],
-        verbose=0,
-    )
+    _, det, _, _ = _nan_weighted_fit([12, 15], window=10)
     assert [(e["step"], e["action"]) for e in det.events] == [
         (12, "skipped"),
         (15, "rollback"),

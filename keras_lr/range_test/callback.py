@@ -357,16 +357,7 @@ class LRRangeTest(keras.callbacks.Callback):
             self.result = self._build_result()
         finally:
             # The model goes back even if the result cannot be built.
-            if self.restore_on_end:
-                # `fit` still returns `model.history` after this hook.
-                self.restore(_skip=("history",))
-            else:
-                # The trained weights stay; the optimizer's own rate, the
-                # loss tracker and the compiled functions (which hold the
-                # sweep and the recorder) go back.
-                self._session.uninstall()
-                if self._state is not None:
-                    self._state.restore_attributes(skip=("history",))
+            self._abandon()
         if self._progbar is not None:
             n = len(self.result)
             self._progbar.update(
@@ -524,8 +515,14 @@ class LRRangeTest(keras.callbacks.Callback):
         return max(0, int(used) - applied)
 
     def _abandon(self) -> None:
-        """Puts the model back as `on_train_end` would, with no result (the
-        `fit` raised; a later `fit` found the sweep still installed)."""
+        """Puts the model back, as `on_train_end` does (also called by a
+        later `fit` that found the sweep still installed: this one raised).
+
+        With `restore`, everything; else the trained weights stay, and the
+        optimizer's own rate, the loss tracker and the compiled functions
+        (which hold the sweep and the recorder) go back. `history` is left:
+        `fit` still returns `model.history` after `on_train_end`.
+        """
         if self.restore_on_end:
             self.restore(_skip=("history",))
         else:
