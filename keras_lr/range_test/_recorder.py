@@ -183,8 +183,11 @@ def clear_leftover(model: Any, callback: Any) -> None:
     owner = getattr(tracker, "owner", None)
     if owner is None:
         return
-    if owner is not callback and getattr(owner, "params", None) is getattr(
-        callback, "params", ()
+    params = getattr(owner, "params", None)
+    if (
+        owner is not callback
+        and params is not None
+        and params is getattr(callback, "params", None)
     ):
         owner._abandon()  # `fit` ends here: nothing of it stays installed
         raise ValueError(
@@ -196,8 +199,7 @@ def clear_leftover(model: Any, callback: Any) -> None:
     warnings.warn(
         f"The model still carried what the {type(owner).__name__} callback "
         "installed for a `fit` that raised (Keras then skips `on_train_end`): "
-        "it was put "
-        f"back before this `fit`. After an interrupted `fit`, call "
+        "it was put back before this `fit`. After an interrupted `fit`, call "
         f"`{_CLEANUP.get(type(owner).__name__, 'on_train_end')}()` on the "
         "callback.",
         stacklevel=3,

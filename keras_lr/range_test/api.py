@@ -501,8 +501,8 @@ def _race(
         for i, lr in enumerate(lrs):
             state.restore_variables()
             # The same draws for every candidate: data that shuffles from the
-            # global generators (a torch DataLoader, a PyDataset's numpy
-            # shuffle) serves each one the same batches.
+            # global generators as it is iterated (a torch DataLoader's
+            # sampler) serves each one the same batches.
             rng.restore()
             session.clear()
             if i and not _is_array_like(x):
