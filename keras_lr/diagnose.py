@@ -291,27 +291,24 @@ def _accuracy_key(h: dict) -> tuple[str | None, list[str]]:
     return None, sorted(found)
 
 
-def _output_loss(h: dict, acc_key: str | None, epochs: int) -> np.ndarray | None:
-    """The training loss of the output whose accuracy is read, if logged.
+def _output_loss(h: dict, acc_key: str | None, loss: np.ndarray) -> np.ndarray:
+    """The training loss of the output whose accuracy is read, else `loss`.
 
     A multi-output model logs ``out_accuracy`` and ``out_loss`` per output;
     its ``loss`` is the sum over outputs. The tests that weigh the loss
     against the accuracy (``a exp(L)``) take that output's own loss.
 
-    >>> _output_loss({"loss": [3.0], "digit_loss": [2.3], "digit_accuracy": [0.1]},
-    ...              "digit_accuracy", 1).tolist()
+    >>> h = {"loss": [3.0], "digit_loss": [2.3], "digit_accuracy": [0.1]}
+    >>> _output_loss(h, "digit_accuracy", np.array([3.0])).tolist()
     [2.3]
     """
-    if acc_key is None:
-        return None
     for suffix in ("_accuracy", "_acc"):
-        if acc_key.endswith(suffix) and acc_key != suffix[1:]:
+        if acc_key and acc_key.endswith(suffix) and acc_key != suffix[1:]:
             key = acc_key[: -len(suffix)] + "_loss"
-            if key in h:
-                values = _series(h, key)
-                if values is not None and values.size == epochs:
-                    return values
-    return None
+            values = _series(h, key) if key in h else None
+            if values is not None and values.size == loss.size:
+                return values
+    return loss
 
 
 def _falling(values: np.ndarray) -> bool:
@@ -348,7 +345,7 @@ def _stall_evidence(
     loss: np.ndarray,
     val_loss: np.ndarray | None,
     accuracy: np.ndarray | None,
-    ce: np.ndarray | None = None,
+    ce: np.ndarray,
 ) -> str | None:
     """What shows that a run that barely moved was stalled, not slow, or None.
 
@@ -375,8 +372,7 @@ def _stall_evidence(
     if (
         has_acc
         and accuracy[-1] < DEAD_ACCURACY
-        and accuracy[-1] * math.exp(min(float((loss if ce is None else ce)[-1]), 50.0))
-        < DEAD_CONSTANT
+        and accuracy[-1] * math.exp(min(float(ce[-1]), 50.0)) < DEAD_CONSTANT
         and acc_change < DEAD_CRAWL_RISE
     ):
         return (
@@ -681,7 +677,8 @@ def diagnose(
     val_loss = _series(h, "val_loss")
     acc_key, accuracies = _accuracy_key(h)
     acc = _series(h, acc_key) if acc_key else None
-    ce_loss = _output_loss(h, acc_key, epochs=int(loss.size))
+    # The loss that goes with the accuracy read (a multi-output model's).
+    ce = _output_loss(h, acc_key, loss)
     val_acc = _series(h, f"val_{acc_key}") if acc_key else None
     epochs = int(loss.size)
     sizes = {v.size for v in (val_loss, val_acc) if v is not None}
@@ -802,7 +799,6 @@ def diagnose(
     # from a first epoch not blown up, the accuracy rising): a loss that
     # holds more than the accuracy's cross-entropy (a weight penalty's
     # share, which this test cannot see) also lifts ``a exp(L)``.
-    ce = ce_loss if ce_loss is not None else loss
     if acc is not None and np.isfinite(acc[-1]) and 0.0 < acc[-1] < DEAD_ACCURACY:
         log_wrong = float(ce[-1]) + math.log(float(acc[-1]))
         ev["log_accuracy_times_exp_loss"] = log_wrong

@@ -1011,21 +1011,9 @@ class DivergenceDetector(keras.callbacks.Callback):
         # A copy in flight holds steps from before the event: drop it.
         self._pending_read = None
         self._pending_snapshot = None
-        record: dict[str, Any] = {
-            "epoch": int(getattr(self, "_epoch", 0)),
-            "step": (
-                int(event.step)
-                if source in ("loss", "gradient_norm")
-                else int(self._consumed)
-            ),
-            "source": source,
-            "reason": event.reason,
-            "loss": float(event.loss),
-            "baseline": float(event.baseline),
-            "score": float(event.score),
-            "restored_step": self._snapshot_step if self._snapshot else None,
-            "learning_rate": _rate.current_rate(optimizer),
-        }
+        record = self._event_record(
+            event, source, self._snapshot_step if self._snapshot else None
+        )
         action = self.action
         message = ""
         # Another callback may have replaced the rate since `fit` began (a
@@ -1180,6 +1168,26 @@ class DivergenceDetector(keras.callbacks.Callback):
             return False
         return _all_finite(self.model)
 
+    def _event_record(
+        self, event: DivergenceEvent, source: str, restored_step: int | None
+    ) -> dict[str, Any]:
+        """The fields of an `events` entry known when the event is read."""
+        return {
+            "epoch": int(getattr(self, "_epoch", 0)),
+            "step": (
+                int(event.step)
+                if source in ("loss", "gradient_norm")
+                else int(self._consumed)
+            ),
+            "source": source,
+            "reason": event.reason,
+            "loss": float(event.loss),
+            "baseline": float(event.baseline),
+            "score": float(event.score),
+            "restored_step": restored_step,
+            "learning_rate": _rate.current_rate(self.model.optimizer),
+        }
+
     def _record_skip(self, event: DivergenceEvent) -> None:
         """Records a harmless non-finite loss: no rollback, no rate cut.
 
@@ -1187,22 +1195,13 @@ class DivergenceDetector(keras.callbacks.Callback):
         describe the steps after the event, not a NaN mean.
         """
         model = self.model
-        rate = _rate.current_rate(model.optimizer)
-        record = {
-            "epoch": int(getattr(self, "_epoch", 0)),
-            "step": int(event.step),
-            "source": "loss",
-            "reason": event.reason,
-            "loss": float(event.loss),
-            "baseline": float(event.baseline),
-            "score": float(event.score),
-            "restored_step": None,
-            "learning_rate": rate,
-            "rate_never_healthy": False,
-            "bad_batch": True,
-            "action": "skipped",
-            "learning_rate_after": rate,
-        }
+        record = self._event_record(event, "loss", None)
+        record.update(
+            rate_never_healthy=False,
+            bad_batch=True,
+            action="skipped",
+            learning_rate_after=record["learning_rate"],
+        )
         model.reset_metrics()
         self.events.append(record)
         self._epoch_events += 1
