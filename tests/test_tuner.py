@@ -625,6 +625,25 @@ def test_callbacks_none_and_strategy_objects_are_accepted():
     assert hm.callbacks == [callback]
 
 
+def test_lr_range_accepts_a_numpy_pair():
+    hm = tuner.LRBatchSizeHyperModel(
+        _dense, loss="mse", distribution_strategy=None,
+        lr_range=np.geomspace(1e-4, 1e-1, 2),
+    )  # fmt: skip
+    assert hm.lr_range == pytest.approx((1e-4, 1e-1), rel=1e-12)
+    assert all(type(v) is float for v in hm.lr_range)
+    with pytest.raises(TypeError, match=r"a pair \(min_lr, max_lr\)"):
+        tuner.LRBatchSizeHyperModel(
+            _dense, loss="mse", distribution_strategy=None,
+            lr_range=np.array([1e-4, 1e-2, 1e-1]),
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="min_lr < max_lr"):
+        tuner.LRBatchSizeHyperModel(
+            _dense, loss="mse", distribution_strategy=None,
+            lr_range=np.array([1e-1, 1e-4], dtype="float32"),
+        )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
@@ -635,6 +654,8 @@ def test_callbacks_none_and_strategy_objects_are_accepted():
         ({"widths": (True,)}, TypeError, r"`widths` must hold integers"),
         ({"widths": ()}, ValueError, r"`widths` must be a non-empty"),
         ({"depths": (0,)}, ValueError, r"`depths` must be a non-empty"),
+        ({"widths": (16, 32, 16)}, ValueError, r"`widths` must not repeat"),
+        ({"depths": (np.int64(2), 2)}, ValueError, r"`depths` must not repeat"),
         ({"input_shape": 28}, TypeError, r"`input_shape` must be a sequence"),
         ({"input_shape": (28.0, 28, 1)}, TypeError, r"`input_shape` must hold"),
         ({"input_shape": (28, 28)}, ValueError, r"\(height, width, channels\)"),

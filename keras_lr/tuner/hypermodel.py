@@ -104,6 +104,11 @@ def _check_batch_sizes(batch_sizes: Any) -> tuple[int, ...]:
 def _check_lr_range(lr_range: Any) -> tuple[float, float] | str:
     if isinstance(lr_range, str):
         return _validate.check_choice("lr_range", lr_range, ("auto",))
+    if isinstance(lr_range, np.ndarray) and lr_range.ndim == 1:
+        # A numpy pair, such as `np.array([1e-4, 1e-1])` or `np.geomspace`'s
+        # ends: its items become Python floats (check_learning_rate takes
+        # numpy floating scalars but not numpy arrays).
+        lr_range = lr_range.tolist()
     if not isinstance(lr_range, Sequence) or len(lr_range) != 2:
         raise TypeError(
             "Argument `lr_range` must be 'auto' or a pair (min_lr, max_lr). "

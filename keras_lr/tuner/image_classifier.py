@@ -150,4 +150,9 @@ def _positive_ints(name: str, values: Any) -> tuple[int, ...]:
             f"Argument `{name}` must be a non-empty sequence of positive "
             f"integers. Received: {name}={values!r}"
         )
+    if len(set(values)) != len(values):
+        raise ValueError(
+            f"Argument `{name}` must not repeat a value (a repeated choice "
+            f"is drawn more often). Received: {name}={values!r}"
+        )
     return values
