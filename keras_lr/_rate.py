@@ -52,12 +52,28 @@ def _is_variable(obj: Any) -> bool:
     return isinstance(obj, keras.Variable)
 
 
+#: Set on the `Scaled` that a keras_lr scheduler callback installs for one
+#: `fit`: the `Scaled` of the optimizer's own rate that scales the whole of
+#: the schedule inside it (``WarmupScheduler`` around ``Scaled(f)``). A cut
+#: lowers that one, so that it outlives the `fit` (and is saved with the
+#: model) rather than going with the wrapper.
+OWN_SCALED = "_keras_lr_own_scaled"
+
+
+def own_scaled(schedule: Any) -> Any:
+    """`schedule`, or the user's `Scaled` a scheduler's wrapper stands for."""
+    own = getattr(schedule, OWN_SCALED, None)
+    return schedule if own is None else own
+
+
 def scale_variable(optimizer: Any) -> Any | None:
     """The variable whose value multiplies the rate, or None.
 
     A float rate is its own variable; a schedule with a variable ``factor``
-    (the `keras_lr.schedules.Scaled` contract) gives its factor; any other
-    schedule gives None: it cannot be lowered in place.
+    (the `keras_lr.schedules.Scaled` contract) gives its factor (for the
+    wrapper a scheduler callback installs, the factor of the optimizer's own
+    `Scaled` inside it, if any: see `OWN_SCALED`); any other schedule gives
+    None: it cannot be lowered in place.
 
     Example:
 
@@ -71,7 +87,7 @@ def scale_variable(optimizer: Any) -> Any | None:
     lr = rate_object(optimizer)
     if _is_variable(lr):
         return lr
-    factor = getattr(lr, "factor", None)
+    factor = getattr(own_scaled(lr), "factor", None)
     if _is_variable(factor):
         return factor
     return None

@@ -1396,6 +1396,29 @@ def test_scheduler_after_the_detector_makes_a_plain_schedule_lowerable(
 
 
 @pytest.mark.multibackend
+def test_cut_under_a_warmup_scheduler_stays_on_the_users_schedule(data):
+    # Before: the rollback lowered the `Scaled` that WarmupScheduler wraps
+    # its schedule in for one `fit`; after `fit` the optimizer's own
+    # `Scaled` had its full rate again, although the event said it was cut.
+    from keras_lr.callbacks import WarmupScheduler
+    from keras_lr.schedules import Scaled
+
+    x, y, *_ = data
+    x = x[:512].copy()
+    x[3 * BATCH : 4 * BATCH] = np.nan
+    sched = Scaled(keras.optimizers.schedules.ExponentialDecay(0.05, 100, 0.5))
+    model = small_cnn(keras.optimizers.SGD(sched))
+    det = DivergenceDetector(verbose=0)
+    model.fit(x, y[:512], batch_size=BATCH, shuffle=False, verbose=0,
+              callbacks=[WarmupScheduler(warmup_steps=4), det])  # fmt: skip
+    [event] = det.events
+    assert event["action"] == "rollback"
+    assert model.optimizer._learning_rate is sched
+    cut = det.repeat_factor if event["rate_never_healthy"] else det.factor
+    assert keras.ops.convert_to_numpy(sched.factor.value) == np.float32(cut) < 1.0
+
+
+@pytest.mark.multibackend
 def test_refused_rollback_leaves_the_model_as_it_was(data):
     x, y, *_ = data
     sched = keras.optimizers.schedules.ExponentialDecay(0.05, 100, 0.5)

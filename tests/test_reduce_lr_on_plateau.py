@@ -252,6 +252,26 @@ def test_scaled_inside_the_warmup_of_a_warmup_scheduler():
     assert all(v is not schedule.factor for v in opt.variables)  # untracked
 
 
+@pytest.mark.parametrize("order", ["scheduler_first", "plateau_first"])
+def test_cuts_under_a_warmup_scheduler_outlive_the_fit(order, tmp_path):
+    # Before: the cuts went to the `Scaled` that WarmupScheduler wraps its
+    # schedule in for one `fit`: after `fit` the optimizer's own schedule
+    # had its full rate again, and a `.keras` checkpoint written during
+    # `fit` too, so a second `fit` (or the loaded model) lost the cuts.
+    schedule = S.Scaled(0.05)
+    model = linear_model(keras.optimizers.SGD(schedule))
+    callbacks = [WarmupScheduler(warmup_steps=4), never_improves()]
+    if order == "plateau_first":
+        callbacks.reverse()
+    path = tmp_path / "m.keras"
+    checkpoint = keras.callbacks.ModelCheckpoint(path)
+    fit(model, epochs=3, callbacks=[*callbacks, checkpoint])
+    assert float(keras.ops.convert_to_numpy(schedule.factor.value)) == 0.25
+    assert model.optimizer._learning_rate is schedule
+    loaded = keras.models.load_model(path)
+    assert float(loaded.optimizer.learning_rate) == pytest.approx(0.0125)
+
+
 @pytest.mark.parametrize("wrap", ["warmup", "shifted_warmup"])
 def test_scaled_nested_in_wrapping_schedules_is_lowered(wrap):
     schedule = S.Scaled(0.05)

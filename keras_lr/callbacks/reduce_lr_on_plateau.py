@@ -146,7 +146,7 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
             return lr
         outer = _outermost_scaled(lr)
         if outer is not None:
-            return outer
+            return _rate.own_scaled(outer)
         if find_scaled(lr):
             raise TypeError(
                 "ReduceLROnPlateau lowers the `Scaled` schedule that scales the "

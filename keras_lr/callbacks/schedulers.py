@@ -25,6 +25,7 @@ from keras import ops
 from keras_lr import _rate, _validate
 from keras_lr._rate import is_tracked
 from keras_lr._state import _MISSING, base_optimizer, set_attr
+from keras_lr.callbacks.reduce_lr_on_plateau import _outermost_scaled
 from keras_lr.optimizers import SGD as ScheduledMomentumSGD
 from keras_lr.schedules import _base
 from keras_lr.schedules.cyclic import CyclicLR
@@ -228,8 +229,14 @@ class _ScheduleInstaller(LearningRateLogger):
                 self.base_momentum, self.max_momentum
             )
         # Wrapped in `Scaled`, so that the divergence detector (or any
-        # callback following the `Scaled` contract) can lower the rate.
+        # callback following the `Scaled` contract) can lower the rate. A
+        # `Scaled` of the optimizer's own rate that scales the whole schedule
+        # (``Warmup(Scaled(f))``) is lowered instead: the cut stays after
+        # `fit`, and a model saved meanwhile has it.
         self._scaled = Scaled(_base.Shifted(schedule, offset))
+        own = _outermost_scaled(schedule)
+        if own is not None:
+            set_attr(self._scaled, _rate.OWN_SCALED, own)
         self._momentum = None
         if attribute is not None:
             self._momentum = (attribute, _base.Shifted(installed[attribute], offset))
