@@ -3,6 +3,8 @@ the compiled step (JAX included)."""
 
 from __future__ import annotations
 
+import warnings
+
 import _schedule_reference as ref
 import keras
 import numpy as np
@@ -126,6 +128,45 @@ def test_checkpoint_written_during_fit_has_the_standard_variables(tmp_path):
         )
     factor = loaded.optimizer._learning_rate.factor
     assert float(keras.ops.convert_to_numpy(factor.value)) == 0.5
+
+
+@pytest.mark.parametrize("tracker", ["plateau", "warmup_scheduler"])
+def test_checkpoint_during_fit_keeps_the_loss_scale_state(tracker, tmp_path):
+    # Before: the `LossScaleOptimizer` saved its inner optimizer's tracked
+    # factor among its own variables: loading found one variable too many,
+    # warned "Skipping variable loading" and kept a fresh loss scale and
+    # step counter.
+    schedule = S.Scaled(S.OneCycle(0.05, 16))
+    opt = keras.optimizers.LossScaleOptimizer(
+        keras.optimizers.SGD(schedule, momentum=0.9)
+    )
+    model = linear_model(opt)
+
+    class LowerLossScale(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.optimizer.dynamic_scale.assign(1024.0)
+
+    ours = never_improves() if tracker == "plateau" else WarmupScheduler(4)
+    path = str(tmp_path / "ckpt.keras")
+    weights = str(tmp_path / "ckpt.weights.h5")
+    fit(model, epochs=2, callbacks=[ours, LowerLossScale(),
+        keras.callbacks.ModelCheckpoint(path),
+        keras.callbacks.ModelCheckpoint(weights, save_weights_only=True)])  # fmt: skip
+    assert "save_own_variables" not in vars(opt)  # the filter went with `fit`
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = keras.models.load_model(path)
+        again = linear_model(
+            keras.optimizers.LossScaleOptimizer(
+                keras.optimizers.SGD(S.Scaled(S.OneCycle(0.05, 16)), momentum=0.9)
+            )
+        )
+        again.optimizer.build(again.trainable_variables)
+        again.load_weights(weights)
+    for restored in (loaded.optimizer, again.optimizer):
+        assert float(keras.ops.convert_to_numpy(restored.dynamic_scale)) == 1024.0
+        assert int(keras.ops.convert_to_numpy(restored.step_counter)) == 16
+        assert int(restored.iterations) == 16
 
 
 def test_plain_schedule_is_refused_with_advice():

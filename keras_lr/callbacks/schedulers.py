@@ -242,7 +242,7 @@ class _ScheduleInstaller(LearningRateLogger):
             self._momentum = (attribute, _base.Shifted(installed[attribute], offset))
         self._offset = offset
         self._placed = False
-        _install(optimizer, saved, self._scaled, self._momentum)
+        _install(optimizer, saved, self._scaled, self._momentum, model.optimizer)
         self._saved = saved
         _rate.retrace_train_function(model)
         super().on_train_begin(logs)
@@ -292,8 +292,13 @@ class _ScheduleInstaller(LearningRateLogger):
 _INSTALLED = "_keras_lr_scheduler_saved"
 
 
-def _install(optimizer: Any, saved: dict, scaled: Any, momentum: Any) -> None:
+def _install(
+    optimizer: Any, saved: dict, scaled: Any, momentum: Any, outer: Any = None
+) -> None:
     """Installs `scaled` (and a momentum schedule) for the length of a fit.
+
+    `optimizer` is the base optimizer; `outer`, the model's (a
+    `LossScaleOptimizer` around it), if not the same.
 
     The optimizer keeps its own variables (the float rate's variable among
     them) and, through an instance `get_config`, describes itself with the
@@ -323,7 +328,7 @@ def _install(optimizer: Any, saved: dict, scaled: Any, momentum: Any) -> None:
     # does), and the step count stays readable on the host for logging.
     set_attr(optimizer, "_learning_rate", scaled.schedule)
     try:
-        track_scaled(optimizer)
+        track_scaled(optimizer if outer is None else outer)
     finally:
         set_attr(optimizer, "_learning_rate", scaled)
 

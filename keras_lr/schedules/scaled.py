@@ -137,12 +137,16 @@ def track_scaled(optimizer: Any) -> list[Scaled]:
     Idempotent. While tracked, the factor is part of ``optimizer.variables``,
     which JAX's compiled step takes as state: assigning the factor between
     steps changes the rate the compiled step uses. The optimizer's own
-    `save_own_variables`/`load_own_variables` skip the factors, so a
-    checkpoint written meanwhile has the standard variable list. Call
-    `untrack_scaled` when done (the keras_lr callbacks do both around `fit`).
+    `save_own_variables`/`load_own_variables` skip the factors, and so do
+    those of the `LossScaleOptimizer` it is given in (which saves its inner
+    optimizer's variables among its own), so a checkpoint written meanwhile
+    has the standard variable list. Call `untrack_scaled` when done (the
+    keras_lr callbacks do both around `fit`).
 
     Args:
-        optimizer: a Keras optimizer (a `LossScaleOptimizer` is unwrapped).
+        optimizer: a Keras optimizer (a `LossScaleOptimizer` is unwrapped;
+            pass the outer one, the model's, for its checkpoints to skip
+            the factors too).
 
     Returns:
         The `Scaled` schedules found.
@@ -172,7 +176,18 @@ def track_scaled(optimizer: Any) -> list[Scaled]:
         _set_tracker(opt, add)
         ids |= {id(v) for v in new}
         set_attr(opt, "_keras_lr_factor_ids", frozenset(ids))
-        _install_save_filters(opt)
+        _install_save_filters(opt, opt)
+    if ids:
+        # A `LossScaleOptimizer` lists (and saves) its inner optimizer's
+        # variables after its own: it must skip the factors too, or its
+        # checkpoint entry has one more variable than a fresh optimizer's,
+        # and Keras skips loading all of them (the loss scale among them).
+        wrappers = vars(opt).get("_keras_lr_filtered", ())
+        for wrapper in _wrappers(optimizer):
+            if all(w is not wrapper for w in wrappers):
+                _install_save_filters(wrapper, opt)
+                wrappers = (*wrappers, wrapper)
+        set_attr(opt, "_keras_lr_filtered", wrappers)
     return scaled
 
 
@@ -199,31 +214,45 @@ def untrack_scaled(optimizer: Any) -> None:
             opt._untrack_variable(variable)
 
     _set_tracker(opt, remove)
-    for name in ("_keras_lr_factor_ids", "save_own_variables", "load_own_variables"):
+    for target in (*vars(opt).get("_keras_lr_filtered", ()), opt):
+        for name in ("save_own_variables", "load_own_variables"):
+            if name in vars(target):
+                object.__delattr__(target, name)
+    for name in ("_keras_lr_factor_ids", "_keras_lr_filtered"):
         if name in vars(opt):
             object.__delattr__(opt, name)
 
 
-def _own_variables(opt: Any) -> list[Any]:
+def _wrappers(optimizer: Any) -> list[Any]:
+    """The optimizers wrapping the base one (a `LossScaleOptimizer`)."""
+    chain = []
+    while hasattr(optimizer, "inner_optimizer"):
+        chain.append(optimizer)
+        optimizer = optimizer.inner_optimizer
+    return chain
+
+
+def _own_variables(target: Any, opt: Any) -> list[Any]:
     ids = _tracked_ids(opt)
-    return [v for v in opt.variables if id(v) not in ids]
+    return [v for v in target.variables if id(v) not in ids]
 
 
-def _install_save_filters(opt: Any) -> None:
-    if "save_own_variables" in vars(opt):
+def _install_save_filters(target: Any, opt: Any) -> None:
+    """Makes `target` save and load its variables but the factors `opt` tracks."""
+    if "save_own_variables" in vars(target):
         return
 
     def save_own_variables(store):
-        for i, variable in enumerate(_own_variables(opt)):
+        for i, variable in enumerate(_own_variables(target, opt)):
             store[str(i)] = np.asarray(ops.convert_to_numpy(variable.value))
 
     def load_own_variables(store):
-        own = _own_variables(opt)
+        own = _own_variables(target, opt)
         if len(store.keys()) != len(own):
-            type(opt).load_own_variables(opt, store)  # Keras's warning path
+            type(target).load_own_variables(target, store)  # Keras's warning path
             return
         for i, variable in enumerate(own):
             variable.assign(store[str(i)])
 
-    set_attr(opt, "save_own_variables", save_own_variables)
-    set_attr(opt, "load_own_variables", load_own_variables)
+    set_attr(target, "save_own_variables", save_own_variables)
+    set_attr(target, "load_own_variables", load_own_variables)
