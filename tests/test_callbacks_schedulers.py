@@ -312,6 +312,43 @@ def test_resumed_fit_continues_the_schedule_at_the_global_step(tmp_path, backup_
     assert isinstance(model.optimizer._learning_rate, keras.Variable)
 
 
+@pytest.mark.parametrize("backup_first", [True, False])
+def test_resumed_fit_of_unknown_length_does_not_depend_on_callback_order(
+    tmp_path, backup_first
+):
+    # Before: with no number of steps per epoch, the schedule continued
+    # when the scheduler came before `BackupAndRestore` (it read the step
+    # count before the restore) and started again, silently, when it came
+    # after. Now it starts again either way, with a warning.
+    import tensorflow as tf
+
+    x, y = data()
+
+    def dataset():  # `filter`: a dataset of unknown length
+        ds = tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda *_: True)
+        return ds.batch(BS)
+
+    def run(extra):
+        model = linear_model(keras.optimizers.SGD(0.05))
+        rates = _Rates()
+        backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+        scheduler = CyclicLRScheduler(0.01, 0.1, step_size_up=3)
+        order = [backup, scheduler] if backup_first else [scheduler, backup]
+        try:
+            model.fit(dataset(), epochs=4, verbose=0, shuffle=False,
+                      callbacks=[*order, rates, *extra])  # fmt: skip
+        except RuntimeError:
+            pass
+        return rates.rates
+
+    first = run([_Interrupt()])
+    with pytest.warns(UserWarning, match="starts its schedule again at epoch 3"):
+        resumed = run([])
+    # Epochs 3 and 4 start the cycle again, as epochs 1 and 2 did.
+    assert resumed == first
+    assert first[:6] == pytest.approx([ref.cyclic(t, 0.01, 0.1, 3) for t in range(6)])
+
+
 def test_initial_epoch_places_the_schedule_at_its_epoch():
     model = linear_model(keras.optimizers.SGD(0.05))
     x, y = data()

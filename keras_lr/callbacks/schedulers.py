@@ -16,6 +16,7 @@ it before those in the `callbacks` list).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import keras
@@ -261,11 +262,26 @@ class _ScheduleInstaller(LearningRateLogger):
         restores the optimizer's counter and the epoch in its own
         `on_train_begin`, before or after this callback's) continues the
         schedule at ``epoch * steps`` rather than starting it again.
+
+        When `fit` does not know its number of steps per epoch, the schedule
+        starts at the step this fit's first epoch starts at (after the
+        restore of a `BackupAndRestore`, whichever of the two callbacks
+        comes first), with a warning when that epoch is not the first.
         """
         steps = self.params.get("steps")
-        if not steps:
-            return  # Unknown epoch length: the schedule starts where fit did.
-        offset = _iterations(self._model.optimizer) - epoch * int(steps)
+        offset = _iterations(self._model.optimizer)
+        if steps:
+            offset -= epoch * int(steps)
+        elif epoch > 0:
+            warnings.warn(
+                f"{type(self).__name__} starts its schedule again at epoch "
+                f"{epoch + 1}, which this fit resumes at (`initial_epoch`, or "
+                "`BackupAndRestore`): `fit` does not know its number of steps "
+                "per epoch, so the schedule cannot be placed where that epoch "
+                "of an uninterrupted run would have it. Pass `steps_per_epoch` "
+                "to `fit` for the schedule to continue.",
+                stacklevel=2,
+            )
         if offset == self._offset:
             return
         self._offset = offset
