@@ -52,7 +52,10 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
     kind can load. Only a whole-model save (``model.save("m.keras")``)
     keeps it, through the schedule's config. A run that `BackupAndRestore`
     resumes therefore restarts a `Scaled` rate at its full value. As with
-    Keras's own callback, the plateau counters restart too.
+    Keras's own callback, the plateau counters restart too. Keras calls the
+    callbacks in list order, and `ModelCheckpoint` and `BackupAndRestore`
+    save at the end of the epoch too: list this callback before them, or
+    a checkpoint misses the cut made at the end of its epoch.
 
     Args:
         monitor: the logs key to watch.
