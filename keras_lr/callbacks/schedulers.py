@@ -8,6 +8,16 @@ per step), and put the optimizer's own rate back when `fit` ends (after a
 `fit` that raised, which skips ``on_train_end``, call the callback's
 ``on_train_end()`` to do so).
 
+A `fit` resumed at a later epoch (``initial_epoch``, or
+`keras.callbacks.BackupAndRestore`) continues the schedule where an
+uninterrupted run would be at that epoch, when `fit` knows its number of
+steps per epoch. `BackupAndRestore` with ``save_freq`` in steps resumes at
+the start of the interrupted epoch (Keras does not use the batch it
+records), from weights that have already made some of its steps: the
+callbacks still give each step of that epoch the rate of the uninterrupted
+run, while a schedule passed to the optimizer itself follows the restored
+step count, ahead by the steps done again.
+
 `LearningRateLogger` (which the schedulers also are) writes the rate in use
 into `logs["learning_rate"]` at the end of every epoch, and of every step
 when asked, so that `History`, `CSVLogger` and `TensorBoard` record it (pass
