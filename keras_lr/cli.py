@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 import time
 import zipfile
@@ -257,13 +258,23 @@ def _data_errors() -> tuple[type[Exception], ...]:
 
 
 def _message(error: Exception) -> str:
-    """The error's message; TensorFlow's graph errors without the op's stack."""
+    """The error's message on one line, without the context Keras wraps it in.
+
+    TensorFlow's graph errors lose the op's stack, and a layer's error the
+    "Exception encountered when calling ..." frame (with its terminal escape
+    codes and the arguments received) that Keras puts around it.
+    """
     text = str(error)
     if "Detected at node" in text:
         # "Graph execution error: Detected at node ... (most recent call last):
         # <stack> <blank line> <the message>\n\t [[{{node ...}}]]"
         text = text.rsplit("\n\n", 1)[-1].split("\n\t", 1)[0]
-    return text
+    # "Exception encountered when calling X.\n\n\x1b[1m<the message>\x1b[0m
+    # \n\nArguments received by X: ...", nested once per layer: the innermost.
+    core = re.search(r"\x1b\[1m((?:(?!\x1b\[[01]m).)*)\x1b\[0m", text, re.DOTALL)
+    if core and text.startswith("Exception encountered when calling"):
+        text = core.group(1)
+    return " ".join(text.split())
 
 
 def _find(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

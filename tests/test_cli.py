@@ -273,7 +273,32 @@ def test_data_that_does_not_fit_the_model_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(["find", str(model_path), str(data_path), "--quiet", "--output", out])
     assert info.value.code == 2
-    assert "keras-lr find: error: the range test of" in capsys.readouterr().err
+    # One line, Keras's own message without its frame, escape codes and the
+    # "Arguments received" that follow it.
+    err = capsys.readouterr().err
+    (line,) = [ln for ln in err.splitlines() if "error:" in ln]
+    assert line.startswith("keras-lr find: error: the range test of"), err
+    assert "expected axis -1 of input shape to have value 1" in line, err
+    assert "\x1b" not in err and "Arguments received" not in err, err
+    assert err.rstrip("\n").endswith(line), err
+
+
+def test_error_messages_are_one_line_without_keras_frames():
+    inner = (
+        "Exception encountered when calling Conv2D.call().\n\n"
+        "\x1b[1mexpected axis -1 to be 1\x1b[0m\n\n"
+        "Arguments received by Conv2D.call():\n  • inputs=..."
+    )
+    outer = (
+        "Exception encountered when calling Sequential.call().\n\n"
+        f"\x1b[1m{inner}\x1b[0m\n\nArguments received by Sequential.call():\n"
+    )
+    assert cli._message(ValueError(outer)) == "expected axis -1 to be 1"
+    assert cli._message(ValueError(inner)) == "expected axis -1 to be 1"
+    cardinality = "Data cardinality is ambiguous.\n'x' sizes: 5\n'y' sizes: 4\n"
+    assert cli._message(ValueError(cardinality)) == (
+        "Data cardinality is ambiguous. 'x' sizes: 5 'y' sizes: 4"
+    )
 
 
 def test_a_curve_too_short_for_a_range_still_reports(tmp_path, capsys):
