@@ -166,6 +166,14 @@ def _demo(args: argparse.Namespace) -> int:
 def _load_npz(path: str) -> tuple[Any, Any]:
     import numpy as np
 
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as file:
+            if file.read(6) != b"\x93NUMPY":
+                # Else numpy would take it for a pickle, and say so.
+                raise ValueError(
+                    "it is not an .npz archive (write one with "
+                    "numpy.savez(path, x=images, y=labels)), or it is truncated"
+                )
     data = np.load(path)
     if not isinstance(data, np.lib.npyio.NpzFile):
         raise ValueError("it holds one array, not an .npz archive of x and y")
@@ -285,6 +293,12 @@ def _find(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     for name, path in (("model", args.model), ("data", args.data)):
         if not os.path.isfile(path):
             parser.error(f"{name} file not found: {path}")
+    if args.model.endswith(".keras") and not zipfile.is_zipfile(args.model):
+        # Keras would say "File not found".
+        parser.error(
+            f"cannot load the model {args.model}: it is not a .keras archive "
+            "(write one with model.save('model.keras')), or it is truncated"
+        )
     try:
         model = keras.models.load_model(args.model)
     except (OSError, ValueError, TypeError) as error:

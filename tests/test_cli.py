@@ -89,6 +89,9 @@ def test_missing_files_are_usage_errors(tmp_path):
     np.savez(tmp_path / "data.npz", x=np.zeros((4, 28, 28)), y=np.zeros(4))
     proc = _cli("find", str(model), str(tmp_path / "data.npz"))
     _assert_usage_error(proc, "keras-lr find: error: cannot load the model ")
+    # Not Keras's "File not found" for a file that is there.
+    _assert_usage_error(proc, "it is not a .keras archive")
+    assert "not found" not in proc.stderr
 
 
 @pytest.mark.parametrize(
@@ -151,6 +154,10 @@ def test_unreadable_data_is_a_usage_error(tmp_path, capsys):
         assert info.value.code == 2
         err = capsys.readouterr().err
         assert f"keras-lr find: error: cannot read the data {path}" in err
+        # Not numpy's advice to unpickle a file that is no .npz.
+        assert "pickle" not in err
+        if name in ("text.npz", "cut.npz"):
+            assert "it is not an .npz archive" in err
 
 
 def test_output_in_a_missing_folder_is_a_usage_error_before_training(
