@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 
@@ -85,8 +86,10 @@ def main() -> None:
         (x, y), (xt, yt) = load(smoke)
     except FileNotFoundError as error:
         parser.error(f"{error} Or run with --smoke (the embedded sample).")
-    steps = epochs * (len(x) // batch)
-    print(f"{len(x)} training images, {epochs} epochs of {len(x) // batch} steps")
+    # `fit` trains on the last, partial batch of each epoch too.
+    steps_per_epoch = math.ceil(len(x) / batch)
+    steps = epochs * steps_per_epoch
+    print(f"{len(x)} training images, {epochs} epoch(s) of {steps_per_epoch} steps")
 
     rows = []
     for seed in range(args.seeds):
