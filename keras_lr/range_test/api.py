@@ -621,9 +621,9 @@ def find_best_learning_rate(
 
     1. An LR range test (`lr_range_test`, with `kwargs`).
     2. Up to `num_candidates` rates read off its curve
-       (`keras_lr.suggest.candidates`: a half-decade ladder below the
-       loss minimum, holding the curve rule's own suggestion), kept
-       within the sweep's `start_lr` and `end_lr`.
+       (`keras_lr.suggest.candidates`: a half-decade ladder from half a
+       decade above the loss minimum down, holding the curve rule's own
+       suggestion), kept within the sweep's `start_lr` and `end_lr`.
     3. A short race: from the same starting state, the model trains for
        `race_steps` steps at each candidate, on the same batches, and each
        is scored by its loss, at the end of its race, on data it was not
