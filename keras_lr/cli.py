@@ -192,6 +192,23 @@ def _load_npz(path: str) -> tuple[Any, Any]:
     return x, y
 
 
+def _non_finite(array: Any) -> int:
+    """How many values of a float array are NaN or infinite (0 for integers).
+
+    Example:
+
+    >>> import numpy as np
+    >>> _non_finite(np.array([1.0, np.nan, np.inf])), _non_finite(np.arange(3))
+    (2, 0)
+    """
+    import numpy as np
+
+    array = np.asarray(array)
+    if not np.issubdtype(array.dtype, np.inexact):
+        return 0
+    return int(array.size - np.count_nonzero(np.isfinite(array)))
+
+
 def _label_range_error(model: Any, y: Any) -> str | None:
     """What is wrong with integer class labels for a classifier, or None.
 
@@ -311,6 +328,15 @@ def _find(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         x, y = _load_npz(args.data)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         parser.error(f"cannot read the data {args.data}: {error}")
+    for name, array in (("images", x), ("labels", y)):
+        # A NaN sample would cut the sweep where its batch comes, and the
+        # curve would read as a rate too high.
+        bad = _non_finite(array)
+        if bad:
+            parser.error(
+                f"the {name} of {args.data} hold {bad} value(s) that are not "
+                "finite (NaN or Inf)"
+            )
     labels = _label_range_error(model, y)
     if labels:
         parser.error(f"the labels of {args.data} {labels}")

@@ -318,3 +318,35 @@ def test_a_curve_too_short_for_a_range_still_reports(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "Range for cyclical / 1cycle schedules: -" in printed
     assert (tmp_path / "short.png").exists()
+
+
+@pytest.mark.parametrize("where", ["images", "labels"])
+def test_non_finite_data_is_a_usage_error_before_training(
+    tmp_path, capsys, monkeypatch, where
+):
+    # A NaN pixel cut the sweep at its batch, and the report advised to
+    # "start the sweep lower"; it is refused up front instead.
+    model_path = tmp_path / "model.keras"
+    cli.build_demo_model().save(model_path)
+    x = np.full((64, 28, 28), 0.5, "float32")
+    y = np.arange(64, dtype="float32") % 10
+    if where == "images":
+        x[3, 4, 5] = np.nan
+    else:
+        y[3] = np.inf
+    data_path = tmp_path / "data.npz"
+    np.savez(data_path, x=x, y=y)
+    import keras_lr
+
+    ran = []
+    monkeypatch.setattr(keras_lr, "lr_range_test", lambda *a, **k: ran.append(a))
+    with pytest.raises(SystemExit) as info:
+        cli.main(["find", str(model_path), str(data_path), "--quiet", "--output",
+                  str(tmp_path / "lr.png")])  # fmt: skip
+    assert info.value.code == 2
+    (line,) = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
+    assert line == (
+        f"keras-lr find: error: the {where} of {data_path} hold 1 value(s) that "
+        "are not finite (NaN or Inf)"
+    )
+    assert ran == []
