@@ -587,8 +587,9 @@ def diagnose(
        while the validation loss still falls (not overfitting: the
        inference-mode model, e.g. BatchNorm's moving statistics, has not
        caught up with training): **too low** (still converging);
-    8. with 3 or more epochs, the last epoch's gain is at least half the
-       first's (``L[-2] - L[-1] >= 0.5 (L[0] - L[1])``), or the second
+    8. with 3 or more epochs, the last epoch's gain over the best before
+       it is at least half the first's (``min(L[:-1]) - L[-1] >= 0.5 (L[0]
+       - L[1])``; not the fall back from an epoch that blew up), or the second
        epoch's at least 0.7 of the first's (``L[1] - L[2] >= 0.7 (L[0] -
        L[1])``: with a well-set rate the first epoch's mean already holds
        the fast initial drop): **too low**;
@@ -1016,7 +1017,9 @@ def diagnose(
     # 8. No diminishing returns yet.
     if epochs >= 3:
         first_gain = loss[0] - loss[1]
-        last_gain = loss[-2] - loss[-1]
+        # Against the best before it: not the fall back from an epoch that
+        # blew up (and was rolled back by a DivergenceDetector).
+        last_gain = float(loss[:-1].min()) - loss[-1]
         steep = last_gain / first_gain if first_gain > 0 else math.nan
         ev["last_to_first_gain"] = float(steep)
         if steep >= STILL_STEEP:  # False for NaN

@@ -97,6 +97,26 @@ def test_no_diminishing_returns_is_too_low():
     assert d.evidence["last_to_first_gain"] == pytest.approx(0.25 / 0.3)
 
 
+def test_fall_back_from_a_rolled_back_blow_up_is_not_still_steep():
+    # examples/divergence_recovery_fashion_mnist.py --smoke on JAX: a rate
+    # spike blew the fourth epoch up, a DivergenceDetector rolled it back,
+    # and the last epoch's fall from that spike read as "still gained 999%
+    # of what the first gained: raise the learning rate".
+    history = {
+        "loss": [1.416, 0.7019, 4.3303, 1126006.125, 0.5651],
+        "accuracy": [0.5153, 0.739, 0.7563, 0.099, 0.7937],
+        "val_loss": [0.8427, 0.6592, 9744972.0, 0.6592, 0.5913],
+        "val_accuracy": [0.682, 0.773, 0.1, 0.773, 0.776],
+        "divergence_events": [0, 0, 0, 1, 0],
+    }
+    d = diagnose(history)
+    assert d.rule != "still_steep" and d.verdict != "too_low", d
+    # The gain is the last epoch's over the best before it.
+    assert d.evidence["last_to_first_gain"] == pytest.approx(
+        (0.7019 - 0.5651) / (1.416 - 0.7019)
+    )
+
+
 def test_slow_start_is_too_low():
     # The second epoch gains 90% of the first, the last little: the fast
     # initial drop was spread over the first epochs (a low rate).
