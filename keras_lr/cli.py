@@ -30,6 +30,8 @@ _Y_KEYS = ("y", "labels", "y_train", "Y")
 # takes (the sweep's rates are allocated up front).
 _MIN_STEPS = 10
 _MAX_STEPS = 1_000_000
+# The backends that can train (`fit`).
+_BACKENDS = ("tensorflow", "jax", "torch")
 
 
 def _int_at_least(minimum: int, maximum: int | None = None) -> Any:
@@ -480,6 +482,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     >>> "demo" in out.getvalue() and "find" in out.getvalue()
     True
     """
+    import keras
+
     from keras_lr.range_test.result import MIN_POINTS
 
     parser = _parser()
@@ -487,6 +491,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     # Found before the range test runs, not after.
     command = args.command_parser
+    backend = keras.backend.backend()
+    if backend not in _BACKENDS:
+        # Keras's NumPy and OpenVINO backends have no `fit`.
+        command.error(
+            f"the {backend} backend of Keras cannot train: set KERAS_BACKEND "
+            f"to one of {', '.join(_BACKENDS)}"
+        )
     if not args.end_lr > args.start_lr:
         command.error(
             "argument --end-lr: must be > --start-lr. Received: "

@@ -350,3 +350,20 @@ def test_non_finite_data_is_a_usage_error_before_training(
         "are not finite (NaN or Inf)"
     )
     assert ran == []
+
+
+def test_a_backend_that_cannot_train_is_a_usage_error(capsys, monkeypatch):
+    # KERAS_BACKEND=numpy: a traceback ending in Keras's "fit not implemented
+    # for NumPy backend" after the model was built.
+    ran = []
+    monkeypatch.setattr(cli, "_demo", lambda args: ran.append(args) or 0)
+    monkeypatch.setattr(keras.backend, "backend", lambda: "numpy")
+    with pytest.raises(SystemExit) as info:
+        cli.main(["demo"])
+    assert info.value.code == 2
+    (line,) = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
+    assert line == (
+        "keras-lr demo: error: the numpy backend of Keras cannot train: set "
+        "KERAS_BACKEND to one of tensorflow, jax, torch"
+    )
+    assert ran == []
