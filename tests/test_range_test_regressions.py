@@ -1196,6 +1196,24 @@ def test_validation_data_must_end_and_be_reiterable():
     assert np.all(np.isfinite(search.scores))
 
 
+def test_a_dataset_raises_no_warning_about_shuffle():
+    # The race warned "`shuffle=True` was passed, but will be ignored since
+    # the data `x` was provided as a tf.data.Dataset", an argument the user
+    # never passed, for a dataset as the FAQ suggests.
+    tf = pytest.importorskip("tensorflow")
+    x, y = _linear_data(256)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        keras_lr.find_best_learning_rate(
+            _linear_model(), dataset, start_lr=1e-4, end_lr=1.0, num_steps=20,
+            verbose=0,
+        )  # fmt: skip
+    assert not [w for w in caught if "shuffle" in str(w.message)], [
+        str(w.message) for w in caught
+    ]
+
+
 @pytest.mark.parametrize("empty", ["take(0)", "filter"])
 def test_an_empty_dataset_on_a_built_model_is_refused(empty):
     tf = pytest.importorskip("tensorflow")

@@ -132,6 +132,7 @@ def _settle_loss_scale(
         session.install(0.0)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*ran out of data.*")
+            warnings.filterwarnings("ignore", message=".*shuffle=True.*")
             model.fit(**kwargs, verbose=0)
         scale = np.array(keras.ops.convert_to_numpy(optimizer.dynamic_scale.value))
     finally:
@@ -516,7 +517,10 @@ def _race(
                 if i == 0:
                     session.install(lr_variable)
                 lr_variable.assign(lr)
-            model.fit(**fit_kwargs, verbose=0)
+            with warnings.catch_warnings():
+                # Keras ignores `shuffle` for a dataset, and says so.
+                warnings.filterwarnings("ignore", message=".*shuffle=True.*")
+                model.fit(**fit_kwargs, verbose=0)
             losses = session.recorder.recorded()
             tail = losses[-max(1, losses.size // 3) :]
             paired = None
