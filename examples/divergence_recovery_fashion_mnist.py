@@ -5,7 +5,8 @@ rate is multiplied by 100 (a fault injected on purpose). Without a guard the
 network dies; `keras_lr.callbacks.DivergenceDetector(action="rollback")`
 sees the spike in the per-step loss, restores its last healthy in-memory
 snapshot, lowers the rate and goes on. `keras_lr.diagnose` then reads the
-history.
+history. The full Fashion-MNIST is read from disk when it is there
+(`keras_lr.data.load_fashion_mnist`); otherwise the embedded sample is used.
 
     python examples/divergence_recovery_fashion_mnist.py           # full data
     python examples/divergence_recovery_fashion_mnist.py --smoke   # seconds
@@ -82,8 +83,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.smoke or find_fashion_mnist() is None:
         (x, y), (xt, yt) = load_fashion_mnist_sample()
+        source = "embedded sample"
     else:
         (x, y), (xt, yt) = load_fashion_mnist()
+        source = "full Fashion-MNIST"
+    print(f"Data: {source}, {len(x)} training and {len(xt)} test images")
     x = (x[..., None] / np.float32(255)).astype("float32")
     xt = (xt[..., None] / np.float32(255)).astype("float32")
     epochs = args.epochs or (5 if args.smoke else 4)
