@@ -30,6 +30,8 @@ _Y_KEYS = ("y", "labels", "y_train", "Y")
 # takes (the sweep's rates are allocated up front).
 _MIN_STEPS = 10
 _MAX_STEPS = 1_000_000
+# The options that set the arguments of `lr_range_test` its notes name.
+_OPTIONS = {"start_lr": "--start-lr", "end_lr": "--end-lr", "num_steps": "--steps"}
 # The backends that can train (`fit`).
 _BACKENDS = ("tensorflow", "jax", "torch")
 
@@ -129,6 +131,9 @@ def _report(result: Any, output: str, started: float) -> None:
     else:
         print(f"Range for cyclical / 1cycle schedules: {low:.3g} .. {high:.3g}")
     for finding in result.diagnostics():
+        # In the options of this command, not the arguments of lr_range_test.
+        for name, option in _OPTIONS.items():
+            finding = re.sub(rf"\b{name}\b", option, finding)
         print(f"Note: {finding}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

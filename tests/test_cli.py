@@ -367,3 +367,18 @@ def test_a_backend_that_cannot_train_is_a_usage_error(capsys, monkeypatch):
         "KERAS_BACKEND to one of tensorflow, jax, torch"
     )
     assert ran == []
+
+
+def test_notes_name_the_options_of_the_command(tmp_path, capsys):
+    # The notes said "raise end_lr or num_steps": arguments of
+    # lr_range_test, not options of the command (--end-lr, --steps).
+    from keras_lr.range_test.result import LRRangeTestResult
+
+    lrs = np.geomspace(1e-7, 10.0, 100)
+    losses = 2.3 - 0.1 * np.arange(100) / 100  # falls to the end
+    result = LRRangeTestResult(lrs=lrs, losses=losses, params={"end_lr": 10.0})
+    assert any("end_lr" in finding for finding in result.diagnostics())
+    cli._report(result, str(tmp_path / "notes.png"), 0.0)
+    notes = [ln for ln in capsys.readouterr().out.splitlines() if "Note:" in ln]
+    assert any("raise --end-lr or --steps" in note for note in notes), notes
+    assert not any("end_lr" in note or "num_steps" in note for note in notes), notes
