@@ -79,7 +79,9 @@ def build(seed: int = 0) -> keras.Model:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="embedded sample, seconds")
-    parser.add_argument("--epochs", type=positive, default=None)
+    parser.add_argument(
+        "--epochs", type=positive, default=None, help="default 4 (smoke: 5)"
+    )
     args = parser.parse_args(argv)
     if args.smoke or find_fashion_mnist() is None:
         (x, y), (xt, yt) = load_fashion_mnist_sample()

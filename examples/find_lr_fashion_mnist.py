@@ -91,9 +91,13 @@ def build_model(seed: int = 0) -> keras.Model:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="seconds, embedded data")
-    parser.add_argument("--epochs", type=positive, default=None)
-    parser.add_argument("--batch-size", type=positive, default=64)
-    parser.add_argument("--output", default="lr_range_test.png")
+    parser.add_argument(
+        "--epochs", type=positive, default=None, help="default 3 (smoke: 2)"
+    )
+    parser.add_argument("--batch-size", type=positive, default=64, help="default 64")
+    parser.add_argument(
+        "--output", default="lr_range_test.png", help="the range test's plot"
+    )
     args = parser.parse_args(argv)
 
     (x, y), (xt, yt), source = load(args.smoke)

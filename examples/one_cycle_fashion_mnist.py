@@ -76,8 +76,12 @@ def make_model(optimizer, seed: int, width: int) -> keras.Model:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny run, < 30 s")
-    parser.add_argument("--epochs", type=positive, default=None)
-    parser.add_argument("--seeds", type=positive, default=1)
+    parser.add_argument(
+        "--epochs", type=positive, default=None, help="default 4 (smoke: 1)"
+    )
+    parser.add_argument(
+        "--seeds", type=positive, default=1, help="seeds to average over (default 1)"
+    )
     args = parser.parse_args()
     smoke = args.smoke
     epochs = args.epochs or (1 if smoke else 4)

@@ -44,8 +44,14 @@ def main() -> None:
     parser.add_argument(
         "--epochs", type=positive, default=None, help="default 3 (smoke: 1)"
     )
-    parser.add_argument("--directory", default=None)
-    parser.add_argument("--plot", default="tune_fashion_mnist.png")
+    parser.add_argument(
+        "--directory",
+        default=None,
+        help="KerasTuner's folder (default: a new temporary one)",
+    )
+    parser.add_argument(
+        "--plot", default="tune_fashion_mnist.png", help="the trials' plot"
+    )
     args = parser.parse_args()
 
     if args.smoke:
