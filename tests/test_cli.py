@@ -306,6 +306,15 @@ def test_error_messages_are_one_line_without_keras_frames():
     assert cli._message(ValueError(cardinality)) == (
         "Data cardinality is ambiguous. 'x' sizes: 5 'y' sizes: 4"
     )
+    graph = (
+        "Graph execution error:\n\nDetected at node loss/Sparse defined at "
+        '(most recent call last):\n  File "x.py", line 1\n\nReceived a '
+        "label value of 42 which is outside the valid range of [0, 10).\n\t "
+        "[[{{node loss/Sparse}}]] [Op:__inference_train]"
+    )
+    assert cli._message(ValueError(graph)) == (
+        "Received a label value of 42 which is outside the valid range of [0, 10)."
+    )
 
 
 def test_a_curve_too_short_for_a_range_still_reports(tmp_path, capsys):
