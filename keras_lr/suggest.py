@@ -276,6 +276,12 @@ def default(lrs: Any, losses: Any) -> float:
        of the rate at its steepest point, ``argmin_i ds/dlog(lr)`` on
        ``[i_0, i_min]``, and the rate at the minimum,
        ``sqrt(lr_steep * lr_min)``.
+    4. A curve with no descent before its minimum gives a tenth of the
+       rate at the minimum, fastai's "minimum / 10". When the loss only
+       rises (a model that is already trained), its lowest point is the
+       first one and the answer ``lrs[0] / 10`` lies below the sweep: such
+       a curve says little, and `LRRangeTestResult.diagnostics` reports it
+       ("no descent").
 
     Both ends are read off a curve without lag: the steepest point is where
     the rate starts to pay off, the minimum where it stops; their middle is
