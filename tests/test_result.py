@@ -37,6 +37,22 @@ def test_warnings_for_untrustworthy_curves():
     assert flat.diagnostics()
 
 
+def test_a_clear_rise_without_divergence_is_not_flagged():
+    # Falls from 2.3 to 0.3, then rises back to about 1.2 by the end: under
+    # the divergence threshold (4x the best), but the curve shows where the
+    # rate becomes too high.
+    noise = 0.02 * np.random.default_rng(0).standard_normal(100)
+    rise = np.clip(X + 1.5, 0, None)
+    risen = 2.3 - 2.0 / (1 + np.exp(-3 * (X + 3))) + 0.35 * rise + noise
+    assert risen[np.argmin(risen) :].max() < 4 * risen.min()
+    found = LRRangeTestResult(LRS, risen, diverged=False).diagnostics()
+    assert not any("never diverged" in f for f in found), found
+    # The same descent with a barely-lifting end (2% of its fall) is flagged.
+    flat_end = 2.3 - 2.0 / (1 + np.exp(-3 * (X + 3))) + 0.015 * rise + noise
+    found = LRRangeTestResult(LRS, flat_end, diverged=False).diagnostics()
+    assert any("never diverged" in f for f in found), found
+
+
 def test_nonfinite_weights_under_finite_losses_are_a_finding(tmp_path):
     # The good curve would warn nothing; weights found non-finite at the end
     # of its sweep make it untrustworthy, and the flag survives a round trip.

@@ -159,9 +159,10 @@ class LRRangeTestResult:
         (``params["nonfinite_weights"]``), a sweep cut short (`fit` ended
         before its `num_steps`), too
         few finite points, no descent (the loss never falls meaningfully
-        below where it started), a sweep that never diverged (the curve
-        may not show where the rate becomes too high), and one whose loss
-        was still falling at its end.
+        below where it started), a sweep that never diverged and whose loss
+        did not rise clearly after its minimum either (the curve may not
+        show where the rate becomes too high), and one whose loss was still
+        falling at its end.
         """
         lrs, losses = suggest.clean_curve(self.lrs, self.losses)
         found = []
@@ -205,7 +206,13 @@ class LRRangeTestResult:
                 "level; widen the sweep (lower start_lr, higher end_lr) or "
                 "check the data and the loss"
             )
-        if not self.diverged and not cut_short:
+        # A curve that rose clearly after its minimum (by a quarter of its
+        # fall, by more than the noise and by 1% of its level) shows where
+        # the rate becomes too high, whether or not the rise reached the
+        # divergence threshold.
+        rise = float(smoothed[-1]) - low
+        rose = rise > max(0.25 * (head - low), 2.0 * noise, 0.01 * abs(head))
+        if not self.diverged and not cut_short and not rose:
             found.append(
                 "the sweep never diverged: the curve may not show where the "
                 "rate becomes too high; raise end_lr or num_steps"
