@@ -207,23 +207,57 @@ def retrace_train_function(model: Any) -> None:
     object stands in for ``train_step``, so that `jax.jit` traces anew; the
     jitted function keeps it, and the model's own attribute is put back.
 
+    Under a JAX `keras.distribution`, `make_train_function` also fixes the
+    output shardings of the state, one per variable that exists when it is
+    called, and the `fit` that follows may still create variables (the
+    compiled metrics, or the optimizer's slots, built from its first
+    batch): it would then call a function made for a state of another
+    structure, and fail. There the new function is made at its first call,
+    with the shardings of the state it is called with.
+
     Args:
         model: a compiled Keras model.
     """
     if keras.backend.backend() != "jax":
         model.make_train_function(force=True)
         return
+    if keras.distribution.distribution() is None:
+        _trace_jax_train_function(model)
+        return
+
+    def train_function(state: Any, data: Any) -> Any:
+        shardings = tuple([getattr(a, "sharding", None) for a in s] for s in state)
+        _trace_jax_train_function(model, shardings)
+        return model.train_function(state, data)
+
+    set_attr(model, "train_function", train_function)
+
+
+def _trace_jax_train_function(model: Any, shardings: Any = None) -> None:
+    """`make_train_function(force=True)` through a fresh `train_step` object.
+
+    Args:
+        model: a compiled Keras model (JAX backend).
+        shardings: the state's shardings, for Keras to use instead of those
+            of the model's variables (which `fit` empties while it runs).
+    """
     bound_step = model.train_step
 
     def train_step(state: Any, data: Any) -> Any:
         return bound_step(state, data)
 
-    own = vars(model).get("train_step", _MISSING)
+    saved = {
+        name: vars(model).get(name, _MISSING)
+        for name in ("train_step", "_get_state_sharding_spec")
+    }
     set_attr(model, "train_step", train_step)
+    if shardings is not None:
+        set_attr(model, "_get_state_sharding_spec", lambda: shardings)
     try:
         model.make_train_function(force=True)
     finally:
-        set_attr(model, "train_step", own)
+        for name, value in saved.items():
+            set_attr(model, name, value)
 
 
 def retrace_if_untracked(model: Any, variable: Any) -> None:

@@ -70,3 +70,39 @@ def assert_bitwise_equal(before: list[np.ndarray], after: list[np.ndarray]) -> N
     for i, (a, b) in enumerate(zip(before, after)):
         assert a.dtype == b.dtype and a.shape == b.shape, i
         assert a.tobytes() == b.tobytes(), f"variable {i} differs"
+
+
+def run_jax_data_parallel(script: str, devices: int = 2) -> str:
+    """Runs `script` in a process of its own on JAX, under `DataParallel`.
+
+    The host CPU is split into `devices` JAX devices, which must be set
+    before JAX starts (hence the process); the script runs with
+    `keras.distribution.DataParallel` over them already set. Skips the test
+    where JAX is not installed.
+
+    Returns:
+        The script's standard output.
+    """
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("jax")
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3")
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
+    prelude = (
+        "import keras\n"
+        "keras.distribution.set_distribution(keras.distribution.DataParallel("
+        "devices=keras.distribution.list_devices()))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", prelude + script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout

@@ -81,3 +81,48 @@ def test_is_tracked():
     opt2 = keras.optimizers.SGD(0.1)
     opt2.build([keras.Variable(np.zeros(2, "float32"))])
     assert _rate.is_tracked(opt2, opt2._learning_rate)
+
+
+_RACE_UNDER_DATA_PARALLEL = """
+import numpy as np
+
+import keras_lr
+
+x = np.random.default_rng(0).normal(size=(1024, 8)).astype("float32")
+y = x @ np.linspace(-1, 1, 8, dtype="float32")[:, None]
+
+
+def model():
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
+    m.compile(keras.optimizers.SGD(0.01, momentum=0.9), "mse", metrics=["mae"])
+    return m
+
+
+def host(m):
+    variables = m.variables + m.optimizer.variables + m.metrics_variables
+    return [np.array(v.value) for v in variables]
+
+
+kwargs = dict(batch_size=32, num_steps=30, verbose=0)
+distributed = model()
+before = host(distributed)
+lr = keras_lr.find_best_learning_rate(distributed, (x, y), **kwargs)
+assert all(a.tobytes() == b.tobytes() for a, b in zip(before, host(distributed)))
+keras.distribution.set_distribution(None)
+np.testing.assert_allclose(
+    lr, keras_lr.find_best_learning_rate(model(), (x, y), **kwargs), rtol=1e-3
+)
+print("ok", lr)
+"""
+
+
+@pytest.mark.slow
+def test_retrace_before_fit_under_jax_data_parallel():
+    # Before: under a JAX `DataParallel`, the race of `find_best_learning_rate`
+    # made its train function before `fit` built the compiled metrics, for
+    # a state without them, and `fit` failed ("pytree structure error ...
+    # out_shardings"). Now the function is made at its first call.
+    from conftest import run_jax_data_parallel
+
+    assert run_jax_data_parallel(_RACE_UNDER_DATA_PARALLEL).startswith("ok")
