@@ -437,6 +437,39 @@ def test_range_test_under_mirrored_strategy_restores_the_model():
     assert proc.stdout.strip().endswith("ok")
 
 
+_HOLDOUT_UNDER_DATA_PARALLEL = """
+import numpy as np
+
+import keras_lr
+
+for n in (512, 1360):
+    # 512: 10% is 51 samples held out, 461 left to sweep (a last batch of
+    # 13); 1360: 136 held out, scored in 8 chunks of 17.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 8)).astype("float32")
+    y = x @ np.linspace(-1, 1, 8, dtype="float32")[:, None]
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.01, momentum=0.9), "mse")
+    search = keras_lr.find_best_learning_rate(
+        model, (x, y), batch_size=32, num_steps=30, verbose=0, return_details=True
+    )
+    assert np.isfinite(search.scores[0]) and 1e-4 < search.learning_rate < 1.0
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_holdout_splits_evenly_under_jax_data_parallel():
+    # Before: under a 2-device JAX `DataParallel`, data whose batches split
+    # evenly (512 or 1360 samples in batches of 32) failed in
+    # find_best_learning_rate with jax's IndivisibleError: the held-out
+    # slice (51 samples) or its scoring chunks (17 samples) had odd sizes.
+    from conftest import run_jax_data_parallel
+
+    assert run_jax_data_parallel(_HOLDOUT_UNDER_DATA_PARALLEL).startswith("ok")
+
+
 def _own_tracker_model():
     """A subclassed model whose `train_step` keeps a loss tracker of its own
     (not Keras's compiled loss)."""

@@ -37,6 +37,27 @@ def num_samples(x: Any) -> int:
     return int(np.shape(x)[0])
 
 
+def batch_shards() -> int:
+    """Parts each batch is split into by the current `keras.distribution`.
+
+    Under a `keras.distribution.DataParallel` (or `ModelParallel`) on JAX,
+    every batch's size must be a multiple of the devices along the batch
+    axis of the mesh: the sizes of the slices keras_lr cuts from array data
+    are multiples of this. 1 without a distribution.
+
+    Example:
+
+    >>> batch_shards()
+    1
+    """
+    distribution = keras.distribution.distribution()
+    mesh = getattr(distribution, "device_mesh", None)
+    axis = getattr(distribution, "batch_dim_name", None)
+    if mesh is None or axis not in mesh.axis_names:
+        return 1
+    return int(mesh.shape[list(mesh.axis_names).index(axis)])
+
+
 def _is_tf_dataset(x: Any) -> bool:
     return type(x).__module__.startswith("tensorflow") and hasattr(x, "repeat")
 

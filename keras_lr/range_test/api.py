@@ -22,6 +22,7 @@ from keras_lr._state import (
 from keras_lr.range_test._data import (
     _is_array_like,
     _take,
+    batch_shards,
     check_cardinality,
     check_sample_weight,
     check_targets,
@@ -397,6 +398,9 @@ def _split_holdout(
     check_cardinality(x, y)
     n = num_samples(x)
     k = min(round(holdout * n), MAX_HOLDOUT_SAMPLES)
+    # Under a data-parallel distribution, data whose batches split evenly
+    # across the devices is cut into parts that still do.
+    k -= k % batch_shards()
     if k < 1 or n - k < 1:
         return x, y, weights, None
     index = np.random.default_rng(seed).permutation(n)
@@ -569,7 +573,13 @@ def _score(
             x, y, sample_weight=w, steps=steps, verbose=0, return_dict=True
         )
         return float(logs["loss"]), None
-    chunks = np.array_split(np.arange(n), SCORE_CHUNKS)
+    # Chunks of whole groups of `shards` samples (a data-parallel
+    # distribution splits every batch evenly across its devices).
+    shards = batch_shards()
+    if n % shards:
+        shards = 1
+    groups = np.array_split(np.arange(n // shards), SCORE_CHUNKS)
+    chunks = np.split(np.arange(n), np.cumsum([shards * g.size for g in groups])[:-1])
     losses = np.array(
         [
             model.evaluate(
