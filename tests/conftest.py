@@ -106,3 +106,43 @@ def run_jax_data_parallel(script: str, devices: int = 2) -> str:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
+
+
+def run_tf_mirrored(script: str, replicas: int = 2) -> str:
+    """Runs `script` in a process of its own on TensorFlow, with a strategy.
+
+    The host CPU is split into `replicas` logical devices, which must be
+    set before TensorFlow starts (hence the process); the script runs with
+    ``strategy``, a `tf.distribute.MirroredStrategy` over them, and ``tf``
+    defined.
+
+    Returns:
+        The script's standard output.
+    """
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
+    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
+    prelude = (
+        "import tensorflow as tf\n"
+        "tf.config.set_logical_device_configuration(\n"
+        "    tf.config.list_physical_devices('CPU')[0],\n"
+        f"    [tf.config.LogicalDeviceConfiguration()] * {replicas},\n"
+        ")\n"
+        "import keras\n"
+        "strategy = tf.distribute.MirroredStrategy(\n"
+        f"    [f'/cpu:{{i}}' for i in range({replicas})]\n"
+        ")\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", prelude + script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout

@@ -877,6 +877,59 @@ def test_gradient_norms_match_the_closed_form(steps_per_execution):
     assert len(model.optimizer.variables) == 2  # iterations, learning_rate
 
 
+_GRAD_NORMS_UNDER_MIRRORED = """
+import numpy as np
+
+from keras_lr.callbacks import DivergenceDetector
+
+
+class Probe(DivergenceDetector):
+    def __init__(self):
+        super().__init__(watch_gradient_norm=True, check_every=4, verbose=0)
+        self.norms = []
+
+    def _update_grad_watch(self, grads, first):
+        self.norms.extend(np.asarray(grads).tolist())
+        return super()._update_grad_watch(grads, first)
+
+
+rng = np.random.default_rng(0)
+x = rng.normal(size=(256, 5)).astype("float32")
+y = (x @ rng.normal(size=(5, 1)) + 0.1 * rng.normal(size=(256, 1))).astype("float32")
+for scaled in (False, True):
+    optimizer = keras.optimizers.SGD(0.05)
+    if scaled:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(1)])
+        model.compile(optimizer=optimizer, loss="mse")
+    w, b = (np.array(v, dtype=np.float64) for v in model.get_weights())
+    probe = Probe()
+    model.fit(x, y, batch_size=32, shuffle=False, callbacks=[probe], verbose=0)
+    expected = []
+    for i in range(0, len(x), 32):
+        xb, yb = x[i : i + 32].astype(np.float64), y[i : i + 32].astype(np.float64)
+        r = xb @ w + b - yb
+        gw, gb = 2.0 / len(xb) * xb.T @ r, 2.0 / len(xb) * r.sum(axis=0)
+        expected.append(np.sqrt(np.sum(gw**2) + np.sum(gb**2)))
+        w, b = w - 0.05 * gw, b - 0.05 * gb
+    np.testing.assert_allclose(probe.norms, expected, rtol=1e-4)
+print("ok")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.tensorflow_only
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="needs tf.distribute")
+def test_gradient_norms_under_mirrored_strategy_are_of_the_whole_batch():
+    # Before: under a 2-replica MirroredStrategy each replica recorded the
+    # norm of its own share of the gradient (scaled by 1/2 by Keras), and
+    # the ring kept their mean: 0.50 to 0.57 times the batch's gradient norm.
+    from conftest import run_tf_mirrored
+
+    assert run_tf_mirrored(_GRAD_NORMS_UNDER_MIRRORED).strip().endswith("ok")
+
+
 class _GradientScale(keras.layers.Layer):
     """A dense unit whose gradients are 1000x on batches flagged in column 5.
 
