@@ -194,6 +194,7 @@ class TrainingState:
         if self.optimizer is not None:
             self._lr_object = base_optimizer(self.optimizer)._learning_rate
         self._values: list[tuple[Any, np.ndarray]] | None = None
+        self._replicas: list[tuple[list[Any], list[np.ndarray]]] = []
         self._metric_ids: set[int] = set()
         # Optimizers not built yet, with the ids of the variables they have
         # (the iteration count, a float rate): `restore()` un-builds those
@@ -280,6 +281,7 @@ class TrainingState:
         variables = self._variables()
         values = _live.variable_values(self.model, variables)
         self._values = list(zip(variables, values))
+        self._replicas = _replica_copies(self.model, variables)
         self._metric_ids = {id(v) for v in self.model.metrics_variables}
         return True
 
@@ -295,6 +297,9 @@ class TrainingState:
             return
         for variable, value in self._values:
             variable.assign(value)
+        for components, values in self._replicas:
+            for component, value in zip(components, values):
+                component.assign(value)
         # Metrics created during the run (a compiled metric built lazily on
         # its first update) go back to their initial state.
         for metric in self.model.metrics:
@@ -328,6 +333,36 @@ class TrainingState:
         self._unbuilt_optimizers = []
         for compiled, kept in self._unbuilt_compiled:
             _unbuild_compiled(compiled, kept)
+
+
+def _replica_copies(
+    model: Any, variables: list[Any]
+) -> list[tuple[list[Any], list[np.ndarray]]]:
+    """The per-replica copies of a model's non-trainable mirrored variables.
+
+    Under a `tf.distribute` strategy of several replicas, a non-trainable
+    variable that its layer updates in each replica (the moving statistics
+    of a `BatchNormalization` that is not ``synchronized``) has one copy per
+    replica, and the copies drift apart; reading the variable gives the
+    first replica's. Each copy is kept here, to be put back as it was.
+
+    Returns:
+        ``(copies, values)`` for each such variable among `variables`.
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return []
+    non_trainable = {id(v) for v in model.non_trainable_variables}
+    found = []
+    for variable in variables:
+        if id(variable) not in non_trainable:
+            continue
+        copies = getattr(variable.value, "values", None)
+        if isinstance(copies, tuple) and len(copies) > 1:
+            values = [np.array(c.read_value(), copy=True) for c in copies]
+            found.append((list(copies), values))
+    return found
 
 
 def variables_finite(variables: Any) -> bool:

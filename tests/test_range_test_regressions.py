@@ -437,6 +437,56 @@ def test_range_test_under_mirrored_strategy_restores_the_model():
     assert proc.stdout.strip().endswith("ok")
 
 
+_REPLICA_COPIES_UNDER_MIRRORED = """
+import numpy as np
+
+import keras_lr
+
+rng = np.random.default_rng(0)
+x = rng.normal(size=(512, 8)).astype("float32")
+y = x @ np.linspace(-1, 1, 8, dtype="float32")[:, None]
+with strategy.scope():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(4),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dense(1),
+        ]
+    )
+    model.compile(keras.optimizers.Adam(1e-3), "mse")
+model.fit(x, y, batch_size=32, verbose=0)
+
+
+def copies():
+    return [
+        np.array(c.read_value()) for v in model.variables for c in v.value.values
+    ]
+
+
+before = copies()
+moving_mean = [np.array(c.read_value()) for c in model.layers[1].moving_mean.value.values]
+assert moving_mean[0].tobytes() != moving_mean[1].tobytes()  # each replica's own
+keras_lr.lr_range_test(model, x, y, batch_size=32, num_steps=20, verbose=0)
+after = copies()
+assert all(a.tobytes() == b.tobytes() for a, b in zip(before, after))
+print("ok")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.tensorflow_only
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="needs tf.distribute")
+def test_range_test_restores_each_replica_copy_under_mirrored_strategy():
+    # Before: a BatchNormalization's moving statistics, updated by each
+    # replica on its share of the batch, differ between replicas; the range
+    # test put the first replica's values back into every replica.
+    from conftest import run_tf_mirrored
+
+    assert run_tf_mirrored(_REPLICA_COPIES_UNDER_MIRRORED).strip().endswith("ok")
+
+
 _HOLDOUT_UNDER_DATA_PARALLEL = """
 import numpy as np
 
