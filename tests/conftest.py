@@ -83,29 +83,17 @@ def run_jax_data_parallel(script: str, devices: int = 2) -> str:
     Returns:
         The script's standard output.
     """
-    import subprocess
-    import sys
-    from pathlib import Path
-
     pytest.importorskip("jax")
-    root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3")
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
     prelude = (
         "import keras\n"
         "keras.distribution.set_distribution(keras.distribution.DataParallel("
         "devices=keras.distribution.list_devices()))\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", prelude + script],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    return _run_script(
+        prelude + script,
+        "jax",
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
 
 
 def run_tf_mirrored(script: str, replicas: int = 2) -> str:
@@ -119,13 +107,6 @@ def run_tf_mirrored(script: str, replicas: int = 2) -> str:
     Returns:
         The script's standard output.
     """
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
-    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
     prelude = (
         "import tensorflow as tf\n"
         "tf.config.set_logical_device_configuration(\n"
@@ -137,8 +118,25 @@ def run_tf_mirrored(script: str, replicas: int = 2) -> str:
         f"    [f'/cpu:{{i}}' for i in range({replicas})]\n"
         ")\n"
     )
+    return _run_script(prelude + script, "tensorflow")
+
+
+def _run_script(script: str, backend: str, **env_vars: str) -> str:
+    """Runs `script` with Python in a process of its own on `backend`.
+
+    Returns:
+        The script's standard output (the test fails on a non-zero exit).
+    """
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    env.update(env_vars)
+    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(
-        [sys.executable, "-c", prelude + script],
+        [sys.executable, "-c", script],
         env=env,
         capture_output=True,
         text=True,
