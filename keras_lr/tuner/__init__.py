@@ -10,8 +10,10 @@ Import it explicitly (KerasTuner is slow to import)::
 
 Distribution: the hypermodel takes the strategy in scope, else
 `MirroredStrategy` over several GPUs, `OneDeviceStrategy` on one GPU, the
-default strategy otherwise (`default_strategy`). The searched batch is the
-global batch. Across machines, either give each trial a
+default strategy otherwise (`default_strategy`); on JAX, the
+`keras.distribution` set, else `keras.distribution.DataParallel` over several
+devices (`data_parallel_distribution`). The searched batch is the global
+batch. Across machines, either give each trial a
 `tf.distribute.MultiWorkerMirroredStrategy` (``distribution_strategy=`` of
 the hypermodel and the tuner, with ``TF_CONFIG`` set on every worker), or run
 trials in parallel with KerasTuner's distributed tuning: start the same

@@ -69,10 +69,11 @@ def check_strategy(strategy: Any) -> Any:
     return strategy
 
 
-def num_replicas(strategy: Any) -> int:
-    """Replicas that share one global batch under `strategy` (1 for None)."""
+def num_replicas(strategy: Any, distribution: Any = None) -> int:
+    """Replicas that share one global batch under `strategy` (1 for None),
+    or under the JAX `distribution` (that set, when None)."""
     if strategy is None:
-        distribution = _jax_distribution()
+        distribution = distribution or _jax_distribution()
         if distribution is not None:
             return int(distribution.device_mesh.shape[0])
         return 1
@@ -83,6 +84,19 @@ def _jax_distribution() -> Any:
     if keras.backend.backend() != "jax":
         return None
     return keras.distribution.distribution()
+
+
+def jax_distribution(strategy: Any) -> Any:
+    """The `keras.distribution` a search's trials run under (JAX only).
+
+    The one set with `keras.distribution.set_distribution`, else, for
+    ``strategy="auto"``, `data_parallel_distribution()` (None on one
+    device). None on other backends.
+    """
+    distribution = _jax_distribution()
+    if distribution is None and isinstance(strategy, str):
+        distribution = data_parallel_distribution()
+    return distribution
 
 
 def data_parallel_distribution() -> Any:
@@ -111,8 +125,11 @@ class _NullScope:
         return False
 
 
-def scope(strategy: Any):
-    """`strategy.scope()`, or nothing when None or already in scope."""
+def scope(strategy: Any, distribution: Any = None):
+    """`strategy.scope()`, or nothing when None or already in scope; on JAX,
+    `distribution.scope()` (a `keras.distribution`) when given."""
+    if distribution is not None:
+        return distribution.scope()
     if strategy is None:
         return _NullScope()
     import tensorflow as tf

@@ -245,7 +245,14 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
         metrics: metrics for uncompiled models.
         callbacks: callbacks appended to the tuner's in every trial.
         distribution_strategy: a `tf.distribute.Strategy`, None, or "auto"
-            (`keras_lr.tuner.default_strategy()`).
+            (`keras_lr.tuner.default_strategy()`). On JAX, trials are built
+            and trained under the `keras.distribution` set (with
+            `keras.distribution.set_distribution`) before the hypermodel is
+            made, else, for "auto", under `keras.distribution.DataParallel`
+            over the local devices (`data_parallel_distribution()`, none on
+            one device), which is left unset after the search. (KerasTuner's
+            `clear_session()` before each trial unsets a distribution: the
+            hypermodel sets the user's again.)
         warmup_batch_size: global batch from which warmup is added
             (None: never).
         warmup_fraction: length of that warmup, as a fraction of the
@@ -329,10 +336,18 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
             "range_test_steps", range_test_steps, minimum=10
         )
         _strategy.check_strategy(distribution_strategy)
+        strategy_arg = distribution_strategy
         if isinstance(distribution_strategy, str):
             distribution_strategy = _strategy.default_strategy()
         self.distribution_strategy = distribution_strategy
-        self.num_replicas = _strategy.num_replicas(distribution_strategy)
+        # On JAX, the `keras.distribution` of the trials, entered in `build`
+        # and `fit`: KerasTuner's `clear_session()` before each trial drops
+        # the one set with `set_distribution`.
+        self._user_distribution = _strategy.jax_distribution(None)
+        self.distribution = _strategy.jax_distribution(strategy_arg)
+        self.num_replicas = _strategy.num_replicas(
+            distribution_strategy, self.distribution
+        )
         bad = [b for b in self.batch_sizes if b % self.num_replicas]
         if bad:
             raise ValueError(
@@ -398,6 +413,18 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
 
     # -- build ----------------------------------------------------------------
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
+        if (
+            self._user_distribution is not None
+            and keras.distribution.distribution() is None
+        ):
+            # Set again: KerasTuner's `clear_session()` before each trial
+            # dropped the user's, which the search must leave as it found.
+            keras.distribution.set_distribution(self._user_distribution)
+        # On JAX, variables are laid out over the devices of the distribution.
+        with _strategy.scope(None, self.distribution):
+            return self._build_in_scope(hp)
+
+    def _build_in_scope(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         self.declare_hyperparameters(hp)
         # A `build_model(hp)` or a factory of no argument: told apart by its
         # signature, so that a TypeError raised inside it reaches the user.
@@ -480,7 +507,7 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
 
     def _compile(self, model: keras.Model, learning_rate: Any) -> None:
         # The optimizer must be created under the strategy that built the model.
-        with _strategy.scope(self.distribution_strategy):
+        with _strategy.scope(self.distribution_strategy, self.distribution):
             optimizer = self._make_optimizer(model, learning_rate)
             if _user_compiled(model):
                 config = dict(model._compile_config.config)
@@ -571,7 +598,7 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
         ]
         _feasibility.check_fits(model, per_replica)
         try:
-            with _strategy.scope(self.distribution_strategy):
+            with _strategy.scope(self.distribution_strategy, self.distribution):
                 history = model.fit(*args, **kwargs)
         except Exception as error:
             if not _feasibility.is_out_of_memory(error):
@@ -631,7 +658,7 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
         x = args[0] if args else kwargs.get("x")
         y = args[1] if len(args) > 1 else kwargs.get("y")
         steps = self.range_test_steps
-        with _strategy.scope(self.distribution_strategy):
+        with _strategy.scope(self.distribution_strategy, self.distribution):
             result = lr_range_test(
                 model,
                 x,
