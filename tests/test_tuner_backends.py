@@ -82,3 +82,51 @@ def test_search_trains_under_jax_data_parallel():
     from conftest import run_jax_data_parallel
 
     assert run_jax_data_parallel(_SEARCH_UNDER_DATA_PARALLEL).startswith("ok")
+
+
+_ODD_SAMPLES_UNDER_DATA_PARALLEL = """
+import tempfile
+import keras_tuner
+import numpy as np
+from keras_lr import tuner
+
+fits = []
+
+
+class Count(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        fits.append(1)
+
+
+x = np.random.default_rng(0).normal(size=(100, 8)).astype("float32")
+y = (x[:, 0] > 0).astype("int32")
+hm = tuner.LRBatchSizeHyperModel(
+    lambda hp: keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)]),
+    batch_sizes=(8, 16), lr_range=(1e-3, 1e-1), callbacks=[Count()],
+    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+)
+for train, val in ((99, 64), (100, 63)):
+    t = keras_tuner.RandomSearch(
+        hm, objective="val_loss", max_trials=2, overwrite=True,
+        directory=tempfile.mkdtemp(), project_name="p",
+    )
+    try:
+        t.search(x[:train], y[:train], validation_data=(x[:val], y[:val]), verbose=0)
+    except keras_tuner.errors.FatalValueError as error:
+        assert "must be a multiple of 2" in str(error), error
+    else:
+        raise AssertionError("not refused")
+assert not fits, "a trial trained"
+print("ok")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(BACKEND != "jax", reason="runs once, in the JAX run")
+def test_samples_that_do_not_split_over_jax_devices_stop_the_search():
+    # Before: 99 training (or 63 validation) samples under a 2-device JAX
+    # DataParallel failed every trial with jax's IndivisibleError at the
+    # last batch of the epoch, after training on all the others.
+    from conftest import run_jax_data_parallel
+
+    assert run_jax_data_parallel(_ODD_SAMPLES_UNDER_DATA_PARALLEL).startswith("ok")

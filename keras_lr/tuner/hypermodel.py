@@ -252,7 +252,10 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
             over the local devices (`data_parallel_distribution()`, none on
             one device), which is left unset after the search. (KerasTuner's
             `clear_session()` before each trial unsets a distribution: the
-            hypermodel sets the user's again.)
+            hypermodel sets the user's again.) Under it every batch must
+            split over the devices: arrays of a number of samples (training
+            and validation) that is not a multiple of theirs stop the search
+            with a `FatalValueError`.
         warmup_batch_size: global batch from which warmup is added
             (None: never).
         warmup_fraction: length of that warmup, as a fraction of the
@@ -551,6 +554,8 @@ class LRBatchSizeHyperModel(keras_tuner.HyperModel):
         batch = int(hp.get("batch_size"))
         per_replica = batch // self.num_replicas
         samples = _training_samples(args, kwargs, model)
+        if self.distribution is not None and self.num_replicas > 1:
+            _check_even_split(args, kwargs, samples, self.num_replicas)
         if samples is not None and batch > samples:
             # `fit` would train on one batch of all the samples, at the rate
             # searched for `batch`: the trial would not be what it says.
@@ -898,6 +903,39 @@ def _training_samples(
         return None
     split = float(kwargs.get("validation_split", 0.0) or 0.0)
     return int(n * (1.0 - split))
+
+
+def _check_even_split(args, kwargs, samples: int | None, replicas: int) -> None:
+    """Refuses arrays whose last batch cannot split over the JAX devices.
+
+    Under a `keras.distribution` on JAX, every batch is split evenly over
+    the devices, the last one of an epoch (the remainder) too; searched
+    batches are multiples of `replicas`, so the samples must be. (A
+    `tf.distribute` strategy splits uneven batches; a dataset is not
+    checked.)
+
+    Raises:
+        FatalValueError: for a training or validation set of arrays whose
+            size is not a multiple of `replicas` (every trial would fail
+            at its last batch).
+    """
+    counts = {"training": samples}
+    x = args[0] if args else kwargs.get("x")
+    split = float(kwargs.get("validation_split", 0.0) or 0.0)
+    if split and samples is not None:
+        counts["validation"] = int(np.shape(keras.tree.flatten(x)[0])[0]) - samples
+    val = kwargs.get("validation_data")
+    if isinstance(val, (tuple, list)) and val and _in_memory(val[0]):
+        counts["validation"] = _training_samples((val[0],), {})
+    for what, count in counts.items():
+        if count is not None and count % replicas:
+            raise keras_tuner.errors.FatalValueError(
+                f"Under a keras.distribution over {replicas} devices (JAX), "
+                "every batch, the last of each epoch included, must split "
+                f"evenly over the devices: the number of {what} samples must "
+                f"be a multiple of {replicas}. Received: {count} {what} samples "
+                f"(drop {count % replicas} of them)."
+            )
 
 
 #: `Model.fit`'s arguments after `x` and `y`, in order.
