@@ -1635,3 +1635,51 @@ def test_find_best_checks_its_seed_and_flags_up_front(kwargs, error, match):
             model, (x, y), validation_data=(x, y), num_steps=20, **kwargs
         )
     assert_bitwise_equal(before, all_state(model))
+
+
+# Performance: counts of the race's work (timings: benchmarks/) ---------------
+
+
+def _counting(monkeypatch, model, name):
+    """Counts calls of `model`'s method `name`."""
+    calls = []
+    method = getattr(type(model), name)
+
+    def counted(self, *args, **kwargs):
+        calls.append(name)
+        return method(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(model), name, counted)
+    return calls
+
+
+@pytest.mark.parametrize("spe", [1, 4] if BACKEND != "torch" else [1])
+def test_race_scores_each_candidate_with_one_evaluate(monkeypatch, spe):
+    # Each candidate's held-out chunks were scored by one `evaluate` each:
+    # 8 data pipelines (tf.data on TensorFlow) per candidate, most of the
+    # race's time on a small model. Now one `evaluate` per candidate, with
+    # the same chunk losses bitwise.
+    x, y = _linear_data(1000)
+    w = np.random.default_rng(1).uniform(size=len(x))  # float64: cast as Keras does
+    model = _linear_model()
+    model.compile(optimizer="sgd", loss="mse", steps_per_execution=spe)
+    chunks = np.array_split(np.arange(len(x)), SCORE_CHUNKS)
+    separate = [
+        model.evaluate(x[i], y[i], sample_weight=w[i], verbose=0, return_dict=True)
+        for i in chunks
+    ]
+    test_function = model.test_function
+    evaluations = _counting(monkeypatch, model, "evaluate")
+    _, losses = _score(model, (x, y, w))
+    assert len(evaluations) == 1
+    assert losses.tolist() == [logs["loss"] for logs in separate]
+    # One step per execution for the chunks' boundaries, then put back.
+    assert model.steps_per_execution == spe
+    assert model.test_function is test_function
+    # The race scores on a held-out tenth (200 samples: 8 chunks of 25).
+    x, y = _linear_data(2000)
+    evaluations.clear()
+    search = keras_lr.find_best_learning_rate(
+        model, (x, y), num_steps=20, verbose=0, return_details=True
+    )
+    assert len(evaluations) == len(search.candidates) == 4

@@ -12,6 +12,7 @@ import numpy as np
 
 from keras_lr import _validate, suggest
 from keras_lr._state import (
+    _MISSING,
     GlobalRandomState,
     TrainingState,
     base_optimizer,
@@ -502,6 +503,7 @@ def _race(
         lr_variable = None
     scores: list[float] = []
     samples: list[np.ndarray | None] = []
+    scoring: dict = {}
     try:
         for i, lr in enumerate(lrs):
             state.restore_variables()
@@ -530,7 +532,9 @@ def _race(
             paired = None
             if validation_data is not None and np.all(np.isfinite(tail)):
                 session.recorder.recording = False
-                score, paired = _score(model, validation_data, validation_steps)
+                score, paired = _score(
+                    model, validation_data, validation_steps, scoring
+                )
                 session.recorder.recording = True
             else:
                 score = float(np.mean(tail)) if tail.size else float("inf")
@@ -553,13 +557,115 @@ def _all_numpy(a: Any) -> bool:
     return isinstance(a, np.ndarray)
 
 
+class _ChunkBatches(keras.utils.PyDataset):
+    """The held-out chunks' batches, in order: no batch spans two chunks.
+
+    Each chunk is cut into batches of `evaluate`'s default size (32) as an
+    `evaluate` of that chunk alone would cut it, and its floats are cast to
+    ``floatx`` as Keras's array adapter casts them.
+    """
+
+    def __init__(self, arrays: tuple, chunks: list[np.ndarray], batch_size: int):
+        super().__init__()
+
+        def floatx(a: Any) -> Any:
+            if a is None or a.dtype.kind != "f" or a.dtype == keras.config.floatx():
+                return a
+            return a.astype(keras.config.floatx())
+
+        arrays = keras.tree.map_structure(floatx, arrays)
+        self.batches: list[tuple] = []
+        self.first: set[int] = set()
+        self.last: set[int] = set()
+        for index in chunks:
+            self.first.add(len(self.batches))
+            for start in range(0, index.size, batch_size):
+                rows = index[start : start + batch_size]
+                self.batches.append(
+                    tuple(a if a is None else _take(a, rows) for a in arrays)
+                )
+            self.last.add(len(self.batches) - 1)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> tuple:
+        x, y, w = self.batches[i]
+        return (x, y) if w is None else (x, y, w)
+
+
+class _ChunkLosses(keras.callbacks.Callback):
+    """Each chunk's loss within one `evaluate` of `_ChunkBatches`.
+
+    The metrics are reset before each chunk's first batch and read after its
+    last (one step per execution), as a separate `evaluate` of each chunk
+    would: Keras's own arithmetic, in the same order, and the same loss.
+    """
+
+    def __init__(self, batches: _ChunkBatches):
+        super().__init__()
+        self._first = batches.first
+        self._last = batches.last
+        self.losses: list[float] = []
+
+    def on_test_batch_begin(self, batch, logs=None):
+        if batch and batch in self._first:
+            # `model` syncs the JAX state first, then the next batch reads it.
+            self.model.reset_metrics()
+
+    def on_test_batch_end(self, batch, logs=None):
+        if batch in self._last:
+            model = self.model
+            # What `evaluate` returns: the metrics' results, or a custom
+            # `test_step`'s own logs when their keys differ.
+            result = model.get_metrics_result()
+            if not (isinstance(logs, dict) and set(logs) == set(result)):
+                result = logs
+            self.losses.append(float(keras.ops.convert_to_numpy(result["loss"])))
+
+
+def _evaluate_chunks(
+    model: Any, batches: _ChunkBatches, cache: dict | None
+) -> np.ndarray:
+    """The loss of each chunk of `batches`, from one `evaluate`.
+
+    Run at one step per execution (for the chunks' boundaries); a model
+    compiled with more gets a test function of its own for it, kept in
+    `cache` across the race's candidates and put back after each.
+    """
+    chunk_losses = _ChunkLosses(batches)
+    saved = None
+    if int(getattr(model, "steps_per_execution", 1) or 1) != 1:
+        saved = {
+            name: vars(model).get(name, _MISSING)
+            for name in ("steps_per_execution", "test_function")
+        }
+        set_attr(model, "steps_per_execution", 1)
+        set_attr(model, "test_function", (cache or {}).get("test_function"))
+    try:
+        model.evaluate(batches, verbose=0, callbacks=[chunk_losses])
+    finally:
+        if saved is not None:
+            if cache is not None:
+                cache["test_function"] = model.test_function
+            for name, value in saved.items():
+                set_attr(model, name, value)
+    return np.array(chunk_losses.losses, dtype="float64")
+
+
 def _score(
-    model: Any, validation_data: Any, steps: int | None = None
+    model: Any,
+    validation_data: Any,
+    steps: int | None = None,
+    cache: dict | None = None,
 ) -> tuple[float, np.ndarray | None]:
     """The held-out loss, and the losses of its fixed chunks (arrays only).
 
     `validation_data` is a dataset or an ``(x, y, sample_weight)`` tuple
-    (`check_validation_data`); `steps` bounds a dataset's batches.
+    (`check_validation_data`); `steps` bounds a dataset's batches. `cache`
+    keeps what can serve the next call on the same data (the race scores
+    each candidate on it): the chunks' batches, and the test function of a
+    model with ``steps_per_execution > 1`` (`_evaluate_chunks`).
     """
     if not isinstance(validation_data, tuple):
         logs = model.evaluate(validation_data, steps=steps, verbose=0, return_dict=True)
@@ -580,23 +686,22 @@ def _score(
         shards = 1
     groups = np.array_split(np.arange(n // shards), SCORE_CHUNKS)
     chunks = np.split(np.arange(n), np.cumsum([shards * g.size for g in groups])[:-1])
-    losses = np.array(
-        [
-            model.evaluate(
-                _take(x, index),
-                _take(y, index),
-                sample_weight=None if w is None else _take(w, index),
-                verbose=0,
-                return_dict=True,
-            )["loss"]
-            for index in chunks
-        ],
-        dtype="float64",
-    )
+    batches = None if cache is None else cache.get("batches")
+    if batches is None:
+        # One `evaluate` of the chunks' batches, not one per chunk (each
+        # builds its own data pipeline, a tf.data one on TensorFlow).
+        batches = _ChunkBatches((x, y, w), chunks, _EVALUATE_BATCH_SIZE)
+        if cache is not None:
+            cache["batches"] = batches
+    losses = _evaluate_chunks(model, batches, cache)
     sizes = np.array([index.size for index in chunks], dtype="float64")
     # The mean over samples, as one `evaluate` of the whole set gives it
     # (Keras's losses average ``weight * loss`` over the samples).
     return float(np.sum(losses * sizes) / np.sum(sizes)), losses
+
+
+#: `evaluate`'s batch size for arrays when none is given.
+_EVALUATE_BATCH_SIZE = 32
 
 
 #: The race's default budget, in multiples of the range test's `num_steps`,
