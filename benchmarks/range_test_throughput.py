@@ -168,6 +168,27 @@ def one_call(kind: str, model, x, y, batch: int, steps: int) -> float:
     return time.perf_counter() - start
 
 
+def find_best_call(model, x, y, batch: int, steps: int) -> tuple[float, float]:
+    """Wall times of a whole `find_best_learning_rate` (sweep of `steps`, a
+    race of 4 candidates, scoring on a held-out tenth) and of a plain `fit`
+    of as many steps, with a fresh trace."""
+    start = time.perf_counter()
+    search = keras_lr.find_best_learning_rate(
+        model, (x, y), batch_size=batch, num_steps=steps, start_lr=1e-6,
+        end_lr=1.0, verbose=0, return_details=True,
+    )  # fmt: skip
+    _ = keras.ops.convert_to_numpy(model.trainable_variables[0].value)
+    search_time = time.perf_counter() - start
+    need = batch * search.steps
+    reps = -(-need // len(x))
+    xs, ys = np.concatenate([x] * reps)[:need], np.concatenate([y] * reps)[:need]
+    start = time.perf_counter()
+    model.make_train_function(force=True)
+    model.fit(xs, ys, batch_size=batch, epochs=1, verbose=0, shuffle=False)
+    _ = keras.ops.convert_to_numpy(model.trainable_variables[0].value)
+    return search_time, time.perf_counter() - start
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--gpu", action="store_true", help="GPU settings (batch 256)")
@@ -177,6 +198,11 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-reader", action="store_true")
+    parser.add_argument(
+        "--find-best",
+        action="store_true",
+        help="only time whole find_best_learning_rate calls against a plain fit",
+    )
     args = parser.parse_args(argv)
     if args.gpu:
         batch, width, blocks, steps = 256, 32, 2, 640
@@ -189,6 +215,19 @@ def main(argv=None) -> int:
     x, y = data(batch, steps)
     model = make_model(width, blocks)
     model.fit(x[: batch * 16], y[: batch * 16], batch_size=batch, verbose=0)  # warm-up
+    if args.find_best:
+        times = [find_best_call(model, x, y, batch, steps) for _ in range(args.repeats)]
+        search = statistics.median(t for t, _ in times)
+        plain = statistics.median(t for _, t in times)
+        ratios = ", ".join(f"{a / b:.2f}" for a, b in times)
+        print(
+            f"find_best_learning_rate ({steps}-step sweep, 4 candidates x "
+            f"{2 * steps // 4} steps): {search:.2f} s; plain `fit` of the same "
+            f"steps with a fresh trace: {plain:.2f} s; ratio {search / plain:.2f} "
+            f"(per repeat: {ratios}). Median of {args.repeats}, backend "
+            f"{keras.backend.backend()}."
+        )
+        return 0
     kinds = ["plain", "range test"] + ([] if args.no_reader else ["per-batch reader"])
     rates = {k: [] for k in kinds}
     calls = {k: [] for k in ("plain", "range test")}
