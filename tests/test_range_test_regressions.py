@@ -1683,3 +1683,20 @@ def test_race_scores_each_candidate_with_one_evaluate(monkeypatch, spe):
         model, (x, y), num_steps=20, verbose=0, return_details=True
     )
     assert len(evaluations) == len(search.candidates) == 4
+
+
+@pytest.mark.skipif(BACKEND == "torch", reason="torch runs `train_step` eagerly")
+@pytest.mark.parametrize("spe", [1, 4])
+def test_race_traces_its_steps_once_for_all_candidates(monkeypatch, spe):
+    # The candidates' rate is set in the optimizer's rate variable: one
+    # traced (on JAX, compiled) train step serves them all, and one test
+    # step scores them all (the chunks' batches are all 32 samples here).
+    x, y = _linear_data(512)
+    model = _linear_model()
+    model.compile(optimizer="sgd", loss="mse", steps_per_execution=spe)
+    train_traces = _counting(monkeypatch, model, "train_step")
+    test_traces = _counting(monkeypatch, model, "test_step")
+    scores, _ = _race(model, x, y, 32, [1e-3, 1e-2, 1e-1, 1.0], 8, (x, y, None), 0)
+    assert len(scores) == 4
+    assert len(train_traces) == 1
+    assert len(test_traces) == 1
