@@ -690,7 +690,9 @@ def _score(
     if batches is None:
         # One `evaluate` of the chunks' batches, not one per chunk (each
         # builds its own data pipeline, a tf.data one on TensorFlow).
-        batches = _ChunkBatches((x, y, w), chunks, _EVALUATE_BATCH_SIZE)
+        # Batches of `evaluate`'s size, made a multiple of the devices.
+        size = max(shards, _EVALUATE_BATCH_SIZE - _EVALUATE_BATCH_SIZE % shards)
+        batches = _ChunkBatches((x, y, w), chunks, size)
         if cache is not None:
             cache["batches"] = batches
     losses = _evaluate_chunks(model, batches, cache)
