@@ -22,6 +22,7 @@ from keras_lr.schedules import _base
 from keras_lr.schedules.scaled import (
     Scaled,
     find_scaled,
+    outermost_scaled,
     track_scaled,
     untrack_scaled,
 )
@@ -147,7 +148,7 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
         lr = base_optimizer(self.model.optimizer)._learning_rate
         if isinstance(lr, keras.Variable):
             return lr
-        outer = _outermost_scaled(lr)
+        outer = outermost_scaled(lr)
         if outer is not None:
             return _rate.own_scaled(outer)
         if find_scaled(lr):
@@ -258,31 +259,3 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
                 f"rate to {self.current_lr():.4g}."
             )
         return True
-
-
-def _outermost_scaled(schedule: Any) -> Scaled | None:
-    """The `Scaled` that scales the whole of `schedule`, or None.
-
-    That is `schedule` itself or a `Scaled` reached through schedules that
-    wrap exactly one schedule (``Warmup(Scaled(f))``, which
-    `keras_lr.callbacks.WarmupScheduler` installs, or ``Shifted``). A
-    `Scaled` inside a list of schedules (``Join([Scaled(f), g])``) scales
-    only a part of the rate: lowering it would leave the rest as it is.
-    """
-    obj, seen = schedule, set()
-    while _base.is_schedule(obj) and id(obj) not in seen:
-        if isinstance(obj, Scaled):
-            return obj
-        seen.add(id(obj))
-        children = []
-        for value in vars(obj).values():
-            if isinstance(value, (list, tuple)) and any(
-                _base.is_schedule(v) for v in value
-            ):
-                return None
-            if _base.is_schedule(value):
-                children.append(value)
-        if len(children) != 1:
-            return None
-        obj = children[0]
-    return None

@@ -36,7 +36,6 @@ from keras import ops
 from keras_lr import _rate, _validate
 from keras_lr._rate import is_tracked
 from keras_lr._state import _MISSING, base_optimizer, set_attr
-from keras_lr.callbacks.reduce_lr_on_plateau import _outermost_scaled
 from keras_lr.optimizers import SGD as ScheduledMomentumSGD
 from keras_lr.schedules import _base
 from keras_lr.schedules.cyclic import CyclicLR
@@ -44,6 +43,7 @@ from keras_lr.schedules.one_cycle import OneCycle
 from keras_lr.schedules.scaled import (
     Scaled,
     find_scaled,
+    outermost_scaled,
     track_scaled,
     untrack_scaled,
 )
@@ -245,7 +245,7 @@ class _ScheduleInstaller(LearningRateLogger):
         # (``Warmup(Scaled(f))``) is lowered instead: the cut stays after
         # `fit`, and a model saved meanwhile has it.
         self._scaled = Scaled(_base.Shifted(schedule, offset))
-        own = _outermost_scaled(schedule)
+        own = outermost_scaled(schedule)
         if own is not None:
             set_attr(self._scaled, _rate.OWN_SCALED, own)
         self._momentum = None

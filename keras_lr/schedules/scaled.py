@@ -131,6 +131,34 @@ def _set_tracker(optimizer: Any, fn) -> None:
             tracker.lock()
 
 
+def outermost_scaled(schedule: Any) -> Scaled | None:
+    """The `Scaled` that scales the whole of `schedule`, or None.
+
+    That is `schedule` itself or a `Scaled` reached through schedules that
+    wrap exactly one schedule (``Warmup(Scaled(f))``, which
+    `keras_lr.callbacks.WarmupScheduler` installs, or ``Shifted``). A
+    `Scaled` inside a list of schedules (``Join([Scaled(f), g])``) scales
+    only a part of the rate: lowering it would leave the rest as it is.
+    """
+    obj, seen = schedule, set()
+    while _base.is_schedule(obj) and id(obj) not in seen:
+        if isinstance(obj, Scaled):
+            return obj
+        seen.add(id(obj))
+        children = []
+        for value in vars(obj).values():
+            if isinstance(value, (list, tuple)) and any(
+                _base.is_schedule(v) for v in value
+            ):
+                return None
+            if _base.is_schedule(value):
+                children.append(value)
+        if len(children) != 1:
+            return None
+        obj = children[0]
+    return None
+
+
 def track_scaled(optimizer: Any) -> list[Scaled]:
     """Makes the optimizer track the factor variables of its `Scaled` schedules.
 
